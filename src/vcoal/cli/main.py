@@ -1,0 +1,55 @@
+"""The ``vcoal`` command line: argument parsing and calls into the library, no logic.
+
+Sub-commands register here; heavy modules are imported inside each command so ``vcoal --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="vcoal",
+    help="QoS-aware interrupt coalescing for virtualized cloud networks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line on stderr and exit."""
+    typer.echo(f"vcoal: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command("policies", epilog="Example: vcoal policies")
+def policies_cmd() -> None:
+    """List every registered policy with its parameters, defaults and a one-line description."""
+    import dataclasses
+
+    from vcoal.policies import POLICIES
+
+    for name, cls in sorted(POLICIES.items()):
+        typer.echo(f"{name:12s} {cls.description}")
+        for f in dataclasses.fields(cls.Params):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            typer.echo(f"{'':12s}   {f.name} = {default!r}")
+
+
+def _register() -> None:
+    from vcoal.cli import sim_cmd
+
+    sim_cmd.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("vcoal: interrupted", err=True)
+        sys.exit(130)

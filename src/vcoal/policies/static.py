@@ -1,0 +1,52 @@
+"""``static``: fixed ethtool parameters per layer, applied once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vcoal.model.params import CoalesceParams
+from vcoal.model.policy import Decision, DecisionRecord
+from vcoal.policies.base import PolicyBase
+
+_LAYERS = ("nic", "backend", "frontend")
+
+
+class Static(PolicyBase):
+    """Applies fixed parameters per layer (empty = keep the scenario's own settings).
+
+    Parameters are tables per layer, e.g. ``{"nic": {"rx_usecs": 8, "rx_frames": 32}}``.
+    """
+
+    name = "static"
+    description = "fixed ethtool parameters per layer (default: keep the scenario's settings)"
+
+    @dataclasses.dataclass(frozen=True)
+    class Params:
+        nic: dict = dataclasses.field(default_factory=dict)
+        backend: dict = dataclasses.field(default_factory=dict)
+        frontend: dict = dataclasses.field(default_factory=dict)
+
+        def __post_init__(self) -> None:
+            for layer in _LAYERS:
+                table = getattr(self, layer)
+                if not isinstance(table, dict):
+                    raise ValueError(f"{layer}: expected a table of coalescing parameters")
+                CoalesceParams.from_dict(table)  # validates keys and ranges
+
+    def reset(self, context, rng) -> None:
+        super().reset(context, rng)
+        self._done = not any(getattr(self.params, layer) for layer in _LAYERS)
+
+    def decide(self) -> Decision | None:
+        if self._done or self.context is None:
+            return None
+        self._done = True
+        params, records = {}, []
+        for site, info in self.context.sites.items():
+            table = getattr(self.params, site.layer.value)
+            if not table:
+                continue
+            p = CoalesceParams.from_dict(table, info.initial)
+            params[site] = p
+            records.append(DecisionRecord(self.window.index if self.window else 0, site, p, p != info.initial, "static: fixed setting"))
+        return Decision(params, tuple(records))
