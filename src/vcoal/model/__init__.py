@@ -8,9 +8,9 @@ exact queueing formulas used as validation anchors.
 from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.params import CoalesceParams, TimerMode
 from vcoal.model.policy import Decision, DecisionRecord, Policy, PolicyContext, SiteInfo, TenantInfo
+from vcoal.model.slo import Slo
 from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats, wrap_delta
 from vcoal.model.units import Direction, Layer, Site
-from vcoal.model.slo import Slo
 
 __all__ = [
     "CoalesceParams",

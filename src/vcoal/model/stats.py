@@ -122,3 +122,64 @@ class WindowStats:
     interval_ns: int
     sites: Mapping[Site, SiteStats]
     tenants: Mapping[str, TenantStats] = field(default_factory=dict)
+
+
+def window_to_dict(w: WindowStats) -> dict:
+    """JSON-friendly form of a window (result files, recorded traces for differential tests)."""
+    return {
+        "index": w.index,
+        "t_ns": w.t_ns,
+        "interval_ns": w.interval_ns,
+        "sites": {
+            str(site): {
+                "interval_ns": s.interval_ns,
+                "rx": list(_dir_tuple(s.rx)),
+                "tx": list(_dir_tuple(s.tx)),
+                "cpu_ns": s.cpu_ns,
+                "params": s.params.to_dict(),
+            }
+            for site, s in w.sites.items()
+        },
+        "tenants": {
+            name: {
+                "p99_us_slo": t.slo.p99_us,
+                "min_throughput_bps_slo": t.slo.min_throughput_bps,
+                "packets": t.packets,
+                "bytes": t.bytes,
+                "p50_us": t.p50_us,
+                "p99_us": t.p99_us,
+            }
+            for name, t in w.tenants.items()
+        },
+    }
+
+
+def window_from_dict(d: dict) -> WindowStats:
+    """Inverse of ``window_to_dict``."""
+    sites = {}
+    for key, s in d["sites"].items():
+        site = Site.parse(key)
+        sites[site] = SiteStats(
+            site=site,
+            interval_ns=s["interval_ns"],
+            rx=DirStats(*s["rx"]),
+            tx=DirStats(*s["tx"]),
+            cpu_ns=s["cpu_ns"],
+            params=CoalesceParams.from_dict(s["params"]),
+        )
+    tenants = {
+        name: TenantStats(
+            tenant=name,
+            slo=Slo(t["p99_us_slo"], t["min_throughput_bps_slo"]),
+            packets=t["packets"],
+            bytes=t["bytes"],
+            p50_us=t["p50_us"],
+            p99_us=t["p99_us"],
+        )
+        for name, t in d.get("tenants", {}).items()
+    }
+    return WindowStats(d["index"], d["t_ns"], d["interval_ns"], sites, tenants)
+
+
+def _dir_tuple(d: DirStats) -> tuple[int, int, int, int, int]:
+    return (d.packets, d.bytes, d.interrupts, d.polls, d.drops)
