@@ -1,0 +1,355 @@
+"""Coalescing knobs of one interface: read, journal, write, read back, restore.
+
+API (every function and class takes an optional network namespace name, ``netns=None`` meaning the
+caller's own namespace; sockets are opened inside that namespace, sysfs is reached through
+``ip netns exec``):
+
+- ``KNOBS``: the knob names, as ``vcoal.model.CoalesceParams`` names them:
+  ``napi_defer_hard_irqs``, ``gro_flush_timeout_ns`` (NAPI deferral: netdev ``napi-set`` on every
+  NAPI of the interface, sysfs ``/sys/class/net/IF/{napi_defer_hard_irqs,gro_flush_timeout}`` when
+  the kernel lacks napi-set or the interface has no NAPI listed, e.g. a veth with GRO off), and
+  ``rx_usecs``, ``rx_frames``, ``tx_usecs``, ``tx_frames`` (ethtool netlink coalescing; only the
+  fields the driver reports are supported).
+- ``LinuxKnobs(netns=None, journal=None, dry_run=False)``:
+  ``read(ifname) -> dict[knob, int]`` (supported knobs only), ``supported(ifname)``,
+  ``set(ifname, {knob: value}) -> dict`` (journals originals of the knobs it changes first,
+  writes only what differs, reads back and returns what the kernel applied; ``dry_run`` writes
+  nothing), ``restore(ifname=None)`` (journaled originals back, entries dropped), ``forget(ifname)``
+  (drop entries without restoring), ``close()``; also a context manager that restores on exit.
+- ``read_knobs(ifname, netns=None)`` / ``apply_knobs(ifname, values, netns=None, journal_path=None)``:
+  one-shot helpers for the testbed.
+- ``restore_journal(path) -> int``: restore every entry of a journal file (any namespace) and
+  delete it; returns the number of knobs restored.
+
+Errors: ``InterfaceGone`` (the device vanished), ``KnobUnsupported`` (driver/kernel cannot),
+``PermissionError`` (no CAP_NET_ADMIN).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+from vcoal.linux.journal import Journal, JournalEntry, entry_key
+from vcoal.linux.netlink import PARAM_TO_ATTR, EthtoolCoalesce, KnobUnsupported, NapiInfo, Netdev
+
+log = logging.getLogger(__name__)
+
+NAPI_KNOBS = ("napi_defer_hard_irqs", "gro_flush_timeout_ns")
+ETHTOOL_KNOBS = tuple(PARAM_TO_ATTR)
+KNOBS = NAPI_KNOBS + ETHTOOL_KNOBS
+_SYSFS_NAME = {"napi_defer_hard_irqs": "napi_defer_hard_irqs", "gro_flush_timeout_ns": "gro_flush_timeout"}
+_NAPI_FIELD = {"napi_defer_hard_irqs": "defer_hard_irqs", "gro_flush_timeout_ns": "gro_flush_timeout_ns"}
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
+_GONE = (errno.ENODEV, errno.ENXIO, errno.ENOENT)
+
+__all__ = [
+    "ETHTOOL_KNOBS",
+    "KNOBS",
+    "NAPI_KNOBS",
+    "InterfaceGone",
+    "KnobUnsupported",
+    "LinuxKnobs",
+    "apply_knobs",
+    "read_knobs",
+    "restore_journal",
+]
+
+
+class InterfaceGone(OSError):
+    """The interface does not exist (any more)."""
+
+
+def _check_ifname(ifname: str) -> None:
+    if not _IFNAME.match(ifname):
+        raise ValueError(f"interface name {ifname!r}: not a valid Linux interface name")
+
+
+class _Sysfs:
+    """sysfs NAPI knobs of one namespace (direct in the own namespace, else via ip netns exec)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+
+    def _path(self, ifname: str, knob: str) -> str:
+        return f"/sys/class/net/{ifname}/{_SYSFS_NAME[knob]}"
+
+    def read(self, ifname: str, knob: str) -> int:
+        path = self._path(ifname, knob)
+        if self.netns is None:
+            try:
+                return int(Path(path).read_text())
+            except FileNotFoundError:
+                raise InterfaceGone(errno.ENODEV, f"{ifname}: no such interface") from None
+        out = subprocess.run(["ip", "netns", "exec", self.netns, "cat", path], capture_output=True, text=True)
+        if out.returncode:
+            raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: {out.stderr.strip()}")
+        return int(out.stdout)
+
+    def write(self, ifname: str, knob: str, value: int) -> None:
+        path = self._path(ifname, knob)
+        if self.netns is None:
+            try:
+                Path(path).write_text(f"{int(value)}\n")
+            except FileNotFoundError:
+                raise InterfaceGone(errno.ENODEV, f"{ifname}: no such interface") from None
+            return
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.netns, "tee", path],
+            input=f"{int(value)}\n", capture_output=True, text=True,
+        )
+        if out.returncode:
+            if "Permission denied" in out.stderr:
+                raise PermissionError(errno.EACCES, f"{path}: permission denied (needs CAP_NET_ADMIN)")
+            raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: {out.stderr.strip()}")
+
+
+class LinuxKnobs:
+    """Journaled read/write of the coalescing knobs of interfaces in one network namespace."""
+
+    def __init__(self, netns: str | None = None, journal: Journal | None = None, dry_run: bool = False) -> None:
+        self.netns = netns
+        self.journal = journal
+        self.dry_run = dry_run
+        self._sysfs = _Sysfs(netns)
+        self._ethtool: EthtoolCoalesce | None = None
+        self._netdev: Netdev | None = None
+        self._netdev_missing = False
+        self._ipr = None
+        self._supported: dict[str, frozenset[str]] = {}
+        self.writes = 0
+
+    # --- sockets --------------------------------------------------------------------------
+    def _eth(self) -> EthtoolCoalesce:
+        if self._ethtool is None:
+            self._ethtool = EthtoolCoalesce(self.netns)
+        return self._ethtool
+
+    def _nd(self) -> Netdev | None:
+        if self._netdev is None and not self._netdev_missing:
+            try:
+                self._netdev = Netdev(self.netns)
+            except KnobUnsupported:
+                log.info("netdev netlink family not available: NAPI knobs through sysfs")
+                self._netdev_missing = True
+        return self._netdev
+
+    def ifindex(self, ifname: str) -> int:
+        """Interface index; raises InterfaceGone."""
+        _check_ifname(ifname)
+        if self.netns is None:
+            try:
+                return socket.if_nametoindex(ifname)
+            except OSError:
+                raise InterfaceGone(errno.ENODEV, f"{ifname}: no such interface") from None
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute(netns=self.netns)
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: no such interface")
+        return int(found[0])
+
+    def napis(self, ifname: str) -> list[NapiInfo]:
+        """The NAPI instances of an interface (empty without netdev netlink)."""
+        nd = self._nd()
+        if nd is None:
+            return []
+        return [n for n in nd.napi_get(self.ifindex(ifname)) if n.ifindex]
+
+    # --- reading --------------------------------------------------------------------------
+    def _read_ethtool(self, ifname: str) -> dict[str, int]:
+        try:
+            reply = self._eth().get(ifname)
+        except KnobUnsupported:
+            return {}
+        except OSError as exc:
+            if exc.errno in _GONE:
+                raise InterfaceGone(exc.errno, f"{ifname}: no such interface") from None
+            raise
+        return reply.params
+
+    def _read_napi(self, ifname: str) -> tuple[dict[str, int], dict[str, dict[str, int]], str]:
+        napis = self.napis(ifname)
+        if napis:
+            per = {k: {str(n.id): int(getattr(n, _NAPI_FIELD[k]) or 0) for n in napis} for k in NAPI_KNOBS}
+            return {k: next(iter(per[k].values())) for k in NAPI_KNOBS}, per, "netlink"
+        return {k: self._sysfs.read(ifname, k) for k in NAPI_KNOBS}, {}, "sysfs"
+
+    def read(self, ifname: str) -> dict[str, int]:
+        """Current values of every supported knob (NAPI knobs: the first NAPI's values)."""
+        _check_ifname(ifname)
+        self.ifindex(ifname)
+        eth = self._read_ethtool(ifname)
+        self._supported[ifname] = frozenset(eth) | frozenset(NAPI_KNOBS)
+        napi, _, _ = self._read_napi(ifname)
+        return {**napi, **eth}
+
+    def supported(self, ifname: str) -> frozenset[str]:
+        """The knobs this interface supports (NAPI knobs always; ethtool fields the driver reports)."""
+        if ifname not in self._supported:
+            self.read(ifname)
+        return self._supported[ifname]
+
+    # --- writing --------------------------------------------------------------------------
+    def set(self, ifname: str, values: dict[str, int]) -> dict[str, int]:
+        """Journal originals, write the knobs that differ, read back; returns the values in force."""
+        _check_ifname(ifname)
+        unknown = sorted(set(values) - set(KNOBS))
+        if unknown:
+            raise ValueError(f"knob {unknown[0]!r}: unknown; accepted: {', '.join(KNOBS)}")
+        eth_now = self._read_ethtool(ifname)
+        napi_now, per_napi, backend = self._read_napi(ifname)
+        now = {**napi_now, **eth_now}
+        for k in values:
+            if k in ETHTOOL_KNOBS and k not in eth_now:
+                raise KnobUnsupported(errno.EOPNOTSUPP, f"{ifname}: {k} not supported by the driver")
+        napi_uniform = all(len(set(per_napi.get(k, {}).values())) <= 1 for k in NAPI_KNOBS)
+        changes = {
+            k: int(v) for k, v in values.items()
+            if now[k] != int(v) or (k in NAPI_KNOBS and not napi_uniform)
+        }
+        if not changes:
+            return {k: now[k] for k in values}
+        if self.dry_run:
+            log.info("dry run: would set %s %s", ifname, changes)
+            return {**{k: now[k] for k in values}, **changes}
+        if self.journal is not None:
+            self.journal.record([
+                JournalEntry(
+                    self.netns, ifname, k,
+                    backend if k in NAPI_KNOBS else "ethtool",
+                    now[k],
+                    per_napi.get(k, {}) if k in NAPI_KNOBS else {},
+                )
+                for k in changes
+            ])
+        self._write(ifname, changes, backend, per_napi)
+        after = self.read(ifname)
+        return {k: after[k] for k in values}
+
+    def _write(
+        self, ifname: str, changes: dict[str, int], backend: str, per_napi: dict[str, dict[str, int]]
+    ) -> None:
+        eth = {k: v for k, v in changes.items() if k in ETHTOOL_KNOBS}
+        napi = {k: v for k, v in changes.items() if k in NAPI_KNOBS}
+        try:
+            if eth:
+                self._eth().set(ifname, eth)
+                self.writes += 1
+            if napi and backend == "netlink":
+                nd = self._nd()
+                assert nd is not None
+                ids = sorted({int(i) for k in NAPI_KNOBS for i in per_napi.get(k, {})})
+                for napi_id in ids:
+                    nd.napi_set(
+                        napi_id,
+                        defer_hard_irqs=napi.get("napi_defer_hard_irqs"),
+                        gro_flush_timeout_ns=napi.get("gro_flush_timeout_ns"),
+                    )
+                    self.writes += 1
+            elif napi:
+                for k, v in napi.items():
+                    self._sysfs.write(ifname, k, v)
+                    self.writes += 1
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise PermissionError(exc.errno, f"{ifname}: {exc.strerror or exc} (needs CAP_NET_ADMIN)") from None
+            if exc.errno in _GONE:
+                raise InterfaceGone(exc.errno, f"{ifname}: vanished while being set") from None
+            raise
+
+    # --- restoring ------------------------------------------------------------------------
+    def restore(self, ifname: str | None = None) -> int:
+        """Write back the journaled originals (of one interface, or all of this namespace)."""
+        if self.journal is None:
+            return 0
+        entries = [
+            e for e in self.journal.entries.values()
+            if e.netns == self.netns and (ifname is None or e.ifname == ifname)
+        ]
+        done = 0
+        for e in entries:
+            try:
+                self._restore_entry(e)
+                done += 1
+            except InterfaceGone:
+                log.info("restore %s %s: interface gone, nothing to restore", e.ifname, e.knob)
+            except OSError as exc:
+                log.error("restore %s %s=%s failed: %s", e.ifname, e.knob, e.original, exc)
+                continue
+            self.journal.forget([e.key])
+        return done
+
+    def _restore_entry(self, e: JournalEntry) -> None:
+        if e.knob in ETHTOOL_KNOBS:
+            self._write(e.ifname, {e.knob: e.original}, "ethtool", {})
+        elif e.backend == "netlink":
+            current = {str(n.id) for n in self.napis(e.ifname)}
+            for napi_id, value in e.per_napi.items():
+                if napi_id in current:  # a recreated NAPI already took the (untouched) sysfs value
+                    self._write(e.ifname, {e.knob: value}, "netlink", {e.knob: {napi_id: value}})
+        else:
+            self._sysfs.write(e.ifname, e.knob, e.original)
+        log.info("restored %s %s=%s", e.ifname, e.knob, e.original)
+
+    def forget(self, ifname: str) -> None:
+        """Drop this interface's journal entries without restoring (an administrator took over)."""
+        if self.journal is not None:
+            self.journal.forget([entry_key(self.netns, ifname, k) for k in KNOBS])
+
+    def close(self) -> None:
+        """Close the netlink sockets."""
+        for s in (self._ethtool, self._netdev, self._ipr):
+            if s is not None:
+                s.close()
+        self._ethtool = self._netdev = self._ipr = None
+
+    def __enter__(self) -> LinuxKnobs:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.restore()
+        finally:
+            self.close()
+
+
+def read_knobs(ifname: str, netns: str | None = None) -> dict[str, int]:
+    """The current values of every supported knob of one interface."""
+    with LinuxKnobs(netns) as k:
+        return k.read(ifname)
+
+
+def apply_knobs(
+    ifname: str, values: dict[str, int], netns: str | None = None, journal_path: str | None = None
+) -> dict[str, int]:
+    """Set knobs (journaled when ``journal_path`` is given, so ``restore_journal`` undoes them)."""
+    k = LinuxKnobs(netns, Journal(journal_path) if journal_path else None)
+    try:
+        return k.set(ifname, values)
+    finally:
+        k.close()
+
+
+def restore_journal(path: str | Path) -> int:
+    """Restore every knob recorded in a journal file, in every namespace; returns how many."""
+    journal = Journal(path)
+    done = 0
+    for netns in sorted({e.netns for e in journal.entries.values()}, key=lambda n: n or ""):
+        if netns is not None and not Path(f"/run/netns/{netns}").exists():
+            log.info("restore: namespace %s is gone, dropping its entries", netns)
+            journal.forget([e.key for e in journal.entries.values() if e.netns == netns])
+            continue
+        k = LinuxKnobs(netns, journal)
+        try:
+            done += k.restore()
+        finally:
+            k.close()
+    return done
