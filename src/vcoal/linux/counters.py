@@ -1,0 +1,237 @@
+"""Kernel counters a coalescing controller observes, parsed from /proc, turned into CounterSamples.
+
+Parsers take the file text (tests feed captured real output from ``tests/golden/linux/``); the
+``read_*`` helpers read the live files of the caller's network namespace (/proc/net is per
+namespace; /proc/softirqs, /proc/stat and /proc/interrupts are host-wide).
+
+What a site's ``CounterSample`` holds (``InterfaceCounters.sample``):
+
+- ``rx``/``tx`` packets, bytes, drops: /proc/net/dev of the interface;
+- ``interrupts``: the IRQ vectors of the interface in /proc/interrupts (names containing the
+  interface name, e.g. ``eth0-TxRx-0``, or the virtio device's ``virtioN-input.Q``/``-output.Q``);
+  an interface without vectors of its own (veth, tap) gets the host-wide NET_RX softirq count for
+  rx (its ``napi_schedule`` raises NET_RX), which is shared by all such interfaces;
+- ``polls``: host-wide NET_RX softirqs (rx), NET_TX (tx);
+- ``cpu_ns``: host-wide softirq CPU time from /proc/stat.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vcoal.model.stats import CounterSample, DirStats
+
+USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+NS_PER_TICK = 1_000_000_000 // USER_HZ
+
+
+def parse_softirqs(text: str) -> dict[str, list[int]]:
+    """/proc/softirqs -> {"NET_RX": [per-CPU counts], ...}."""
+    out: dict[str, list[int]] = {}
+    for line in text.splitlines()[1:]:
+        name, sep, rest = line.partition(":")
+        if sep:
+            out[name.strip()] = [int(x) for x in rest.split()]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """Aggregate CPU times from the ``cpu`` line of /proc/stat, in nanoseconds."""
+
+    user_ns: int
+    system_ns: int
+    idle_ns: int
+    irq_ns: int
+    softirq_ns: int
+    total_ns: int
+
+
+def parse_proc_stat(text: str) -> dict[str, CpuTimes]:
+    """/proc/stat -> {"cpu": CpuTimes, "cpu0": ..., ...} (jiffies converted to ns)."""
+    out: dict[str, CpuTimes] = {}
+    for line in text.splitlines():
+        if not line.startswith("cpu"):
+            continue
+        name, *vals = line.split()
+        v = [int(x) for x in vals] + [0] * (10 - len(vals))
+        user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+        out[name] = CpuTimes(
+            (user + nice) * NS_PER_TICK,
+            system * NS_PER_TICK,
+            (idle + iowait) * NS_PER_TICK,
+            irq * NS_PER_TICK,
+            softirq * NS_PER_TICK,
+            (user + nice + system + idle + iowait + irq + softirq + steal) * NS_PER_TICK,
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SoftnetStat:
+    """One CPU's row of /proc/net/softnet_stat."""
+
+    cpu: int
+    processed: int
+    dropped: int
+    time_squeeze: int
+    received_rps: int
+    flow_limit_count: int
+    backlog_len: int
+
+
+def parse_softnet_stat(text: str) -> list[SoftnetStat]:
+    """/proc/net/softnet_stat (hex columns) -> one row per CPU (CPU from column 13 when present)."""
+    rows = []
+    for i, line in enumerate(text.splitlines()):
+        cols = [int(x, 16) for x in line.split()]
+        if not cols:
+            continue
+        cols += [0] * (15 - len(cols))
+        cpu = cols[12] if len(line.split()) >= 13 else i
+        rows.append(SoftnetStat(cpu, cols[0], cols[1], cols[2], cols[9], cols[10], cols[11]))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class IrqLine:
+    """One numbered line of /proc/interrupts."""
+
+    irq: str
+    per_cpu: tuple[int, ...]
+    chip: str
+    name: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_cpu)
+
+
+def parse_interrupts(text: str) -> list[IrqLine]:
+    """/proc/interrupts -> numbered IRQ lines (the NMI/LOC/... summary rows are skipped)."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    ncpu = len(lines[0].split())
+    out = []
+    for line in lines[1:]:
+        irq, sep, rest = line.partition(":")
+        irq = irq.strip()
+        if not sep or not irq.isdigit():
+            continue
+        parts = rest.split()
+        counts = tuple(int(x) for x in parts[:ncpu])
+        tail = parts[ncpu:]
+        chip = " ".join(tail[:-1]) if len(tail) > 1 else ""
+        name = tail[-1] if tail else ""
+        out.append(IrqLine(irq, counts, chip, name))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NetDevStats:
+    """One interface's row of /proc/net/dev."""
+
+    rx_bytes: int
+    rx_packets: int
+    rx_drops: int
+    tx_bytes: int
+    tx_packets: int
+    tx_drops: int
+
+
+def parse_net_dev(text: str) -> dict[str, NetDevStats]:
+    """/proc/net/dev -> {ifname: NetDevStats}."""
+    out = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        c = [int(x) for x in rest.split()]
+        out[name.strip()] = NetDevStats(c[0], c[1], c[3], c[8], c[9], c[11])
+    return out
+
+
+def irq_direction(line: IrqLine, ifname: str, device: str | None = None) -> str | None:
+    """'rx', 'tx', 'both' or None: whether an IRQ line belongs to an interface, and its direction."""
+    name = line.name
+    tokens = name.replace("@", "-").split("-")
+    if device and name.startswith(device + "-"):
+        kind = name[len(device) + 1:]
+        if kind.startswith("input"):
+            return "rx"
+        if kind.startswith("output"):
+            return "tx"
+        return None
+    if ifname in tokens or name == ifname:
+        low = name.lower()
+        if "-rx-" in low or low.endswith("-rx"):
+            return "rx"
+        if "-tx-" in low or low.endswith("-tx"):
+            return "tx"
+        return "both"
+    return None
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def interface_device(ifname: str) -> str | None:
+    """The bus device name behind an interface (``virtio2``, ``0000:03:00.0``), None for virtual ones."""
+    try:
+        return Path(os.readlink(f"/sys/class/net/{ifname}/device")).name
+    except OSError:
+        return None
+
+
+class InterfaceCounters:
+    """Samples counters of many interfaces at once, reading each /proc file once per sample."""
+
+    def __init__(self, clock_ns=time.monotonic_ns) -> None:
+        self.clock_ns = clock_ns
+        self._devices: dict[str, str | None] = {}
+
+    def sample(self, ifnames: Iterable[str]) -> dict[str, CounterSample]:
+        """One CounterSample per interface present in /proc/net/dev (missing ones are left out)."""
+        t_ns = self.clock_ns()
+        dev = parse_net_dev(_read("/proc/net/dev"))
+        soft = parse_softirqs(_read("/proc/softirqs"))
+        stat = parse_proc_stat(_read("/proc/stat")).get("cpu")
+        irqs = parse_interrupts(_read("/proc/interrupts"))
+        net_rx = sum(soft.get("NET_RX", ()))
+        net_tx = sum(soft.get("NET_TX", ()))
+        cpu_ns = stat.softirq_ns if stat else 0
+        out = {}
+        for ifname in ifnames:
+            d = dev.get(ifname)
+            if d is None:
+                self._devices.pop(ifname, None)
+                continue
+            if ifname not in self._devices:
+                self._devices[ifname] = interface_device(ifname)
+            rx_irq = tx_irq = 0
+            own = False
+            for line in irqs:
+                direction = irq_direction(line, ifname, self._devices[ifname])
+                if direction is None:
+                    continue
+                own = True
+                if direction == "tx":
+                    tx_irq += line.total
+                else:
+                    rx_irq += line.total
+            if not own:
+                rx_irq = net_rx
+            out[ifname] = CounterSample(
+                t_ns,
+                DirStats(d.rx_packets, d.rx_bytes, rx_irq, net_rx, d.rx_drops),
+                DirStats(d.tx_packets, d.tx_bytes, tx_irq, net_tx, d.tx_drops),
+                cpu_ns,
+            )
+        return out
