@@ -15,6 +15,8 @@ with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) mod
 
 from __future__ import annotations
 
+from collections import deque
+
 from vcoal.model.units import Layer, Site
 from vcoal.sim.coalescer import Hop, SiteState
 from vcoal.sim.cpu import SOFTIRQ, Cpu
@@ -69,6 +71,7 @@ class Path:
         self.nic_rx: list[Hop] = []
         self.nic_txc: list[Hop] = []
         self.txq_used = [0] * spec.nic.queues
+        self.qdisc: list[deque] = [deque() for _ in range(spec.nic.queues)]
         for q in range(spec.nic.queues):
             site = self.sites[Site(Layer.NIC, f"q{q}")]
             cpu = self.cpus[q % ncores]
@@ -160,9 +163,15 @@ class Path:
     def _to_nic_tx(self, pkt) -> None:
         q = self.queue_of[pkt.tenant]
         if self.txq_used[q] >= self.spec.nic.tx_ring:
-            self.nic_txc[q].gate.tx.drops += 1
-            self._drop(pkt)
+            if len(self.qdisc[q]) >= self.spec.nic.txqueuelen:
+                self.nic_txc[q].gate.tx.drops += 1
+                self._drop(pkt)
+            else:
+                self.qdisc[q].append(pkt)  # the driver stopped the queue; the qdisc holds it
             return
+        self._transmit(q, pkt)
+
+    def _transmit(self, q: int, pkt) -> None:
         self.txq_used[q] += 1
         k = self.k
         t = max(k.now, self.link_out_free) + int(pkt.size * self.ser_ps_per_byte / 1000 + 0.5)
@@ -174,7 +183,10 @@ class Path:
         self.tenants[pkt.tenant].on_wire(pkt)
 
     def _tx_cleaned(self, pkt) -> None:
-        self.txq_used[self.queue_of[pkt.tenant]] -= 1
+        q = self.queue_of[pkt.tenant]
+        self.txq_used[q] -= 1
+        if self.qdisc[q]:
+            self._transmit(q, self.qdisc[q].popleft())
 
     def _drop(self, pkt) -> None:
         self.tenants[pkt.tenant].on_drop(pkt)

@@ -209,15 +209,26 @@ class Bulk(TenantRt):
     def start(self) -> None:
         self.acked_pending = 0
         self.credit = self.w.window_pkts
+        self.gap_ns = round(self.w.packet_bytes * 8 / self.w.pace_gbps) if self.w.pace_gbps > 0 else 0
+        self.next_ns = 0
         self._pump()
 
-    def _pump(self) -> None:
-        while self.credit > 0 and self.k.now < self.sim.end_ns:
+    def _pump(self, _arg=None) -> None:
+        now = self.k.now
+        while self.credit > 0 and now < self.sim.end_ns:
+            if self.next_ns > now:
+                self.k.at(self.next_ns, PRIO_ARRIVAL, self._pump_at, self.next_ns)
+                return
             self.credit -= 1
+            self.next_ns = now + self.gap_ns
             if self.w.direction == "rx":
                 self.path.wire_send(self._new(self.w.packet_bytes))
             else:
                 self.send_from_app(self.w.packet_bytes, extra_ns=self.app_ns)
+
+    def _pump_at(self, t_ns: int) -> None:
+        if t_ns == self.next_ns:
+            self._pump()
 
     def _open(self, n: int) -> None:
         self.credit += n

@@ -81,6 +81,7 @@ class NicSpec(_Strict):
     queues: int = Field(1, ge=1, le=64)
     rx_ring: int = Field(1024, ge=1, le=100_000_000)
     tx_ring: int = Field(1024, ge=1, le=100_000_000)
+    txqueuelen: int = Field(1000, ge=0, le=100_000_000, description="qdisc packets waiting for tx ring slots")
     coalesce: CoalesceSpec = CoalesceSpec()
 
 
@@ -109,6 +110,7 @@ class WorkloadSpec(_Strict):
     packet_bytes: int = Field(1500, ge=1, le=65_535)
     ack_every: int = Field(2, ge=1, le=1024, description="bulk: one ACK per this many packets")
     ack_bytes: int = Field(64, ge=1, le=65_535)
+    pace_gbps: float = Field(0.0, ge=0, le=1000, description="bulk: sender pacing rate (0 = unpaced)")
     rto_us: float = Field(1000.0, gt=0, le=1e7, description="bulk: a dropped packet's window slot returns after this")
     rate_pps: float = Field(10_000.0, ge=0, le=1e9, description="poisson: mean rate while on")
     on_us: float = Field(0.0, ge=0, le=1e9, description="poisson: mean on period (0 = always on)")
