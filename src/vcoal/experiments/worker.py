@@ -1,0 +1,98 @@
+"""What runs on a worker (pool process or Dask worker): one trial in, plain data out.
+
+``execute_trial`` never raises for a failing trial: the error becomes data and the sweep goes on.
+It sets ``NUMBA_CACHE_DIR`` before the simulator is imported so compiled kernels are cached
+across worker processes and across sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vcoal.results.provenance import host_facts, now_iso, package_version
+
+TrialFn = Callable[..., Any]
+"""``fn(spec, policy, seed=..., duration_s=None) -> TrialResult``, like ``vcoal.sim.run_scenario``."""
+
+
+def default_numba_cache_dir() -> str:
+    """``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/vcoal/numba`` (``~/.cache/vcoal/numba``)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "vcoal" / "numba")
+
+
+def ensure_numba_cache(cache_dir: str | None) -> None:
+    """Point numba's cache at ``cache_dir`` (created) unless the environment already chose one."""
+    target = os.environ.get("NUMBA_CACHE_DIR") or cache_dir or default_numba_cache_dir()
+    try:
+        Path(target).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if os.environ.get("NUMBA_CACHE_DIR") != target:
+        os.environ["NUMBA_CACHE_DIR"] = target
+        numba_config = sys.modules.get("numba.core.config")
+        if numba_config is not None:  # numba imported before us: make it re-read the variable
+            numba_config.reload_config()
+
+
+def init_pool_worker(cache_dir: str | None) -> None:
+    """Process-pool initializer: Ctrl-C is the driver's business; set up numba's cache."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ensure_numba_cache(cache_dir)
+
+
+def run_simulation(spec: Any, policy: Any, seed: int | None = None, duration_s: float | None = None) -> Any:
+    """The default trial function: the simulator's ``run_scenario``."""
+    from vcoal.sim import run_scenario
+
+    return run_scenario(spec, policy, seed=seed, duration_s=duration_s)
+
+
+def execute_trial(payload: dict[str, Any], trial_fn: TrialFn | None = None, cache_dir: str | None = None) -> dict:
+    """Run one trial described by ``TrialSpec.payload()``.
+
+    Returns
+    -------
+    dict
+        ``run_key``, ``status`` (``ok`` / ``failed``), ``result`` (``TrialResult.to_dict()`` or
+        None), ``error`` (``type``, ``message``, ``traceback`` or None), ``host``, ``pid``,
+        ``package_version``, ``started_at``, ``finished_at``, ``wall_s``.
+    """
+    ensure_numba_cache(cache_dir)
+    started_at, t0 = now_iso(), time.perf_counter()
+    result = error = None
+    try:
+        from vcoal.policies import make_policy
+        from vcoal.spec import parse_scenario
+
+        spec = parse_scenario(payload["scenario"], f"trial {payload['run_key']}")
+        policy = make_policy(payload["policy"], payload["policy_params"])
+        res = (trial_fn or run_simulation)(spec, policy, seed=payload["seed"], duration_s=None)
+        result = res.to_dict()
+    except Exception as exc:
+        error = {
+            "type": type(exc).__name__,
+            "message": str(exc).splitlines()[0] if str(exc) else "",
+            "traceback": traceback.format_exc(limit=20),
+        }
+    return {
+        "run_key": payload["run_key"],
+        "status": "ok" if error is None else "failed",
+        "result": result,
+        "error": error,
+        "host": host_facts(),
+        "pid": os.getpid(),
+        "package_version": package_version(),
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "wall_s": time.perf_counter() - t0,
+    }
