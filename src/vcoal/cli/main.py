@@ -43,6 +43,7 @@ def _register() -> None:
     from vcoal.cli import sim_cmd
 
     sim_cmd.register(app)
+    __import__("vcoal.cli.agent_cmd", fromlist=["register"]).register(app)
 
 
 def main() -> None:

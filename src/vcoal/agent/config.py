@@ -1,0 +1,174 @@
+"""Agent configuration: a TOML file validated by pydantic, refused with one line naming the field.
+
+Example (see examples/agent/ for complete files)::
+
+    window_ms = 100
+    journal_path = "/var/lib/vcoal/agent-journal.json"
+
+    [policy]
+    name = "static"
+    params = { backend = { napi_defer_hard_irqs = 2, gro_flush_timeout_ns = 50000 } }
+
+    [[interfaces]]
+    match = ["vif*"]
+    layer = "backend"
+    knobs = ["napi_defer_hard_irqs", "gro_flush_timeout_ns"]
+    bounds = { gro_flush_timeout_ns = [0, 200000] }
+
+    [[tenants]]
+    name = "web"
+    interfaces = ["vif1.*"]
+    p99_us = 200
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vcoal.linux.knobs import KNOBS
+from vcoal.model.params import _RANGES
+
+KnobName = Literal[
+    "napi_defer_hard_irqs", "gro_flush_timeout_ns", "rx_usecs", "rx_frames", "tx_usecs", "tx_frames"
+]
+assert set(KnobName.__args__) == set(KNOBS)  # type: ignore[attr-defined]
+
+
+class ConfigError(ValueError):
+    """An invalid agent configuration; the message is one line naming the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InterfaceGroup(_Model):
+    """Interfaces selected by name or glob, the layer they emulate and the knobs the agent may set."""
+
+    match: Annotated[list[str], Field(min_length=1)]
+    layer: Literal["nic", "backend", "frontend"]
+    knobs: Annotated[list[KnobName], Field(min_length=1)] = ["napi_defer_hard_irqs", "gro_flush_timeout_ns"]
+    bounds: dict[KnobName, tuple[int, int]] = {}
+    exclude: list[str] = []
+
+    @field_validator("match", "exclude")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            if not pattern or len(pattern) > 64 or "/" in pattern or any(c.isspace() for c in pattern):
+                raise ValueError(f"{pattern!r} is not an interface name or glob")
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for knob, (lo, hi) in v.items():
+            rlo, rhi = _RANGES[knob]
+            if not rlo <= lo <= hi <= rhi:
+                raise ValueError(f"{knob}: bounds [{lo}, {hi}] must satisfy {rlo} <= low <= high <= {rhi}")
+        return v
+
+    def matches(self, ifname: str) -> bool:
+        """True when ``ifname`` matches a pattern and no exclusion."""
+        return any(fnmatch.fnmatchcase(ifname, p) for p in self.match) and not any(
+            fnmatch.fnmatchcase(ifname, p) for p in self.exclude
+        )
+
+
+class TenantConfig(_Model):
+    """A tenant, its SLO and the interfaces on its path."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    interfaces: list[str] = []
+    p99_us: Annotated[float, Field(gt=0)] | None = None
+    min_throughput_bps: Annotated[float, Field(ge=0)] | None = None
+    kind: str = "unknown"
+
+
+class PolicyConfig(_Model):
+    """The policy to run and its parameters (validated by the policy registry)."""
+
+    name: str = "off"
+    params: dict[str, Any] = {}
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class SafetyConfig(_Model):
+    """Limits on what the agent does to the host."""
+
+    max_changes_per_minute: Annotated[int, Field(ge=1, le=6000)] = 60
+    backoff_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
+    verify_every_windows: Annotated[int, Field(ge=1, le=10000)] = 1
+
+
+class MetricsConfig(_Model):
+    """The Prometheus endpoint."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9977
+
+
+class AgentConfig(_Model):
+    """The whole agent configuration."""
+
+    window_ms: Annotated[float, Field(ge=1, le=60000)] = 100.0
+    rescan_every_windows: Annotated[int, Field(ge=1, le=100000)] = 10
+    journal_path: str = "/var/lib/vcoal/agent-journal.json"
+    status_path: str = "/run/vcoal/agent-status.json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    policy: PolicyConfig = PolicyConfig()
+    safety: SafetyConfig = SafetyConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    interfaces: Annotated[list[InterfaceGroup], Field(min_length=1)]
+    tenants: list[TenantConfig] = []
+
+    @property
+    def window_ns(self) -> int:
+        return round(self.window_ms * 1_000_000)
+
+    def group_of(self, ifname: str) -> InterfaceGroup | None:
+        """The first interface group an interface matches (None: not ours, never touched)."""
+        return next((g for g in self.interfaces if g.matches(ifname)), None)
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"]) or "config"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
+    return f"{loc}: {msg}{shown}{more}"
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> AgentConfig:
+    """Validate a mapping; raises ConfigError with one line naming the field."""
+    from vcoal.policies import make_policy
+
+    try:
+        cfg = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_one_line(exc)}") from None
+    try:
+        make_policy(cfg.policy.name, cfg.policy.params)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: policy: {str(exc).splitlines()[0]}") from None
+    return cfg
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate a TOML config file; raises ConfigError with one line."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
+    return parse_config(data, str(p))

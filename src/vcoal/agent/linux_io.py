@@ -1,0 +1,254 @@
+"""The agent's Linux parts: interface discovery + counters (a CounterSource) and the safe applier.
+
+``LinuxSource`` finds the interfaces of the configured groups (names or globs) in the agent's
+network namespace, re-scans every ``rescan_every_windows`` windows and whenever one vanished, and
+samples their counters. ``KnobApplier`` turns decided ``CoalesceParams`` into knob writes under the
+safety rules: only configured and supported knobs, clamped to the configured bounds, at most
+``max_changes_per_minute`` changes per interface, journaled before the first change, read back
+after each write; a knob found changed by someone else puts the interface in back-off (its journal
+entries are dropped: the administrator owns it now) for ``backoff_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from vcoal.agent.config import AgentConfig, InterfaceGroup
+from vcoal.agent.loop import Applied
+from vcoal.linux.counters import InterfaceCounters
+from vcoal.linux.knobs import InterfaceGone, KnobUnsupported, LinuxKnobs
+from vcoal.model.params import CoalesceParams
+from vcoal.model.policy import Decision, PolicyContext, SiteInfo, TenantInfo
+from vcoal.model.slo import Slo
+from vcoal.model.stats import CounterSample
+from vcoal.model.units import Layer, Site
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Managed:
+    """One interface under control."""
+
+    ifname: str
+    group: InterfaceGroup
+    site: Site
+    supported: frozenset[str]
+    in_force: CoalesceParams
+    knob_values: dict[str, int]
+    changes: deque = field(default_factory=deque)
+    backoff_until: float = 0.0
+    last_reason: str = ""
+
+    @property
+    def controlled(self) -> tuple[str, ...]:
+        """The knobs the agent may write here: configured and supported."""
+        return tuple(k for k in self.group.knobs if k in self.supported)
+
+
+def params_from_knobs(values: Mapping[str, int], base: CoalesceParams | None = None) -> CoalesceParams:
+    """CoalesceParams with the knob values a device reported (others keep ``base``'s values)."""
+    return (base or CoalesceParams()).with_changes(**dict(values))
+
+
+class KnobApplier:
+    """Safe, journaled application of decisions to Linux knobs (see module doc)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        knobs: LinuxKnobs,
+        dry_run: bool = False,
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.knobs = knobs
+        self.dry_run = dry_run
+        self.clock_s = clock_s
+        self.managed: dict[str, Managed] = {}
+        self.backoffs = 0
+
+    # --- the set of interfaces ------------------------------------------------------------
+    def adopt(self, ifname: str, group: InterfaceGroup) -> Managed | None:
+        """Start managing an interface (reads its knobs); None when it vanished meanwhile."""
+        try:
+            values = self.knobs.read(ifname)
+            supported = self.knobs.supported(ifname)
+        except InterfaceGone:
+            return None
+        site = Site(Layer(group.layer), ifname)
+        m = Managed(ifname, group, site, supported, params_from_knobs(values), values)
+        unsupported = sorted(set(group.knobs) - supported)
+        if unsupported:
+            log.info("%s: driver does not support %s; not touching them", ifname, ", ".join(unsupported))
+        log.info("%s: now under control as %s, knobs %s", ifname, site, {k: values[k] for k in m.controlled})
+        self.managed[ifname] = m
+        return m
+
+    def drop(self, ifname: str, restore: bool = True) -> None:
+        """Stop managing an interface (restoring its knobs when it still exists)."""
+        m = self.managed.pop(ifname, None)
+        if m is None:
+            return
+        if restore and not self.dry_run:
+            try:
+                self.knobs.restore(ifname)
+            except OSError as exc:
+                log.warning("%s: restore on release failed: %s", ifname, exc)
+        self.knobs.forget(ifname)
+        log.info("%s: no longer under control", ifname)
+
+    # --- Applier protocol -------------------------------------------------------------------
+    def params(self, site: Site) -> CoalesceParams:
+        m = self.managed.get(site.instance)
+        return m.in_force if m else CoalesceParams()
+
+    def begin_window(self, window: int) -> None:
+        """Every ``verify_every_windows``: detect knobs changed by someone else (not in dry run)."""
+        if self.dry_run or window % self.config.safety.verify_every_windows:
+            return
+        now = self.clock_s()
+        for ifname, m in list(self.managed.items()):
+            try:
+                values = self.knobs.read(ifname)
+            except InterfaceGone:
+                log.info("%s: vanished; forgetting it", ifname)
+                self.managed.pop(ifname, None)
+                self.knobs.forget(ifname)
+                continue
+            moved = {k: (m.knob_values.get(k), values[k]) for k in m.controlled if values.get(k) != m.knob_values.get(k)}
+            if moved:
+                self.backoffs += 1
+                detail = ", ".join(f"{k} {a}->{b}" for k, (a, b) in moved.items())
+                log.warning(
+                    "%s: changed by someone else (%s); backing off for %.0f s and leaving it as set",
+                    ifname, detail, self.config.safety.backoff_s,
+                )
+                self.knobs.forget(ifname)
+                m.backoff_until = now + self.config.safety.backoff_s
+                m.last_reason = f"external change: {detail}"
+            m.knob_values = values
+            m.in_force = params_from_knobs(values, m.in_force)
+
+    def apply(self, decision: Decision, window: int) -> list[Applied]:
+        """Apply each site's decided parameters within the safety rules."""
+        out = []
+        now = self.clock_s()
+        for site, params in decision.params.items():
+            m = self.managed.get(site.instance)
+            if m is None or m.site != site:
+                continue
+            out.append(self._apply_one(m, params, now))
+        return out
+
+    def _apply_one(self, m: Managed, params: CoalesceParams, now: float) -> Applied:
+        if now < m.backoff_until:
+            return Applied(m.site, m.in_force, skipped="backed off")
+        wanted = {}
+        for k in m.controlled:
+            v = int(getattr(params, k))
+            lo, hi = m.group.bounds.get(k, (None, None))
+            if lo is not None:
+                v = min(max(v, lo), hi)
+            wanted[k] = v
+        changes = {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
+        if not changes:
+            return Applied(m.site, m.in_force)
+        while m.changes and now - m.changes[0] >= 60.0:
+            m.changes.popleft()
+        if len(m.changes) >= self.config.safety.max_changes_per_minute:
+            log.debug("%s: change rate limit reached, keeping %s", m.ifname, m.knob_values)
+            return Applied(m.site, m.in_force, skipped="rate limit")
+        m.changes.append(now)
+        if self.dry_run:
+            m.knob_values = {**m.knob_values, **changes}
+            m.in_force = params_from_knobs(changes, m.in_force)
+            return Applied(m.site, m.in_force, tuple(changes), skipped="dry run")
+        try:
+            got = self.knobs.set(m.ifname, changes)
+        except InterfaceGone:
+            log.info("%s: vanished while being set; forgetting it", m.ifname)
+            self.managed.pop(m.ifname, None)
+            self.knobs.forget(m.ifname)
+            return Applied(m.site, m.in_force, skipped="interface gone")
+        except KnobUnsupported as exc:
+            log.warning("%s: %s", m.ifname, exc)
+            return Applied(m.site, m.in_force, skipped="unsupported")
+        off = {k: (changes[k], got[k]) for k in changes if got.get(k) != changes[k]}
+        if off:
+            log.info("%s: driver applied %s instead of %s", m.ifname, {k: b for k, (_, b) in off.items()},
+                     {k: a for k, (a, _) in off.items()})
+        before = {k: m.knob_values.get(k) for k in changes}
+        m.knob_values = {**m.knob_values, **got}
+        m.in_force = params_from_knobs(got, m.in_force)
+        log.info("%s: set %s (was %s)", m.ifname, got, before)
+        return Applied(m.site, m.in_force, tuple(changes))
+
+
+class LinuxSource:
+    """Counters of the configured interfaces in this namespace, with (re)discovery."""
+
+    def __init__(self, config: AgentConfig, applier: KnobApplier, counters: InterfaceCounters | None = None) -> None:
+        self.config = config
+        self.applier = applier
+        self.counters = counters or InterfaceCounters()
+        self._windows = 0
+        self._rescan = True
+        self._context: PolicyContext | None = None
+
+    def scan(self) -> None:
+        """Adopt matching interfaces that appeared, forget the ones that vanished."""
+        present = {name for _, name in socket.if_nameindex()}
+        for ifname in sorted(set(self.applier.managed) - present):
+            log.info("%s: vanished; forgetting it", ifname)
+            self.applier.managed.pop(ifname, None)
+            self.applier.knobs.forget(ifname)
+        for ifname in sorted(present - set(self.applier.managed)):
+            group = self.config.group_of(ifname)
+            if group is not None:
+                self.applier.adopt(ifname, group)
+        self._context = None
+
+    def context(self) -> PolicyContext:
+        """The sites under control now (re-scanning when due)."""
+        if self._rescan or self._windows % self.config.rescan_every_windows == 0:
+            self.scan()
+            self._rescan = False
+        self._windows += 1
+        if self._context is None:
+            self._context = build_context(self.config, self.applier.managed)
+        return self._context
+
+    def sample(self) -> Mapping[Site, CounterSample]:
+        """Counters of every interface under control (a vanished one triggers a re-scan)."""
+        managed = self.applier.managed
+        raw = self.counters.sample(list(managed))
+        if len(raw) != len(managed):
+            self._rescan = True
+        return {managed[name].site: s for name, s in raw.items() if name in managed}
+
+
+def build_context(config: AgentConfig, managed: Mapping[str, Managed]) -> PolicyContext:
+    """The PolicyContext of the interfaces under control and the configured tenants."""
+    import fnmatch
+
+    tenants: dict[str, TenantInfo] = {}
+    on_site: dict[str, list[str]] = {}
+    for t in config.tenants:
+        path = tuple(
+            m.site for name, m in sorted(managed.items())
+            if any(fnmatch.fnmatchcase(name, p) for p in t.interfaces)
+        )
+        for s in path:
+            on_site.setdefault(s.instance, []).append(t.name)
+        tenants[t.name] = TenantInfo(t.name, Slo(t.p99_us, t.min_throughput_bps), path, t.kind)
+    sites = {
+        m.site: SiteInfo(m.site, m.in_force, tuple(on_site.get(name, ())), frozenset(m.controlled))
+        for name, m in sorted(managed.items())
+    }
+    return PolicyContext(sites, tenants)

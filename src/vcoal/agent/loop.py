@@ -1,0 +1,165 @@
+"""The agent's control loop, a pure function of injected parts.
+
+``run_loop(clock, source, policy, applier, stop, window_ns)`` does, every window: wait for the
+deadline (interruptibly), sample counters, build ``WindowStats`` from wrap-safe deltas and the
+parameters in force, let the policy observe and decide, and hand the decision to the applier. The
+daemon (``vcoal.agent.daemon``) supplies a monotonic clock, the Linux counter source and the knob
+applier; tests supply fakes. A change of the set of sites (an interface appeared or vanished)
+resets the policy with the new context.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vcoal.model.params import CoalesceParams
+from vcoal.model.policy import Decision, DecisionRecord, Policy, PolicyContext
+from vcoal.model.stats import CounterSample, SiteStats, WindowStats
+from vcoal.model.units import Site
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """Monotonic time and an interruptible wait."""
+
+    def now_ns(self) -> int: ...
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
+        """Sleep until the deadline; True when ``stop`` was set (then return at once)."""
+        ...
+
+
+class CounterSource(Protocol):
+    """The sites present now and their raw counters."""
+
+    def context(self) -> PolicyContext: ...
+
+    def sample(self) -> Mapping[Site, CounterSample]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the applier did with one site's decided parameters."""
+
+    site: Site
+    params: CoalesceParams
+    changed: tuple[str, ...] = ()
+    skipped: str = ""
+
+
+class Applier(Protocol):
+    """Applies decisions and knows the parameters in force."""
+
+    def params(self, site: Site) -> CoalesceParams: ...
+
+    def begin_window(self, window: int) -> None:
+        """Called at the start of every window, before sampling (e.g. to verify knobs)."""
+        ...
+
+    def apply(self, decision: Decision, window: int) -> list[Applied]: ...
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic_ns`` and ``Event.wait``."""
+
+    def now_ns(self) -> int:
+        import time
+
+        return time.monotonic_ns()
+
+    def wait_until(self, deadline_ns: int, stop: threading.Event) -> bool:
+        delay_ns = deadline_ns - self.now_ns()
+        if delay_ns <= 0:
+            return stop.is_set()
+        return stop.wait(delay_ns / 1e9)
+
+
+@dataclass(slots=True)
+class WindowReport:
+    """One window: statistics observed, the decision, and what was applied."""
+
+    stats: WindowStats
+    decision: Decision | None
+    applied: list[Applied]
+    overruns: int
+
+    @property
+    def records(self) -> tuple[DecisionRecord, ...]:
+        return self.decision.records if self.decision else ()
+
+
+@dataclass(slots=True)
+class LoopResult:
+    """Totals of a finished loop."""
+
+    windows: int = 0
+    overruns: int = 0
+    resets: int = 0
+    decisions: list[Decision | None] = field(default_factory=list)
+
+
+def run_loop(
+    clock: Clock,
+    source: CounterSource,
+    policy: Policy,
+    applier: Applier,
+    stop: threading.Event,
+    window_ns: int,
+    rng: random.Random | None = None,
+    max_windows: int | None = None,
+    on_window: Callable[[WindowReport], None] | None = None,
+    keep_decisions: bool = False,
+) -> LoopResult:
+    """Run windows until ``stop`` is set (or ``max_windows`` ran); returns the totals.
+
+    A window whose deadline passed by more than one window length counts the skipped windows as
+    overruns and realigns to the next future deadline (no burst of catch-up windows).
+    """
+    if window_ns <= 0:
+        raise ValueError(f"window_ns={window_ns}: must be > 0")
+    rng = rng or random.Random(0)
+    result = LoopResult()
+    context = source.context()
+    policy.reset(context, rng)
+    prev = dict(source.sample())
+    last_ns = clock.now_ns()
+    deadline = last_ns + window_ns
+    while max_windows is None or result.windows < max_windows:
+        if clock.wait_until(deadline, stop):
+            break
+        now = clock.now_ns()
+        missed = max(0, (now - deadline) // window_ns)
+        result.overruns += missed
+        deadline += (missed + 1) * window_ns
+        fresh = source.context()
+        if set(fresh.sites) != set(context.sites):
+            log.info(
+                "sites changed (%d -> %d): resetting policy %s", len(context.sites), len(fresh.sites), policy.name
+            )
+            context = fresh
+            policy.reset(context, rng)
+            result.resets += 1
+        applier.begin_window(result.windows)
+        cur = dict(source.sample())
+        sites = {
+            s: SiteStats.from_samples(s, prev[s], cur[s], applier.params(s))
+            for s in sorted(cur)
+            if s in prev and s in context.sites
+        }
+        stats = WindowStats(result.windows, now, max(0, now - last_ns), sites)
+        policy.observe(stats)
+        decision = policy.decide()
+        applied = applier.apply(decision, result.windows) if decision and decision.params else []
+        if keep_decisions:
+            result.decisions.append(decision)
+        if on_window is not None:
+            on_window(WindowReport(stats, decision, applied, missed))
+        prev, last_ns = cur, now
+        result.windows += 1
+    return result
