@@ -44,6 +44,7 @@ def _register() -> None:
 
     sim_cmd.register(app)
     __import__("vcoal.cli.agent_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.testbed_cmd", fromlist=["register"]).register(app)
 
 
 def main() -> None:

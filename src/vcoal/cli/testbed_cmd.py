@@ -1,0 +1,172 @@
+"""``vcoal testbed up|down|status|run``: the real-kernel testbed (needs root)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+
+from vcoal.cli.main import fail
+
+EPILOG = """Examples (as root):
+
+  vcoal testbed up examples/testbed/mixed.toml --tag demo
+
+  vcoal testbed status
+
+  vcoal testbed run examples/testbed/mixed.toml --policy off --duration 5 --out off.json
+
+  vcoal testbed run examples/testbed/mixed.toml --policy static --params '{"nic": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50000}}'
+
+  vcoal testbed down            # removes every vcoal topology, also leftovers of crashed runs
+"""
+
+testbed_app = typer.Typer(
+    name="testbed",
+    help="Xen-like topology in network namespaces with real NAPI coalescing knobs and real load.",
+    no_args_is_help=True,
+    epilog=EPILOG,
+)
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        fail("the testbed needs root (network namespaces, veth, NAPI knobs)")
+
+
+@testbed_app.command("up", epilog=EPILOG)
+def up(
+    spec_path: Path = typer.Argument(..., help="scenario TOML file (guests become namespaces)"),
+    tag: str = typer.Option("tb", "--tag", help="topology name (1-12 lower-case letters/digits)"),
+    no_napi: bool = typer.Option(False, "--no-napi", help="leave veth offloads at their defaults"),
+) -> None:
+    """Build the topology of a scenario: wire, dom0 with xenbr0, one namespace per guest."""
+    from vcoal.linux import topology
+    from vcoal.spec import load_scenario
+
+    _need_root()
+    try:
+        spec = load_scenario(spec_path)
+        plan = topology.plan(tag, [g.name for g in spec.guests])
+        topology.up(plan, napi=not no_napi)
+    except (ValueError, RuntimeError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"topology {tag}: wire {plan.wire_ns} ({plan.wire_ip}), dom0 {plan.dom0_ns}")
+    for g in plan.guests:
+        typer.echo(f"  guest {g.name}: ns {g.ns}, {g.dev} {g.ip}, backend {plan.dom0_ns}/{g.vif}")
+    typer.echo(f"try: ip netns exec {plan.wire_ns} sockperf pp -i {plan.guests[0].ip} (server: sockperf sr in the guest)")
+
+
+@testbed_app.command("down")
+def down(tag: str = typer.Option(None, "--tag", help="only this topology (default: every vcoal topology)")) -> None:
+    """Remove vcoal topologies (namespaces, veths, bridges, processes left inside them)."""
+    from vcoal.linux import topology
+
+    _need_root()
+    try:
+        removed = topology.down(tag)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"removed {len(removed)} namespaces" + (": " + " ".join(removed) if removed else ""))
+
+
+@testbed_app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List vcoal namespaces with their interfaces, addresses, packet counts and processes."""
+    from vcoal.linux import topology
+
+    _need_root()
+    entries = topology.status()
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        typer.echo("no vcoal topology")
+        return
+    for e in entries:
+        typer.echo(f"{e['ns']}  (tag {e['tag']}, {len(e['pids'])} processes)")
+        for link in e["links"]:
+            addrs = ",".join(link["addrs"])
+            typer.echo(
+                f"  {link['ifname']:8s} {link['kind'] or '-':6s} {link['state']:8s} {addrs:18s}"
+                f" rx {link['rx_packets']} tx {link['tx_packets']}"
+            )
+
+
+@testbed_app.command("run", epilog=EPILOG)
+def run(
+    spec_path: Path = typer.Argument(..., help="scenario TOML file"),
+    policy: str = typer.Option("off", "--policy", "-p", help="registered policy (see 'vcoal policies')"),
+    params_json: str = typer.Option(None, "--params", help="policy parameters as a JSON object"),
+    duration: float = typer.Option(None, "--duration", help="measured seconds (default: the spec's duration_s, >= 1)"),
+    window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
+    reps: int = typer.Option(1, "--reps", help="repetitions (each on a fresh topology)"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result(s) as JSON"),
+    out: Path = typer.Option(None, "--out", "-o", help="write the JSON result (a list when --reps > 1)"),
+) -> None:
+    """Run a scenario's tenants as real sockperf/iperf3 processes under a closed-loop policy."""
+    from vcoal.policies import make_policy
+    from vcoal.spec import load_scenario
+    from vcoal.testbed.trial import TrialOptions, run_trial
+
+    _need_root()
+    try:
+        spec = load_scenario(spec_path)
+        params = json.loads(params_json) if params_json else {}
+        if not isinstance(params, dict):
+            raise ValueError("--params: expected a JSON object")
+        make_policy(policy, params)
+        if duration is not None and not 1 <= duration <= 3600:
+            raise ValueError(f"--duration {duration}: must be in [1, 3600] seconds")
+        if not 0.2 <= window <= 60:
+            raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
+        if not 1 <= reps <= 100:
+            raise ValueError(f"--reps {reps}: must be in [1, 100]")
+    except json.JSONDecodeError as exc:
+        fail(f"--params: not valid JSON: {exc}")
+    except ValueError as exc:
+        fail(str(exc))
+    results = []
+    for _ in range(reps):
+        try:
+            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window))
+        except (RuntimeError, ValueError, OSError) as exc:
+            fail(f"trial failed: {exc}", code=1)
+        results.append(r)
+        if not as_json:
+            _print(r)
+    docs = [r.to_dict() for r in results]
+    doc = docs[0] if reps == 1 else docs
+    if out is not None:
+        out.write_text(json.dumps(doc, indent=1, default=str))
+    if as_json:
+        typer.echo(json.dumps(doc, default=str))
+
+
+def _print(r) -> None:
+    m = r.meta
+    typer.echo(f"{r.scenario} policy={r.policy} measured {r.measured_s:.2f} s on topology {m['topology_tag']}")
+    for t in r.tenants:
+        src = t.rtt_us or {}
+        lat = f"rtt p50 {src.get('p50', float('nan')):.1f} p99 {src.get('p99', float('nan')):.1f} us" if src else ""
+        slo = {True: "SLO met", False: "SLO MISSED", None: ""}[t.slo_met]
+        typer.echo(
+            f"  {t.name:8s} {t.kind:16s} {lat:32s} {t.throughput_bps / 1e9:7.3f} Gbit/s {t.throughput_pps:10.0f} pps {slo}"
+        )
+    typer.echo(
+        f"  NET_RX {m['net_rx_per_s']:.0f}/s, {m['net_rx_per_packet']:.3f}/packet; task CPU "
+        f"{m['tasks_cpu_ns_per_packet'] / 1e3:.2f} us/packet; background CPU {m['background_cpu_frac']:.2f}"
+    )
+    for s in r.sites:
+        p = s.params_final
+        typer.echo(
+            f"  {s.site:14s} defer {p.get('napi_defer_hard_irqs', 0):>3} gro_flush {p.get('gro_flush_timeout_ns', 0):>8} ns"
+            f"  rx {s.rx.packets / r.measured_s:9.0f} pps  tx {s.tx.packets / r.measured_s:9.0f} pps"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the sub-app to the main app."""
+    app.add_typer(testbed_app, name="testbed")

@@ -1,0 +1,233 @@
+"""The Xen-like testbed topology in network namespaces (see docs/testbed.md).
+
+::
+
+    wire ns                dom0 ns (driver domain)                       guest ns (one per guest)
+    wire0 198.18.0.1 ==veth== peth0 ──┐
+                                    xenbr0 (bridge, no IP, stp off)
+                          vif1.0 ─────┤ ==veth== geth0 198.18.1.1   (guest 1)
+                          vif2.0 ─────┘ ==veth== geth0 198.18.1.2   (guest 2)
+
+``peth0`` plays the physical NIC (its NAPI moderates wire → host), ``vifN.0`` netback (moderates what
+guest N transmits), the guest's ``geth0`` netfront (moderates what the guest receives; it is the
+guest's eth0, named geth0 so that no bug can ever touch the root namespace's eth0). Every veth has
+GRO on and TSO off, which makes every hop use NAPI (docs/testbed.md, "NAPI conditions").
+Addresses come only from 198.18.0.0/15 (RFC 2544 benchmarking range); neighbours are static so
+ARP never perturbs a run; IPv6 is disabled in every namespace so no RS/MLD packet is counted.
+
+``plan()`` is pure (names and addresses from a list of guest names); ``up()``/``down()``/``status()``
+need root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from vcoal.linux import netns
+
+PREFIX_LEN = 15
+WIRE_IP = "198.18.0.1"
+BRIDGE = "xenbr0"
+NIC_DEV = "peth0"
+WIRE_DEV = "wire0"
+GUEST_DEV = "geth0"
+MAX_GUESTS = 250 * 254
+_NET = ipaddress.ip_network(f"198.18.0.0/{PREFIX_LEN}")
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPlan:
+    """One guest: its namespace, its backend (vif in dom0) and frontend (geth0 in its ns), its IP."""
+
+    name: str
+    ns: str
+    vif: str
+    dev: str
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyPlan:
+    """All names and addresses of one topology (``tag`` makes them unique on the host)."""
+
+    tag: str
+    wire_ns: str
+    dom0_ns: str
+    wire_dev: str = WIRE_DEV
+    wire_ip: str = WIRE_IP
+    nic_dev: str = NIC_DEV
+    bridge: str = BRIDGE
+    guests: tuple[GuestPlan, ...] = field(default_factory=tuple)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace of the topology, wire and dom0 first."""
+        return (self.wire_ns, self.dom0_ns, *(g.ns for g in self.guests))
+
+    def guest(self, name: str) -> GuestPlan:
+        """The plan of guest ``name``; KeyError naming the known guests."""
+        for g in self.guests:
+            if g.name == name:
+                return g
+        raise KeyError(f"guest {name!r}: not in topology {self.tag} ({', '.join(g.name for g in self.guests)})")
+
+    def veths(self) -> list[tuple[str, str, str, str]]:
+        """Every veth pair as (ns_a, dev_a, ns_b, dev_b); a sends what b receives and back."""
+        pairs = [(self.dom0_ns, self.nic_dev, self.wire_ns, self.wire_dev)]
+        pairs += [(self.dom0_ns, g.vif, g.ns, g.dev) for g in self.guests]
+        return pairs
+
+
+def guest_ip(index: int) -> str:
+    """Address of guest ``index`` (0-based): 198.18.1.1, 198.18.1.2, ... 250 per /24."""
+    if not 0 <= index < MAX_GUESTS:
+        raise ValueError(f"guest index {index}: at most {MAX_GUESTS} guests")
+    addr = f"198.18.{1 + index // 250}.{1 + index % 250}"
+    assert ipaddress.ip_address(addr) in _NET
+    return addr
+
+
+def plan(tag: str, guest_names: list[str] | tuple[str, ...]) -> TopologyPlan:
+    """Names and addresses for a topology with the given guests (pure)."""
+    netns.check_tag(tag)
+    guests = tuple(
+        GuestPlan(name, netns.ns_name(tag, f"g-{name}"), f"vif{i + 1}.0", GUEST_DEV, guest_ip(i))
+        for i, name in enumerate(guest_names)
+    )
+    return TopologyPlan(tag, netns.ns_name(tag, "wire"), netns.ns_name(tag, "dom0"), guests=guests)
+
+
+# --- building and removing (root) -------------------------------------------------------------
+
+
+def up(p: TopologyPlan, napi: bool = True) -> None:
+    """Build the topology; on any failure remove what was built and re-raise."""
+    try:
+        _build(p, napi)
+    except BaseException:
+        down(p.tag)
+        raise
+
+
+def _build(p: TopologyPlan, napi: bool) -> None:
+    from pyroute2 import IPRoute
+
+    existing = set(netns.list_namespaces(f"{netns.PREFIX}{p.tag}-"))
+    if existing:
+        raise RuntimeError(f"topology {p.tag!r} already exists ({len(existing)} namespaces); run down first")
+    for ns in p.namespaces:
+        netns.create(ns)
+    with IPRoute(netns=p.dom0_ns) as ipr:
+        ipr.link("add", ifname=p.bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        br = ipr.link_lookup(ifname=p.bridge)[0]
+        for _ns_a, dev_a, ns_b, dev_b in p.veths():
+            ipr.link("add", ifname=dev_a, kind="veth", peer={"ifname": dev_b, "net_ns_fd": ns_b})
+            idx = ipr.link_lookup(ifname=dev_a)[0]
+            ipr.link("set", index=idx, master=br)
+            ipr.link("set", index=idx, state="up")
+        ipr.link("set", index=br, state="up")
+    macs = {}
+    ends = [(p.wire_ns, p.wire_dev, p.wire_ip)] + [(g.ns, g.dev, g.ip) for g in p.guests]
+    for ns, dev, ip in ends:
+        with IPRoute(netns=ns) as ipr:
+            idx = ipr.link_lookup(ifname=dev)[0]
+            ipr.addr("add", index=idx, address=ip, prefixlen=PREFIX_LEN)
+            ipr.link("set", index=idx, state="up")
+            macs[ip] = ipr.get_links(idx)[0].get("IFLA_ADDRESS")
+    for ns, dev, ip in ends:
+        peers = [g.ip for g in p.guests] if ip == p.wire_ip else [p.wire_ip]
+        with IPRoute(netns=ns) as ipr:
+            idx = ipr.link_lookup(ifname=dev)[0]
+            for peer in peers:
+                ipr.neigh("replace", dst=peer, lladdr=macs[peer], ifindex=idx, state=0x80)  # NUD_PERMANENT
+    _configure(p, napi)
+
+
+def _configure(p: TopologyPlan, napi: bool) -> None:
+    """Disable IPv6 in every namespace and set GRO on / TSO off on every veth (one shell per ns)."""
+    devs: dict[str, list[str]] = {ns: [] for ns in p.namespaces}
+    for ns_a, dev_a, ns_b, dev_b in p.veths():
+        devs[ns_a].append(dev_a)
+        devs[ns_b].append(dev_b)
+    for ns, names in devs.items():
+        script = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
+        if napi:
+            script += [f"ethtool -K {dev} gro on tso off" for dev in names]
+        netns.run_in(ns, ["sh", "-ec", "; ".join(script)])
+
+
+def tags_present() -> list[str]:
+    """Tags of every vcoal topology (complete or partial) present on the host."""
+    return sorted({t for n in netns.list_namespaces() if (t := netns.tag_of(n))})
+
+
+def down(tag: str | None = None) -> list[str]:
+    """Remove topology ``tag`` (None: every vcoal topology), including leftovers of crashed runs.
+
+    Processes still running inside those namespaces (tool servers of a crashed run) are ended by
+    PID first: SIGTERM, then SIGKILL. Deleting a namespace deletes its veths and the bridge.
+    Returns the namespaces removed.
+    """
+    from vcoal.linux import procs
+
+    prefix = f"{netns.PREFIX}{netns.check_tag(tag)}-" if tag else netns.PREFIX
+    names = [n for n in netns.list_namespaces(prefix) if netns.tag_of(n)]
+    for name in names:
+        for pid in netns.pids_in(name):
+            procs.end_pid(pid)
+    for name in names:
+        netns.remove(name)
+    return names
+
+
+def status() -> list[dict]:
+    """Every vcoal namespace with its interfaces (name, state, addresses, rx/tx packets)."""
+    from pyroute2 import IPRoute
+
+    out = []
+    for name in netns.list_namespaces():
+        entry: dict = {"ns": name, "tag": netns.tag_of(name), "links": [], "pids": netns.pids_in(name)}
+        try:
+            with IPRoute(netns=name) as ipr:
+                addrs: dict[int, list[str]] = {}
+                for a in ipr.get_addr():
+                    addrs.setdefault(a["index"], []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
+                for link in ipr.get_links():
+                    stats = link.get("IFLA_STATS64") or {}
+                    info = link.get("IFLA_LINKINFO")
+                    entry["links"].append(
+                        {
+                            "ifname": link.get("IFLA_IFNAME"),
+                            "kind": info.get("IFLA_INFO_KIND") if info else None,
+                            "state": link.get("IFLA_OPERSTATE"),
+                            "addrs": addrs.get(link["index"], []),
+                            "rx_packets": stats.get("rx_packets", 0),
+                            "tx_packets": stats.get("tx_packets", 0),
+                        }
+                    )
+        except OSError as exc:
+            entry["error"] = str(exc)
+        out.append(entry)
+    return out
+
+
+def link_stats(ns: str, devs: list[str]) -> dict[str, dict[str, int]]:
+    """rx/tx packets/bytes/dropped of some devices of one namespace (one netlink dump)."""
+    from pyroute2 import IPRoute
+
+    wanted = set(devs)
+    out: dict[str, dict[str, int]] = {}
+    with IPRoute(netns=ns) as ipr:
+        for link in ipr.get_links():
+            name = link.get("IFLA_IFNAME")
+            if name in wanted:
+                s = link.get("IFLA_STATS64") or {}
+                out[name] = {k: int(s.get(k, 0)) for k in _STAT_KEYS}
+    missing = wanted - set(out)
+    if missing:
+        raise RuntimeError(f"netns {ns}: no device {sorted(missing)[0]!r}")
+    return out
+
+
+_STAT_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")

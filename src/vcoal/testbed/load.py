@@ -1,0 +1,101 @@
+"""Map a scenario's tenants to real tool processes on the testbed topology (pure).
+
+* ``request_response`` → sockperf ping-pong (UDP, one request in flight, ``request_bytes``),
+  client in the wire namespace, server in the guest: every round trip crosses peth0, xenbr0,
+  vifN.0 and geth0 both ways. With ``think_us > 0`` or ``outstanding > 1`` it becomes sockperf
+  under-load at the equivalent rate, every reply measured.
+* ``poisson`` → sockperf under-load at ``rate_pps`` (sockperf paces evenly, not Poisson).
+* ``bulk`` → iperf3 TCP; direction ``rx`` = wire sends to the guest, ``tx`` = guest sends (``-R``);
+  ``pace_gbps > 0`` → iperf3 ``-b`` (application pacing).
+* ``trace`` → not supported on the testbed (ValueError).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vcoal.linux.topology import TopologyPlan
+from vcoal.spec import ScenarioSpec
+from vcoal.testbed import iperf3, sockperf
+from vcoal.testbed.sockperf import COOLDOWN_S, WARMUP_S
+
+SOCKPERF_BASE_PORT = 11111
+IPERF_BASE_PORT = 5201
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLoad:
+    """The processes of one tenant: a server in the guest, a client on the wire."""
+
+    tenant: str
+    kind: str
+    tool: str  # "sockperf" | "iperf3"
+    direction: str
+    server_ns: str
+    server_argv: tuple[str, ...]
+    port: int
+    proto: str  # transport the server listens on: "udp" | "tcp"
+    client_ns: str
+    client: sockperf.SockperfClient | iperf3.IperfClient
+    msg_bytes: int
+
+
+def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir: str) -> list[TenantLoad]:
+    """One TenantLoad per guest; sockperf clients log every sample to ``log_dir/<tenant>.csv``.
+
+    ``measure_s`` is the measured period; sockperf runs longer by its warm-up and cool-down so
+    that its valid samples cover the period.
+    """
+    loads = []
+    for i, g in enumerate(spec.guests):
+        gp = topo.guest(g.name)
+        w = g.workload
+        if w.kind in ("request_response", "poisson"):
+            port = SOCKPERF_BASE_PORT + i
+            mode, mps = "pp", None
+            if w.kind == "poisson":
+                mode, mps = "ul", max(1, round(w.rate_pps))
+            elif w.think_us > 0 or w.outstanding > 1:
+                per_req_us = max(w.think_us, 1.0)
+                mode, mps = "ul", max(1, round(w.outstanding * 1e6 / per_req_us))
+            size = max(14, w.request_bytes)
+            client = sockperf.SockperfClient(
+                ip=gp.ip,
+                port=port,
+                duration_s=measure_s + WARMUP_S + COOLDOWN_S,
+                mode=mode,
+                msg_bytes=size,
+                mps=mps,
+                reply_every=1 if mode == "ul" else None,
+                full_log=f"{log_dir}/{g.name}.csv",
+            )
+            loads.append(
+                TenantLoad(
+                    g.name, w.kind, "sockperf", w.direction, gp.ns,
+                    tuple(sockperf.build_server_argv(gp.ip, port)), port, "udp", topo.wire_ns, client, size,
+                )
+            )
+        elif w.kind == "bulk":
+            port = IPERF_BASE_PORT + i
+            # one extra second so the client is still running (and measurable) when the period ends
+            client = iperf3.IperfClient(
+                ip=gp.ip, port=port, duration_s=measure_s + 1, reverse=w.direction == "tx",
+                rate_bps=w.pace_gbps * 1e9 if w.pace_gbps > 0 else None,
+            )
+            loads.append(
+                TenantLoad(
+                    g.name, w.kind, "iperf3", w.direction, gp.ns,
+                    tuple(iperf3.build_server_argv(gp.ip, port)), port, "tcp", topo.wire_ns, client,
+                    w.packet_bytes,
+                )
+            )
+        else:
+            raise ValueError(f"guests.{g.name}.workload.kind={w.kind!r}: not supported on the testbed")
+    return loads
+
+
+def client_argv(load: TenantLoad) -> list[str]:
+    """The client's argv (pure)."""
+    if isinstance(load.client, sockperf.SockperfClient):
+        return sockperf.build_argv(load.client)
+    return iperf3.build_argv(load.client)

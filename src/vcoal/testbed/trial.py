@@ -1,0 +1,307 @@
+"""One real-kernel trial: topology → knobs → closed-loop policy per window → load → counters → TrialResult.
+
+Timeline (monotonic clock)::
+
+    up topology, start servers (readiness polled), set the scenario's knobs, policy.reset
+    t_c      sockperf clients start (they idle ~2 s, then warm up 0.4 s)
+    t_start  = t_c + 2.4 s: iperf3 clients start; window 0 begins; counters sampled
+    every window_s: counters sampled → WindowStats → policy.observe/decide → knobs applied
+    t_start + measure_s: last window ends; clients finish; results parsed; topology removed
+
+The policy sees per-window site counters and tenant packet/byte counts. Per-window tenant
+latency is not available during the run (sockperf writes its samples at exit; a client per window
+would idle 2 s each time), so ``TenantStats.p50_us/p99_us`` are None in the loop and the result's
+window rows get them afterwards from the full sample log.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vcoal.linux import procs, topology
+from vcoal.linux.knobs import LinuxKnobs
+from vcoal.model.policy import Policy
+from vcoal.model.result import TrialResult
+from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats
+from vcoal.model.units import Site
+from vcoal.spec import ScenarioSpec, context_from_spec
+from vcoal.testbed import measure
+from vcoal.testbed.load import TenantLoad, client_argv, plan_loads
+from vcoal.testbed.sites import (
+    SUPPORTED_KNOBS,
+    SiteDevice,
+    counter_sample,
+    knob_values,
+    merge_nic,
+    site_devices,
+)
+from vcoal.testbed.sockperf import STARTUP_S, WARMUP_S
+from vcoal.testbed.summary import ClientOutput, summarise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOptions:
+    """How to run a scenario on the testbed.
+
+    ``measure_s`` defaults to the scenario's ``duration_s`` (at least 1 s); ``window_s`` is the
+    policy window (the scenario's µs-scale window is for the simulator; a real knob write plus
+    counter read takes milliseconds). ``tag`` names the topology (random when None).
+    """
+
+    measure_s: float | None = None
+    window_s: float = 1.0
+    tag: str | None = None
+    napi: bool = True
+
+    def measured(self, spec: ScenarioSpec) -> float:
+        return max(1.0, self.measure_s if self.measure_s is not None else spec.duration_s)
+
+
+class KnobSet:
+    """The NAPI knobs of every site, one LinuxKnobs (netlink sockets) per namespace.
+
+    Sites sharing a device (several ``nic:qN`` on peth0) are merged with ``merge_nic``.
+    """
+
+    def __init__(self, devices: dict[Site, SiteDevice]) -> None:
+        self.devices = devices
+        self._knobs = {ns: LinuxKnobs(netns=ns) for ns in {d.ns for d in devices.values()}}
+        self._applied: dict[tuple[str, str], dict[str, int]] = {}
+
+    def read(self) -> dict[str, dict[str, int]]:
+        return {f"{d.ns}/{d.dev}": self._knobs[d.ns].read(d.dev) for d in self.devices.values()}
+
+    def apply(self, params: dict[Site, object], only: set[Site] | None = None) -> list[dict]:
+        """Write the knobs of the devices of ``only`` (all when None); returns what was written."""
+        by_dev: dict[tuple[str, str], dict[Site, object]] = {}
+        for s, d in self.devices.items():
+            by_dev.setdefault((d.ns, d.dev), {})[s] = params[s]
+        out = []
+        for (ns, dev), group in by_dev.items():
+            if only is not None and not (set(group) & only):
+                continue
+            want = knob_values(merge_nic(group) if len(group) > 1 else next(iter(group.values())))
+            if self._applied.get((ns, dev)) == want:
+                continue
+            got = self._knobs[ns].set(dev, want)
+            self._applied[(ns, dev)] = want
+            out.append({"dev": f"{ns}/{dev}", "sites": sorted(map(str, group)), "applied": got})
+        return out
+
+    def close(self) -> None:
+        for k in self._knobs.values():
+            k.close()
+
+
+class Counters:
+    """Per-window counters: device statistics of every site and tenant, host NET_RX."""
+
+    def __init__(self, devices: dict[Site, SiteDevice], topo: topology.TopologyPlan) -> None:
+        from pyroute2 import IPRoute
+
+        self.devices = devices
+        self.tenant_dev = {g.name: (g.ns, g.dev) for g in topo.guests}
+        namespaces = {d.ns for d in devices.values()} | {ns for ns, _ in self.tenant_dev.values()}
+        self._ipr = {ns: IPRoute(netns=ns) for ns in namespaces}
+        self.kthreads = measure.kernel_net_threads()
+
+    def _links(self, ns: str) -> dict[str, dict[str, int]]:
+        out = {}
+        for link in self._ipr[ns].get_links():
+            s = link.get("IFLA_STATS64") or {}
+            out[link.get("IFLA_IFNAME")] = {k: int(s.get(k, 0)) for k in topology._STAT_KEYS}
+        return out
+
+    def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot]:
+        host = measure.snapshot(self.kthreads)
+        links = {ns: self._links(ns) for ns in self._ipr}
+        sites = {
+            s: counter_sample(d, links[d.ns][d.dev], host.t_ns, host.net_rx) for s, d in self.devices.items()
+        }
+        tenants = {name: links[ns][dev] for name, (ns, dev) in self.tenant_dev.items()}
+        return sites, tenants, host
+
+    def close(self) -> None:
+        for ipr in self._ipr.values():
+            ipr.close()
+
+
+def _sleep_until(t_ns: int, clients: list[procs.NsProcess]) -> None:
+    while True:
+        left = (t_ns - time.monotonic_ns()) / 1e9
+        if left <= 0:
+            return
+        for c in clients:
+            if c.popen.poll() not in (None, 0):
+                raise RuntimeError(f"{c.label} exited early ({c.popen.returncode}): {c.stderr().strip()[-300:]}")
+        time.sleep(min(left, 0.05))
+
+
+def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None = None) -> TrialResult:
+    """Run the scenario's tenants on a fresh topology under ``policy``; the topology is removed after."""
+    options = options or TrialOptions()
+    tag = options.tag or "r" + secrets.token_hex(3)
+    topo = topology.plan(tag, [g.name for g in spec.guests])
+    devices = site_devices(spec, topo)
+    measure_s = options.measured(spec)
+    n_windows = max(1, round(measure_s / options.window_s))
+    window_ns = round(measure_s * 1e9 / n_windows)
+    wall0 = time.monotonic()
+    topology.up(topo, napi=options.napi)
+    knobs: KnobSet | None = None
+    counters: Counters | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="vcoal-tb-") as log_dir, procs.ProcessSet() as ps:
+            loads = plan_loads(spec, topo, measure_s, log_dir)
+            for ld in loads:
+                ps.start(ld.server_ns, ld.server_argv, f"{ld.tool}-server-{ld.tenant}").wait_listening(
+                    ld.port, ld.proto
+                )
+            knobs = KnobSet(devices)
+            knobs_initial = knobs.read()
+            ctx = context_from_spec(spec, supported=SUPPORTED_KNOBS)
+            current = {s: info.initial for s, info in ctx.sites.items()}
+            knobs.apply(current)
+            knobs_before = knobs.read()
+            policy.reset(ctx, random.Random(spec.seed))
+            counters = Counters(devices, topo)
+
+            clients: dict[str, procs.NsProcess] = {}
+            t_c = time.monotonic_ns()
+            for ld in loads:
+                if ld.tool == "sockperf":
+                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}")
+            t_start = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
+            _sleep_until(t_start, list(clients.values()))
+            for ld in loads:
+                if ld.tool == "iperf3":
+                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}")
+            old_sites, old_ten, host0 = counters.sample()
+            first_sites, first_ten = old_sites, old_ten
+            tools0, all_cpu0 = sum(p.cpu_ns() for p in ps.procs), measure.all_tasks_cpu_ns()
+            windows, decisions, applied_log = [], [], []
+            for k in range(n_windows):
+                _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
+                new_sites, new_ten, host = counters.sample()
+                ws = _window(k, spec, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns)
+                windows.append(_row(ws, host.net_rx - (windows[-1]["_net_rx"] if windows else host0.net_rx)))
+                windows[-1]["_net_rx"] = host.net_rx
+                policy.observe(ws)
+                decision = policy.decide()
+                if decision is not None:
+                    decisions.extend(r.to_dict() for r in decision.records)
+                    changed = {s for s, p in decision.params.items() if s in devices and p != current[s]}
+                    current.update({s: decision.params[s] for s in changed})
+                    for entry in knobs.apply(current, changed):
+                        applied_log.append({"window": k, **entry})
+                old_sites, old_ten = new_sites, new_ten
+            host_end = host
+            tools1, all_cpu1 = sum(p.cpu_ns() for p in ps.procs), measure.all_tasks_cpu_ns()
+            outputs = {}
+            for ld in loads:
+                c = clients[ld.tenant]
+                c.wait(timeout_s=15.0)
+                log_text = ""
+                if ld.tool == "sockperf" and getattr(ld.client, "full_log", None):
+                    p = Path(ld.client.full_log)
+                    log_text = p.read_text() if p.exists() else ""
+                outputs[ld.tenant] = ClientOutput(ld, c.stdout(), log_text, c.started_ns)
+            knobs_after = knobs.read()
+        for w in windows:
+            w.pop("_net_rx", None)
+        return summarise(
+            spec=spec,
+            policy=policy,
+            loads=loads,
+            outputs=outputs,
+            devices=devices,
+            first_sites=first_sites,
+            last_sites=old_sites,
+            first_tenants=first_ten,
+            last_tenants=old_ten,
+            host0=host0,
+            host1=host_end,
+            t_start_ns=t_start,
+            window_ns=window_ns,
+            windows=windows,
+            decisions=decisions,
+            meta={
+                "environment": "testbed",
+                "topology_tag": tag,
+                "window_s": window_ns / 1e9,
+                "knobs_initial": knobs_initial,
+                "knobs_before": knobs_before,
+                "knobs_after": knobs_after,
+                "knob_writes": applied_log,
+                "final_params": {str(s): p.to_dict() for s, p in current.items()},
+                "tools_cpu_ns": tools1 - tools0,
+                "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
+                "wall_s": time.monotonic() - wall0,
+            },
+        )
+    finally:
+        if knobs is not None:
+            knobs.close()
+        if counters is not None:
+            counters.close()
+        topology.down(tag)
+
+
+def _window(
+    k: int,
+    spec: ScenarioSpec,
+    ctx,
+    current: dict[Site, object],
+    old_sites: dict[Site, CounterSample],
+    new_sites: dict[Site, CounterSample],
+    old_ten: dict[str, dict[str, int]],
+    new_ten: dict[str, dict[str, int]],
+    t_ns: int,
+) -> WindowStats:
+    sites = {s: SiteStats.from_samples(s, old_sites[s], new_sites[s], current[s]) for s in new_sites}
+    interval = next(iter(sites.values())).interval_ns if sites else 0
+    tenants = {}
+    for name, info in ctx.tenants.items():
+        a, b = old_ten[name], new_ten[name]
+        pk = (b["rx_packets"] - a["rx_packets"]) + (b["tx_packets"] - a["tx_packets"])
+        by = (b["rx_bytes"] - a["rx_bytes"]) + (b["tx_bytes"] - a["tx_bytes"])
+        tenants[name] = TenantStats(name, info.slo, pk, by, None, None)
+    return WindowStats(k, t_ns, interval, sites, tenants)
+
+
+def _row(w: WindowStats, net_rx: int) -> dict:
+    """A window as stored in TrialResult.windows (same keys as the simulator's rows, plus NET_RX)."""
+    s_ns = w.interval_ns or 1
+    return {
+        "index": w.index,
+        "t_ns": w.t_ns,
+        "net_rx_per_s": net_rx * 1e9 / s_ns,
+        "sites": {
+            str(site): {
+                "params": st.params.to_dict(),
+                "rx_pps": st.rx.packets * 1e9 / s_ns,
+                "tx_pps": st.tx.packets * 1e9 / s_ns,
+                "rx_irq_per_s": st.rx.interrupts * 1e9 / s_ns,
+                "tx_irq_per_s": st.tx.interrupts * 1e9 / s_ns,
+                "rx_drops": st.rx.drops,
+                "tx_drops": st.tx.drops,
+                "cpu_util": st.cpu_ns / s_ns,
+            }
+            for site, st in w.sites.items()
+        },
+        "tenants": {
+            name: {"p50_us": t.p50_us, "p99_us": t.p99_us, "pps": t.packets * 1e9 / s_ns, "bps": t.bytes * 8e9 / s_ns}
+            for name, t in w.tenants.items()
+        },
+    }
+
+
+__all__ = ["TenantLoad", "TrialOptions", "run_trial"]
