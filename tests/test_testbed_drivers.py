@@ -1,0 +1,179 @@
+"""Tool drivers on captured real output (tests/golden/testbed/, sockperf 3.7 / iperf 3.12 on the
+testbed topology, 2026-11-26) and the pure mappings of the testbed (no root needed)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from vcoal.linux import netns, topology
+from vcoal.model.params import CoalesceParams
+from vcoal.model.units import Site
+from vcoal.spec import parse_scenario
+from vcoal.testbed import iperf3, sockperf
+from vcoal.testbed.load import client_argv, plan_loads
+from vcoal.testbed.sites import counter_sample, merge_nic, site_devices
+from vcoal.testbed.summary import rtt_histogram, split_windows
+
+GOLDEN = Path(__file__).parent / "golden" / "testbed"
+
+
+def golden(name: str) -> str:
+    return (GOLDEN / name).read_text()
+
+
+# --- sockperf ------------------------------------------------------------------------------------
+
+
+def test_sockperf_parse_udp_ping_pong():
+    r = sockperf.parse(golden("sockperf_pp_udp.txt"))
+    assert r.valid_s == pytest.approx(0.55)
+    assert (r.sent, r.received, r.observations, r.dropped) == (9590, 9590, 9590, 0)
+    assert r.percentiles_us["p50"] == pytest.approx(57.835)
+    assert r.percentiles_us["p99"] == pytest.approx(90.273)
+    assert r.percentiles_us["min"] <= r.percentiles_us["p25"] <= r.percentiles_us["p50"] <= r.percentiles_us["max"]
+    assert {"p99_9", "p99_99", "p99_999", "p90", "p75"} <= set(r.percentiles_us)
+    assert r.transactions_per_s == pytest.approx(9590 / 0.55)
+
+
+def test_sockperf_parse_tcp_and_under_load():
+    tcp = sockperf.parse(golden("sockperf_pp_tcp.txt"))
+    assert tcp.received == 28256
+    assert tcp.percentiles_us["p50"] == pytest.approx(18.457)
+    assert tcp.avg_rtt_us == pytest.approx(19.454)
+    ul = sockperf.parse(golden("sockperf_ul_udp.txt"))
+    # under-load answers only every 100th message by default
+    assert (ul.sent, ul.received, ul.observations) == (2501, 26, 26)
+    assert ul.percentiles_us["p50"] == pytest.approx(67.394)
+
+
+def test_sockperf_parse_rejects_output_without_statistics():
+    with pytest.raises(ValueError, match="Valid Duration"):
+        sockperf.parse("sockperf: ERROR: connection refused\n")
+
+
+def test_sockperf_full_log_samples():
+    text = golden("sockperf_full_log_udp.csv")
+    samples = sockperf.parse_full_log(text)
+    assert len(samples) == 41  # the captured file is trimmed to its first and last samples
+    t0, rtt0 = samples[0]
+    assert rtt0 > 0 and t0 > 2.0  # tx time counts from the client's start (2 s idle + warm-up)
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(samples))
+    summary = sockperf.parse(text)  # the log repeats the summary
+    assert summary.received == 9590
+
+
+def test_sockperf_argv():
+    c = sockperf.SockperfClient("198.18.1.1", 11111, 2.45, full_log="/tmp/x.csv")
+    assert sockperf.build_argv(c) == [
+        "sockperf", "pp", "-i", "198.18.1.1", "-p", "11111", "-t", "3", "-m", "64", "--full-rtt",
+        "--full-log", "/tmp/x.csv",
+    ]
+    ul = sockperf.SockperfClient("198.18.1.1", 1, 2, mode="ul", tcp=True, mps=5000, reply_every=1)
+    assert sockperf.build_argv(ul)[-5:] == ["--tcp", "--mps", "5000", "--reply-every", "1"]
+    assert sockperf.build_server_argv("198.18.1.1", 7, tcp=True) == ["sockperf", "sr", "-i", "198.18.1.1", "-p", "7", "--tcp"]
+    with pytest.raises(ValueError, match="mode"):
+        sockperf.SockperfClient("198.18.1.1", 1, 2, mode="tp")
+    with pytest.raises(ValueError, match="duration"):
+        sockperf.SockperfClient("198.18.1.1", 1, 0.3)
+
+
+# --- iperf3 --------------------------------------------------------------------------------------
+
+
+def test_iperf3_parse_forward_and_reverse():
+    fwd = iperf3.parse(golden("iperf3_tcp.json"))
+    assert fwd.bits_per_second == pytest.approx(6.97192255401736e9)
+    assert fwd.cpu_sender_pct == pytest.approx(84.97186239753157)  # client sends
+    assert fwd.cpu_receiver_pct == pytest.approx(33.77050031813637)
+    assert len(fwd.interval_bps) == 2 and fwd.seconds > 1.9
+    rev = iperf3.parse(golden("iperf3_tcp_reverse.json"))
+    assert rev.bits_per_second == pytest.approx(6.021845509244305e9)
+    assert rev.cpu_sender_pct == pytest.approx(38.3240876175037)  # server sends in -R
+
+
+def test_iperf3_parse_errors():
+    with pytest.raises(ValueError, match="not JSON"):
+        iperf3.parse("iperf3: error - unable to connect")
+    with pytest.raises(ValueError, match="unable to connect"):
+        iperf3.parse('{"start": {}, "error": "unable to connect to server"}')
+
+
+def test_iperf3_argv():
+    c = iperf3.IperfClient("198.18.1.2", 5201, 2.5, reverse=True, rate_bps=1e9)
+    assert iperf3.build_argv(c) == ["iperf3", "-c", "198.18.1.2", "-p", "5201", "-t", "3", "-J", "-R", "-b", "1000000000"]
+    assert iperf3.build_server_argv("198.18.1.2", 5201) == ["iperf3", "-s", "-B", "198.18.1.2", "-p", "5201", "-1"]
+
+
+# --- topology names, sites, loads ------------------------------------------------------------------
+
+SPEC = {
+    "name": "t",
+    "duration_s": 2.0,
+    "nic": {"queues": 1},
+    "guests": [
+        {"name": "lat", "workload": {"kind": "request_response"}, "slo": {"p99_us": 300.0}},
+        {"name": "bulk", "workload": {"kind": "bulk", "direction": "tx", "pace_gbps": 1.0}},
+    ],
+}
+
+
+def test_plan_names_and_addresses():
+    p = topology.plan("abc1", ["lat", "bulk"])
+    assert p.namespaces == ("vcoal-abc1-wire", "vcoal-abc1-dom0", "vcoal-abc1-g-lat", "vcoal-abc1-g-bulk")
+    assert [(g.vif, g.dev, g.ip) for g in p.guests] == [("vif1.0", "geth0", "198.18.1.1"), ("vif2.0", "geth0", "198.18.1.2")]
+    assert topology.guest_ip(250) == "198.18.2.1"
+    assert all(netns.tag_of(n) == "abc1" for n in p.namespaces)
+    assert netns.tag_of("vct-123456") is None and netns.tag_of("other") is None
+    with pytest.raises(ValueError, match="tag"):
+        topology.plan("Bad-Tag", ["x"])
+    with pytest.raises(ValueError):
+        netns.remove("not-ours")
+
+
+def test_sites_map_to_the_devices_whose_napi_moderates_them():
+    spec = parse_scenario(SPEC)
+    p = topology.plan("abc1", ["lat", "bulk"])
+    d = site_devices(spec, p)
+    assert (d[Site.parse("nic:q0")].dev, d[Site.parse("nic:q0")].napi_direction) == ("peth0", "rx")
+    assert (d[Site.parse("backend:lat")].dev, d[Site.parse("backend:lat")].napi_direction) == ("vif1.0", "tx")
+    assert d[Site.parse("frontend:bulk")].ns == "vcoal-abc1-g-bulk"
+    stats = {"rx_packets": 10, "tx_packets": 20, "rx_bytes": 100, "tx_bytes": 200, "rx_dropped": 1, "tx_dropped": 2}
+    back = counter_sample(d[Site.parse("backend:lat")], stats, 5, 77)
+    # the vif transmits towards the guest (model rx) and receives what the guest sends (model tx)
+    assert (back.rx.packets, back.tx.packets, back.tx.interrupts, back.rx.interrupts) == (20, 10, 77, 0)
+    nic = counter_sample(d[Site.parse("nic:q0")], stats, 5, 77)
+    assert (nic.rx.packets, nic.rx.interrupts, nic.rx.drops) == (10, 77, 1)
+
+
+def test_merge_nic_takes_the_smallest_deferral():
+    a = CoalesceParams(napi_defer_hard_irqs=2, gro_flush_timeout_ns=200_000)
+    b = CoalesceParams(napi_defer_hard_irqs=2, gro_flush_timeout_ns=50_000)
+    c = CoalesceParams(napi_defer_hard_irqs=0, gro_flush_timeout_ns=500_000)  # no deferral at all
+    assert merge_nic({Site.parse("nic:q0"): a, Site.parse("nic:q1"): b}) == b
+    assert merge_nic({Site.parse("nic:q0"): a, Site.parse("nic:q1"): c}) == c
+
+
+def test_loads_from_spec():
+    spec = parse_scenario(SPEC)
+    p = topology.plan("abc1", ["lat", "bulk"])
+    loads = plan_loads(spec, p, 2.0, "/tmp/logs")
+    lat, bulk = loads
+    assert (lat.tool, lat.server_ns, lat.client_ns, lat.proto) == ("sockperf", "vcoal-abc1-g-lat", "vcoal-abc1-wire", "udp")
+    assert client_argv(lat)[:8] == ["sockperf", "pp", "-i", "198.18.1.1", "-p", "11111", "-t", "3"]
+    assert "/tmp/logs/lat.csv" in client_argv(lat)
+    argv = client_argv(bulk)
+    assert argv[:3] == ["iperf3", "-c", "198.18.1.2"] and "-R" in argv and "1000000000" in argv
+    trace = parse_scenario({**SPEC, "guests": [{"name": "t", "workload": {"kind": "trace", "trace_rows": [[0, 64, "rx"]]}}]})
+    with pytest.raises(ValueError, match="not supported"):
+        plan_loads(trace, topology.plan("abc1", ["t"]), 2.0, "/tmp")
+
+
+def test_window_split_of_samples():
+    samples = [(2.40, 10.0), (2.90, 20.0), (3.45, 30.0), (3.50, 40.0), (9.0, 99.0)]
+    started_ns, t_start_ns = 1_000_000_000, 3_400_000_000
+    per = split_windows(samples, started_ns, t_start_ns, 1_000_000_000, 2)
+    assert [h.count for h in per] == [2, 2]
+    assert rtt_histogram(samples).count == 5
