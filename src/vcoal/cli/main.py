@@ -45,6 +45,10 @@ def _register() -> None:
     sim_cmd.register(app)
     __import__("vcoal.cli.agent_cmd", fromlist=["register"]).register(app)
     __import__("vcoal.cli.testbed_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.sweep_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.results_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.report_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.demo_cmd", fromlist=["register"]).register(app)
 
 
 def main() -> None:

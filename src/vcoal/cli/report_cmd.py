@@ -1,0 +1,30 @@
+"""``vcoal report``: one self-contained HTML page from a results directory (reads files only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vcoal.cli.main import fail
+
+
+def report(
+    results_dir: Path = typer.Argument(..., help="results directory written by vcoal sweep"),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file to write (default RESULTS_DIR/report.html)"),
+) -> None:
+    """Render SLO attainment, latency-vs-CPU, CDFs, phase-change series, decisions and provenance."""
+    from vcoal.report import render_report
+    from vcoal.results import ResultFormatError
+
+    out = out or results_dir / "report.html"
+    try:
+        info = render_report(results_dir, out)
+    except (ValueError, ResultFormatError) as exc:
+        fail(str(exc))
+    typer.echo(f"report: {out} ({info.trials} trials, {len(info.plots)} plots, {len(info.html) // 1024} KiB)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+    app.command("report", epilog="Example: vcoal report vcoal-results/demo -o report.html")(report)
