@@ -1,9 +1,128 @@
-"""``vcoal sim``: run one scenario in the simulator (filled in with the simulator)."""
+"""``vcoal sim``: run one scenario in the simulator and print a summary (or JSON)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import typer
+
+from vcoal.cli.main import fail
+
+EPILOG = """Examples:
+
+  vcoal sim examples/reference.toml
+
+  vcoal sim examples/reference.toml --policy static --set nic.rx_usecs=64 --set nic.rx_frames=64
+
+  vcoal sim examples/validation/base.toml --duration 2 --seed 7 --json > base.json
+"""
+
+
+def parse_set(items: list[str]) -> dict[str, dict]:
+    """``layer.key=value`` items -> ``{layer: {key: value}}`` for the static policy."""
+    out: dict[str, dict] = {}
+    for item in items:
+        lhs, sep, rhs = item.partition("=")
+        layer, dot, key = lhs.partition(".")
+        if not sep or not dot or layer not in ("nic", "backend", "frontend"):
+            raise ValueError(f"--set {item!r}: expected LAYER.KEY=VALUE with LAYER in nic, backend, frontend")
+        try:
+            value: object = int(rhs)
+        except ValueError:
+            value = rhs
+        out.setdefault(layer, {})[key] = value
+    return out
+
+
+def sim(
+    spec_path: Path = typer.Argument(..., help="scenario TOML file", exists=False),
+    policy: str = typer.Option(None, "--policy", "-p", help="registered policy (see 'vcoal policies')"),
+    params_json: str = typer.Option(None, "--params", help="policy parameters as a JSON object"),
+    set_: list[str] = typer.Option([], "--set", help="static coalescing LAYER.KEY=VALUE (implies --policy static)"),
+    duration: float = typer.Option(None, "--duration", help="simulated seconds (overrides the spec)"),
+    seed: int = typer.Option(None, "--seed", help="root seed (overrides the spec)"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as one JSON document"),
+    out: Path = typer.Option(None, "--out", "-o", help="also write the JSON result to this file"),
+) -> None:
+    """Simulate one scenario and print per-tenant latency vs SLO, per-layer interrupts, CPU use."""
+    from vcoal.policies import make_policy
+    from vcoal.sim import run_scenario
+    from vcoal.spec import load_scenario
+
+    try:
+        spec = load_scenario(spec_path)
+        params = json.loads(params_json) if params_json else {}
+        if not isinstance(params, dict):
+            raise ValueError("--params: expected a JSON object")
+        if set_:
+            if policy not in (None, "static"):
+                raise ValueError("--set applies to the static policy; drop --policy or use --policy static")
+            policy = "static"
+            for layer, table in parse_set(set_).items():
+                params.setdefault(layer, {}).update(table)
+        pol = make_policy(policy, params) if policy else None
+        if duration is not None and not 0 < duration <= 3600:
+            raise ValueError(f"--duration {duration}: must be in (0, 3600] seconds")
+        if seed is not None and seed < 0:
+            raise ValueError(f"--seed {seed}: must be >= 0")
+    except json.JSONDecodeError as exc:
+        fail(f"--params: not valid JSON: {exc}")
+    except ValueError as exc:
+        fail(str(exc))
+
+    progress_cb, finish = _progress(spec.name, quiet=as_json and not sys.stderr.isatty())
+    try:
+        result = run_scenario(spec, pol, seed=seed, duration_s=duration, progress=progress_cb)
+    finally:
+        finish()
+    doc = result.to_dict()
+    if out is not None:
+        out.write_text(json.dumps(doc, indent=1, default=_json_default))
+    if as_json:
+        typer.echo(json.dumps(doc, default=_json_default))
+        return
+    from vcoal.cli.tables import print_summary
+
+    print_summary(result)
+
+
+def _json_default(obj):
+    if isinstance(obj, float):
+        return None
+    return str(obj)
+
+
+def _progress(name: str, quiet: bool):
+    """A rich progress bar on stderr that appears only for runs longer than a second."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    state = {"bar": None, "task": None, "t0": time.monotonic()}
+    console = Console(stderr=True)
+
+    def update(fraction: float) -> None:
+        if quiet:
+            return
+        if state["bar"] is None:
+            if time.monotonic() - state["t0"] < 1.0:
+                return
+            bar = Progress(TextColumn(f"simulating {name}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                           TimeRemainingColumn(), console=console, transient=True)
+            bar.start()
+            state["bar"], state["task"] = bar, bar.add_task(name, total=1.0)
+        state["bar"].update(state["task"], completed=fraction)
+
+    def finish() -> None:
+        if state["bar"] is not None:
+            state["bar"].stop()
+
+    return update, finish
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
+    app.command("sim", epilog=EPILOG)(sim)

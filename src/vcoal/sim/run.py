@@ -17,6 +17,7 @@ def run_scenario(
     duration_s: float | None = None,
     progress: Callable[[float], None] | None = None,
     audit: bool = False,
+    deliveries: list | None = None,
 ) -> TrialResult:
     """Simulate ``spec`` under ``policy`` (None: the scenario's own static settings).
 
@@ -25,9 +26,11 @@ def run_scenario(
     spec: the scenario.
     policy: a ``vcoal.model.Policy``; consulted before the first window and after every window.
     seed: overrides ``spec.seed``; every random stream is split from it by name.
-    duration_s: overrides ``spec.duration_s``.
+    duration_s: overrides ``spec.duration_s`` (a warm-up as long is cut to a tenth of it).
     progress: called with the fraction done after every window.
     audit: track every packet (slower) so that loss or duplication raises.
+    deliveries: if a list is given, ``(tenant, t0_ns, delivered_ns)`` of every delivered packet
+        is appended to it (for sample-path tests; memory grows with the run).
 
     Returns
     -------
@@ -36,13 +39,15 @@ def run_scenario(
     """
     from vcoal.sim.simulation import Simulation
 
-    overrides = {}
+    overrides: dict = {}
     if duration_s is not None:
         overrides["duration_s"] = duration_s
+        if spec.warmup_s >= duration_s:
+            overrides["warmup_s"] = duration_s * 0.1  # keep the warm-up a small part of a short run
     if seed is not None:
         overrides["seed"] = seed
     if overrides:
-        spec = spec.model_copy(update=overrides)
-        spec = type(spec).model_validate(spec.model_dump())
+        spec = spec.with_overrides(overrides)
     sim = Simulation(spec, policy, spec.seed, audit=audit)
+    sim.deliveries = deliveries
     return sim.run(progress)

@@ -39,6 +39,7 @@ class Simulation:
         self.warmup_ns = round(spec.warmup_s * 1e9)
         self.window_ns = max(1, round(spec.window.duration_us * 1000))
         self.live: set | None = set() if audit else None
+        self.deliveries: list | None = None
         self.path = Path(spec, self.k, seed)
         self.tenants = [KINDS[g.workload.kind](self, i, g, seed) for i, g in enumerate(spec.guests)]
         self.path.tenants = self.tenants

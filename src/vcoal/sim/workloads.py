@@ -55,6 +55,8 @@ class TenantRt:
         self.delivered += 1
         if self.sim.live is not None:
             self.sim.live.remove(pkt)  # KeyError = delivered twice
+        if self.sim.deliveries is not None:
+            self.sim.deliveries.append((self.i, pkt.t0, self.k.now))
 
     def _delivered(self, pkt, latency_ns: int, payload: bool = True, record: bool = True) -> None:
         self._finish(pkt)

@@ -263,12 +263,34 @@ def spec_error_line(exc: ValidationError, source: str = "spec") -> str:
     ctx = err.get("ctx") or {}
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
-    elif {"ge", "le"} & ctx.keys() or {"gt", "lt"} & ctx.keys():
-        lo = ctx.get("ge", ctx.get("gt", "-inf"))
-        hi = ctx.get("le", ctx.get("lt", "inf"))
+    elif {"ge", "le", "gt", "lt"} & ctx.keys():
+        lo, hi = _field_bounds(err.get("loc", ()))
+        lo = ctx.get("ge", ctx.get("gt", lo))
+        hi = ctx.get("le", ctx.get("lt", hi))
         msg = f"{err.get('input')!r} out of range [{lo}, {hi}]"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{source}: {loc or 'spec'}: {msg}{more}"
+
+
+def _field_bounds(loc: tuple) -> tuple[object, object]:
+    """The declared (lower, upper) bounds of the field at ``loc`` in ScenarioSpec."""
+    model: type[BaseModel] | None = ScenarioSpec
+    info = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        info = model.model_fields.get(str(part))
+        if info is None:
+            break
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    lo: object = "-inf"
+    hi: object = "inf"
+    for m in getattr(info, "metadata", ()):
+        lo = getattr(m, "ge", getattr(m, "gt", lo)) if hasattr(m, "ge") or hasattr(m, "gt") else lo
+        hi = getattr(m, "le", getattr(m, "lt", hi)) if hasattr(m, "le") or hasattr(m, "lt") else hi
+    return lo, hi
 
 
 def parse_scenario(data: dict[str, Any], source: str = "spec", base_dir: Path | None = None) -> ScenarioSpec:

@@ -1,0 +1,5 @@
+"""``python -m vcoal.cli``."""
+
+from vcoal.cli.main import main
+
+main()
