@@ -46,7 +46,7 @@ def oracle(t, s, usecs, frames, timer):
         if t[i] >= d:
             if timer == "itr":
                 fire = max(t[i], last_fire + tt)
-            elif tt == 0 and cap <= 1 or cap == 1:
+            elif (tt == 0 and cap <= 1) or cap == 1:
                 fire = t[i]
             elif timer == "absolute":
                 fire = t[i] + tt if tt > 0 else big

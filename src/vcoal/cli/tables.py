@@ -32,7 +32,7 @@ def print_summary(r: TrialResult, console: Console | None = None) -> None:
     s = Table(title="coalescing sites")
     for col in ("site", "rx irq/s", "rx pkts/irq", "tx irq/s", "tx pkts/irq", "polls", "drops",
                 "rx µs/frames tx µs/frames timer"):
-        s.add_column(col, justify="left" if col[0] in "sr" and " " in col or col == "site" else "right")
+        s.add_column(col, justify="left" if (col[0] in "sr" and " " in col) or col == "site" else "right")
     for x in r.sites:
         p = x.params_final
         params = f"{p['rx_usecs']}/{p['rx_frames']} {p['tx_usecs']}/{p['tx_frames']} {p['timer'][:3]}"
