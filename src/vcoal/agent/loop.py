@@ -149,8 +149,8 @@ def run_loop(
         cur = dict(source.sample())
         sites = {
             s: SiteStats.from_samples(s, prev[s], cur[s], applier.params(s))
-            for s in sorted(cur)
-            if s in prev and s in context.sites
+            for s in context.sites  # the context's order, as the simulator iterates
+            if s in prev and s in cur
         }
         stats = WindowStats(result.windows, now, max(0, now - last_ns), sites)
         policy.observe(stats)

@@ -1,0 +1,168 @@
+"""KnobApplier safety rules and LinuxSource discovery, against a fake knob layer."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import pytest
+
+from vcoal.agent.config import parse_config
+from vcoal.agent.linux_io import KnobApplier, build_context
+from vcoal.linux.knobs import InterfaceGone, KnobUnsupported
+from vcoal.model.params import CoalesceParams
+from vcoal.model.policy import Decision
+from vcoal.model.units import Layer, Site
+
+
+class FakeKnobs:
+    """Interfaces as dicts; records writes, restores and forgets."""
+
+    def __init__(self, devices: dict[str, dict[str, int]]) -> None:
+        self.devices = devices
+        self.writes: list[tuple[str, dict]] = []
+        self.forgotten: list[str] = []
+        self.restored: list[str] = []
+
+    def read(self, ifname):
+        if ifname not in self.devices:
+            raise InterfaceGone(errno.ENODEV, ifname)
+        return dict(self.devices[ifname])
+
+    def supported(self, ifname):
+        return frozenset(self.read(ifname))
+
+    def set(self, ifname, values):
+        if ifname not in self.devices:
+            raise InterfaceGone(errno.ENODEV, ifname)
+        self.writes.append((ifname, dict(values)))
+        if "rx_usecs" in values and values["rx_usecs"] % 2:
+            values = {**values, "rx_usecs": values["rx_usecs"] + 1}  # the driver rounds
+        self.devices[ifname].update(values)
+        return {k: self.devices[ifname][k] for k in values}
+
+    def restore(self, ifname=None):
+        self.restored.append(ifname)
+        return 0
+
+    def forget(self, ifname):
+        self.forgotten.append(ifname)
+
+
+class Clock:
+    t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _cfg(**safety):
+    return parse_config({
+        "safety": {"max_changes_per_minute": 2, "backoff_s": 60, **safety},
+        "interfaces": [
+            {"match": ["vif*"], "layer": "backend", "bounds": {"gro_flush_timeout_ns": [0, 100_000]}},
+            {"match": ["eth0"], "layer": "nic", "knobs": ["rx_usecs", "tx_usecs"]},
+        ],
+        "tenants": [{"name": "g1", "interfaces": ["vif1.*"], "p99_us": 200}],
+    })
+
+
+def _setup(dry_run=False, **safety):
+    knobs = FakeKnobs({
+        "vif1.0": {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0},
+        "eth0": {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0, "rx_usecs": 3},
+        "lo": {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0},
+    })
+    clock = Clock()
+    cfg = _cfg(**safety)
+    app = KnobApplier(cfg, knobs, dry_run=dry_run, clock_s=clock)
+    for name in ("vif1.0", "eth0", "lo"):
+        group = cfg.group_of(name)
+        if group:
+            app.adopt(name, group)
+    return app, knobs, clock
+
+
+VIF, ETH = Site(Layer.BACKEND, "vif1.0"), Site(Layer.NIC, "eth0")
+
+
+def _decide(site, **kw):
+    return Decision({site: CoalesceParams().with_changes(**kw)})
+
+
+def test_only_configured_and_supported_knobs_within_bounds():
+    app, knobs, _ = _setup()
+    assert set(app.managed) == {"vif1.0", "eth0"}  # lo matches nothing: never touched
+    assert app.managed["eth0"].controlled == ("rx_usecs",)  # tx_usecs configured but unsupported
+    app.apply(_decide(VIF, gro_flush_timeout_ns=500_000, napi_defer_hard_irqs=2, rx_usecs=9), 0)
+    assert knobs.writes == [("vif1.0", {"gro_flush_timeout_ns": 100_000, "napi_defer_hard_irqs": 2})]
+    [a] = app.apply(_decide(ETH, rx_usecs=7, napi_defer_hard_irqs=5), 1)
+    assert knobs.writes[-1] == ("eth0", {"rx_usecs": 7})
+    assert a.params.rx_usecs == 8  # what the driver applied, read back
+    assert app.params(ETH).rx_usecs == 8
+
+
+def test_change_rate_limit():
+    app, knobs, clock = _setup()
+    for i, t in enumerate((0, 1, 2, 61)):
+        clock.t = 1000.0 + t
+        app.apply(_decide(VIF, napi_defer_hard_irqs=i + 1), i)
+    assert [w[1]["napi_defer_hard_irqs"] for w in knobs.writes] == [1, 2, 4]
+
+
+def test_external_change_backs_off_and_gives_up_the_journal(caplog):
+    app, knobs, clock = _setup()
+    app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)
+    knobs.devices["vif1.0"]["napi_defer_hard_irqs"] = 7  # an administrator
+    with caplog.at_level(logging.WARNING):
+        app.begin_window(1)
+    assert "changed by someone else" in caplog.text and "backing off" in caplog.text
+    assert knobs.forgotten == ["vif1.0"]
+    assert app.apply(_decide(VIF, napi_defer_hard_irqs=3), 2)[0].skipped == "backed off"
+    assert knobs.devices["vif1.0"]["napi_defer_hard_irqs"] == 7
+    clock.t += 61
+    app.apply(_decide(VIF, napi_defer_hard_irqs=3), 3)
+    assert knobs.devices["vif1.0"]["napi_defer_hard_irqs"] == 3
+
+
+def test_vanished_interface_is_forgotten_without_error():
+    app, knobs, _ = _setup()
+    del knobs.devices["vif1.0"]
+    assert app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)[0].skipped == "interface gone"
+    assert "vif1.0" not in app.managed
+    del knobs.devices["eth0"]
+    app.begin_window(0)
+    assert app.managed == {}
+
+
+def test_dry_run_writes_nothing_and_reports():
+    app, knobs, _ = _setup(dry_run=True)
+    [a] = app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)
+    assert knobs.writes == [] and a.skipped == "dry run" and a.params.napi_defer_hard_irqs == 2
+
+
+def test_unsupported_write_is_reported_not_raised():
+    app, knobs, _ = _setup()
+
+    def refuse(ifname, values):
+        raise KnobUnsupported(errno.EOPNOTSUPP, "no")
+
+    knobs.set = refuse
+    assert app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)[0].skipped == "unsupported"
+
+
+def test_context_has_tenants_and_supported_sets():
+    app, _, _ = _setup()
+    ctx = build_context(app.config, app.managed)
+    assert ctx.sites[VIF].tenants == ("g1",)
+    assert ctx.sites[ETH].supported == {"rx_usecs"}
+    assert ctx.tenants["g1"].path == (VIF,) and ctx.tenants["g1"].slo.p99_us == 200
+    assert ctx.sites[ETH].initial.rx_usecs == 3
+
+
+@pytest.mark.parametrize("window, reads", [(0, True), (1, False)])
+def test_verification_interval(window, reads):
+    app, knobs, _ = _setup(verify_every_windows=2)
+    knobs.devices["vif1.0"]["napi_defer_hard_irqs"] = 9
+    app.begin_window(window)
+    assert (app.managed["vif1.0"].backoff_until > 0) is reads

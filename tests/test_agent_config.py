@@ -1,0 +1,61 @@
+"""Agent config validation: examples load, mistakes are refused with one line naming the field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vcoal.agent.config import ConfigError, load_config, parse_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "agent"
+OK = {"interfaces": [{"match": ["vif*"], "layer": "backend"}]}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_examples_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.interfaces and cfg.metrics.address == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"window_ms": 0}, "window_ms"),
+        ({"interfaces": [{"match": ["vif*"], "layer": "dom0"}]}, "interfaces.0.layer"),
+        ({"interfaces": [{"match": ["vif*"], "layer": "nic", "knobs": ["mtu"]}]}, "interfaces.0.knobs.0"),
+        ({"interfaces": [{"match": ["a b"], "layer": "nic"}]}, "interfaces.0.match"),
+        ({"interfaces": [{"match": ["x"], "layer": "nic", "bounds": {"rx_usecs": [5, 1]}}]}, "interfaces.0.bounds"),
+        ({"interfaces": []}, "interfaces"),
+        ({"policy": {"name": "nope"}}, "policy"),
+        ({"policy": {"name": "static", "params": {"nic": {"rx_usec": 1}}}}, "policy"),
+        ({"safety": {"max_changes_per_minute": 0}}, "safety.max_changes_per_minute"),
+        ({"metrics": {"port": 70000}}, "metrics.port"),
+        ({"typo": 1}, "typo"),
+    ],
+)
+def test_invalid_configs_give_one_line_naming_the_field(change, field):
+    with pytest.raises(ConfigError) as err:
+        parse_config({**OK, **change})
+    text = str(err.value)
+    assert "\n" not in text and f"config: {field}" in text
+
+
+def test_cli_refuses_invalid_config_with_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('window_ms = -5\n[[interfaces]]\nmatch = ["vif*"]\nlayer = "backend"\n')
+    out = subprocess.run([str(Path(sys.executable).with_name("vcoal")), "agent", "run", "-c", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "window_ms" in out.stderr and "greater than or equal to 1" in out.stderr
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "none.toml")
+    (tmp_path / "x.toml").write_text("window_ms = [")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(tmp_path / "x.toml")
