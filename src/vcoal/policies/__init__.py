@@ -11,12 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from vcoal.policies.base import PolicyBase, params_from_dict
+from vcoal.policies.dxzl import Dxzl
+from vcoal.policies.intel_itr import IntelItr
+from vcoal.policies.napi_defer import NapiDefer
+from vcoal.policies.net_dim import NetDim
 from vcoal.policies.off import Off
 from vcoal.policies.static import Static
 
 POLICIES: dict[str, type[PolicyBase]] = {
     Off.name: Off,
     Static.name: Static,
+    NetDim.name: NetDim,
+    IntelItr.name: IntelItr,
+    NapiDefer.name: NapiDefer,
+    Dxzl.name: Dxzl,
 }
 
 
