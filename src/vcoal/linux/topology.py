@@ -102,7 +102,13 @@ def plan(tag: str, guest_names: list[str] | tuple[str, ...]) -> TopologyPlan:
 
 
 def up(p: TopologyPlan, napi: bool = True) -> None:
-    """Build the topology; on any failure remove what was built and re-raise."""
+    """Build the topology; on any failure remove what was built and re-raise.
+
+    Refuses (RuntimeError) when a topology with the same tag exists, leaving it untouched.
+    """
+    existing = netns.list_namespaces(f"{netns.PREFIX}{p.tag}-")
+    if existing:
+        raise RuntimeError(f"topology {p.tag!r} already exists ({len(existing)} namespaces); run down first")
     try:
         _build(p, napi)
     except BaseException:
@@ -113,9 +119,6 @@ def up(p: TopologyPlan, napi: bool = True) -> None:
 def _build(p: TopologyPlan, napi: bool) -> None:
     from pyroute2 import IPRoute
 
-    existing = set(netns.list_namespaces(f"{netns.PREFIX}{p.tag}-"))
-    if existing:
-        raise RuntimeError(f"topology {p.tag!r} already exists ({len(existing)} namespaces); run down first")
     for ns in p.namespaces:
         netns.create(ns)
     with IPRoute(netns=p.dom0_ns) as ipr:
