@@ -16,6 +16,7 @@ from vcoal.policies.intel_itr import IntelItr
 from vcoal.policies.napi_defer import NapiDefer
 from vcoal.policies.net_dim import NetDim
 from vcoal.policies.off import Off
+from vcoal.policies.qos import Qos
 from vcoal.policies.static import Static
 
 POLICIES: dict[str, type[PolicyBase]] = {
@@ -25,6 +26,7 @@ POLICIES: dict[str, type[PolicyBase]] = {
     IntelItr.name: IntelItr,
     NapiDefer.name: NapiDefer,
     Dxzl.name: Dxzl,
+    Qos.name: Qos,
 }
 
 

@@ -1,0 +1,262 @@
+"""Prediction model of the ``qos`` controller: gates, chains, per-stage delay and interrupt rate.
+
+A *gate* is one knob group at one site that can hold packets back or merge interrupts:
+
+========== ======= ================================================ ============ ======================
+site       knob    what it gates                                    delays        event cost (µs)
+========== ======= ================================================ ============ ======================
+nic:qN     rx      physical RX interrupt (rx_usecs/rx_frames/timer)  RX, shared    irq + poll
+nic:qN     napi    dom0 NIC NAPI deferral                            RX, shared    irq + poll
+nic:qN     tx      TX-completion interrupt                           nothing       irq + poll
+backend:G  rx      event channel to the guest (virtual interrupt)   RX of G       evtchn send + virq + poll
+frontend:G napi    guest NAPI deferral                               RX of G       evtchn send + virq + poll
+frontend:G tx      notification to netback                           TX of G       virq + poll
+backend:G  napi    netback TX NAPI deferral                          TX of G       virq + poll
+========== ======= ================================================ ============ ======================
+
+Gates in series form a *chain* (``nic RX``: rx then napi; ``guest RX``: backend rx then frontend
+napi; ``guest TX``: frontend tx then backend napi; ``nic TXC``: tx). A chain's input is a rate of
+events (packets for the first stage); each stage turns its input events into output events
+(interrupts) and adds delay. The cost of a chain is its output event rate times the chain's event
+cost plus the deferral timer polls times the poll cost. The guest RX chain of a tenant is fed by
+its share of the NIC batches (a NIC interrupt carries a packet of the tenant with probability
+``1 - (1 - f)^K``).
+
+Per stage (rates per µs):
+
+- timer gate (absolute timer T, frame cap N): mean coalescing delay and interrupt rate from the
+  exact batch terms (``vcoal.model.queueing.zero_cost_delay``; ``napi_min_nt`` with the observed
+  per-packet work for the first NIC stage); the p99 bound used for budgets is
+  ``min(T, q99 of the time for N-1 more arrivals)`` (Wilson–Hilferty Erlang quantile).
+- NAPI deferral (``napi_defer_hard_irqs`` n, ``gro_flush_timeout`` T): after a poll with work the
+  interrupt stays masked and NAPI re-polls every T until n consecutive empty polls. With
+  ``p = exp(-λT)`` a session makes ``P = (1 - p^n) / ((1 - p) p^n)`` timer polls, interrupts occur at
+  ``1 / (1/λ + P T)``; a packet arriving in a session waits up to T (p99 bound T when more than
+  1 % of the packets arrive in sessions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vcoal.model.params import CoalesceParams, TimerMode
+from vcoal.model.queueing import napi_min_nt, zero_cost_delay
+from vcoal.model.units import Layer, Site
+
+Z99 = 2.3263478740408408  # standard normal 0.99 quantile
+MAX_SESSION_POLLS = 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One controllable (or fixed) knob group at one site."""
+
+    site: Site
+    knob: str  # "rx" | "tx" | "napi"
+    delays: str | None  # direction whose packets wait ("rx", "tx") or None (cost only)
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}.{self.knob}"
+
+    @property
+    def is_timer(self) -> bool:
+        return self.knob in ("rx", "tx")
+
+    def fields(self) -> tuple[str, ...]:
+        """The CoalesceParams fields this gate owns."""
+        if self.knob == "napi":
+            return ("napi_defer_hard_irqs", "gro_flush_timeout_ns")
+        return (f"{self.knob}_usecs", f"{self.knob}_frames", "timer")
+
+    def hold_us(self, p: CoalesceParams) -> float:
+        """The gate's timer in µs (usecs, or the gro flush timeout), 0 when off."""
+        if self.knob == "napi":
+            return p.gro_flush_timeout_ns / 1000.0 if p.napi_defer_hard_irqs > 0 else 0.0
+        return float(p.usecs(self.knob))
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """Per-event CPU costs (µs) from the scenario's cost table (defaults as in the spec)."""
+
+    irq_us: float = 1.0
+    virq_us: float = 1.0
+    evtchn_send_us: float = 0.5
+    poll_us: float = 0.3
+
+    @classmethod
+    def from_mapping(cls, cost: dict | None) -> Costs:
+        cost = cost or {}
+        return cls(
+            float(cost.get("irq_us", 1.0)),
+            float(cost.get("virq_us", 1.0)),
+            float(cost.get("evtchn_send_us", 0.5)),
+            float(cost.get("poll_us", 0.3)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StagePred:
+    """Prediction for one stage at one input rate."""
+
+    p99_us: float  # delay bound used for budgets
+    mean_us: float  # mean added delay (exact model)
+    out_per_us: float  # output events (interrupts) per µs
+    polls_per_us: float  # deferral timer polls per µs
+
+
+def erlang_q99_us(k: int, lam_per_us: float) -> float:
+    """0.99 quantile of the time until ``k`` more Poisson arrivals (inf when λ = 0)."""
+    if k <= 0:
+        return 0.0
+    if lam_per_us <= 0:
+        return math.inf
+    c = 1.0 / (9.0 * k)
+    return k * (1.0 - c + Z99 * math.sqrt(c)) ** 3 / lam_per_us
+
+
+def timer_stage(
+    p: CoalesceParams, direction: str, lam: float, pkts_per_event: float = 1.0, work_us: float | None = None,
+    event_cost_us: float = 0.0,
+) -> StagePred:
+    """A timer/frame gate fed by ``lam`` events per µs of ``pkts_per_event`` packets each.
+
+    ``work_us`` (per-packet CPU work, when known) selects the exact NAPI Min(N,T) queue with setup
+    cost ``event_cost_us``; otherwise the zero-cost limit.
+    """
+    usecs = float(p.usecs(direction))
+    frames_pkts = p.frames(direction)
+    k = max(1.0, pkts_per_event)
+    if p.timer is TimerMode.ITR:
+        # minimum gap between interrupts; no closed form, the absolute timer is a close stand-in
+        frames_ev: int | None = None
+        bound = usecs
+    elif (usecs == 0 and frames_pkts <= 1) or (usecs > 0 and frames_pkts == 1):
+        return StagePred(0.0, 0.0, lam, 0.0)
+    else:
+        frames_ev = None if frames_pkts == 0 else max(2, math.ceil(frames_pkts / k))
+        more = math.inf if frames_ev is None else erlang_q99_us(frames_ev - 1, lam)
+        if p.timer is TimerMode.PACKET:
+            grow = math.exp(min(lam * usecs, 5.0))
+            bound = min(usecs * grow if usecs > 0 else math.inf, more)
+            frames_ev = None
+        else:
+            bound = min(usecs if usecs > 0 else math.inf, more)
+    if lam <= 0:
+        return StagePred(0.0 if math.isinf(bound) else bound, 0.0, 0.0, 0.0)
+    timer = "packet" if p.timer is TimerMode.PACKET else "absolute"
+    t = None if usecs == 0 else usecs
+    if timer == "packet" and t is None:
+        timer, t = "absolute", None
+    if work_us is not None and work_us > 0 and lam * work_us * k < 0.98:
+        # per-event service: k packets of work_us each (first moments; deterministic second moment)
+        s = work_us * k
+        pred = napi_min_nt(lam, frames_ev, t, event_cost_us, event_cost_us**2, s, s * s, timer)
+        mean_coal = pred.mean_coalescing_delay
+        out = pred.irq_rate
+    else:
+        mean_coal, out = zero_cost_delay(lam, frames_ev, t, timer)
+    return StagePred(bound, mean_coal, min(out, lam), 0.0)
+
+
+def defer_stage(p: CoalesceParams, lam: float) -> StagePred:
+    """NAPI deferral fed by ``lam`` interrupts per µs."""
+    n = p.napi_defer_hard_irqs
+    t = p.gro_flush_timeout_ns / 1000.0
+    if n <= 0 or t <= 0:
+        return StagePred(0.0, 0.0, lam, 0.0)
+    if lam <= 0:
+        return StagePred(t, 0.0, 0.0, 0.0)
+    q = math.exp(-lam * t)  # an empty poll
+    if q <= 0.0:
+        polls = MAX_SESSION_POLLS
+    else:
+        try:
+            polls = min(MAX_SESSION_POLLS, (1.0 - q**n) / ((1.0 - q) * q**n))
+        except (OverflowError, ZeroDivisionError):
+            polls = MAX_SESSION_POLLS
+    session_us = polls * t
+    out = 1.0 / (1.0 / lam + session_us)
+    frac = lam * session_us / (1.0 + lam * session_us)  # packets that arrive inside a session
+    bound = t if frac >= 0.01 else 0.0
+    return StagePred(bound, frac * t / 2.0, out, out * polls)
+
+
+def stage(
+    gate: Gate, p: CoalesceParams, lam: float, pkts_per_event: float = 1.0, work_us: float | None = None,
+    event_cost_us: float = 0.0,
+) -> StagePred:
+    """Dispatch on the gate kind."""
+    if gate.knob == "napi":
+        return defer_stage(p, lam)
+    return timer_stage(p, gate.knob, lam, pkts_per_event, work_us, event_cost_us)
+
+
+def chain_event_cost(kind: str, costs: Costs) -> float:
+    """CPU µs per output event of a chain kind (``nic_rx``, ``nic_txc``, ``guest_rx``, ``guest_tx``)."""
+    if kind in ("nic_rx", "nic_txc"):
+        return costs.irq_us + costs.poll_us
+    if kind == "guest_rx":
+        return costs.evtchn_send_us + costs.virq_us + costs.poll_us
+    return costs.virq_us + costs.poll_us
+
+
+def chain_gates(kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
+    """The gates of one chain, in order."""
+    if kind == "nic_rx":
+        return (Gate(nic, "rx", "rx"), Gate(nic, "napi", "rx"))
+    if kind == "nic_txc":
+        return (Gate(nic, "tx", None),)
+    be, fe = Site(Layer.BACKEND, guest or ""), Site(Layer.FRONTEND, guest or "")
+    if kind == "guest_rx":
+        return (Gate(be, "rx", "rx"), Gate(fe, "napi", "rx"))
+    return (Gate(fe, "tx", "tx"), Gate(be, "napi", "tx"))
+
+
+def share_events(total_events: float, total_pkts: float, own_pkts: float) -> float:
+    """Rate of NIC batches that carry at least one packet of a tenant with ``own_pkts``."""
+    if own_pkts <= 0 or total_events <= 0:
+        return 0.0
+    if total_pkts <= own_pkts:
+        return total_events
+    k = total_pkts / total_events
+    f = own_pkts / total_pkts
+    return min(own_pkts, total_events * (1.0 - (1.0 - f) ** k))
+
+
+def level_params(gate: Gate, base: CoalesceParams, level: dict, supported: frozenset[str] | None) -> CoalesceParams:
+    """``base`` with a level's fields applied (only supported fields)."""
+    changes = {k: v for k, v in level.items() if supported is None or k in supported}
+    return base.with_changes(**changes) if changes else base
+
+
+def timer_levels(gate: Gate, grid_us: tuple[int, ...], frames_cap: int, supported: frozenset[str] | None) -> list[dict]:
+    """Candidate settings of a timer gate, least delay first (empty when not settable)."""
+    u, f = f"{gate.knob}_usecs", f"{gate.knob}_frames"
+    ok = lambda name: supported is None or name in supported  # noqa: E731
+    if ok(u):
+        out = [{u: 0, f: 1} if ok(f) else {u: 0}]
+        for t in grid_us:
+            if t <= 0:
+                continue
+            lv: dict = {u: t}
+            if ok(f):
+                lv[f] = frames_cap
+            if ok("timer"):
+                lv["timer"] = TimerMode.ABSOLUTE
+            out.append(lv)
+        return out
+    if ok(f):
+        return [{f: n} for n in (1, 2, 4, 8, 16, 32, 64) if n <= max(1, frames_cap)]
+    return []
+
+
+def defer_levels(grid_us: tuple[int, ...], defer_irqs: int, supported: frozenset[str] | None) -> list[dict]:
+    """Candidate NAPI deferral settings, least delay first (empty when not settable)."""
+    if supported is not None and not {"napi_defer_hard_irqs", "gro_flush_timeout_ns"} <= supported:
+        return []
+    out = [{"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}]
+    out += [{"napi_defer_hard_irqs": defer_irqs, "gro_flush_timeout_ns": t * 1000} for t in grid_us if t > 0]
+    return out

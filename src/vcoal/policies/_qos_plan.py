@@ -1,0 +1,245 @@
+"""The ``qos`` planner: evaluate chains of gates, then a greedy budgeted cost minimisation.
+
+``Planner.evaluate(params)`` predicts every chain (per-stage p99 bound, mean delay, interrupt rate,
+CPU cost) for a full assignment of site parameters; a tenant's predicted added p99 is the sum of
+the stage bounds of the chains on its path (NIC RX of its queue, its guest RX and guest TX).
+
+``Planner.optimise(budgets)`` starts from no coalescing on every controllable gate and repeatedly
+takes the move (one gate to a higher candidate level) with the best CPU saving per µs of added
+delay, among the moves that keep every affected tenant within its budget and save at least
+``min_gain`` of a CPU. A move on a shared NIC gate adds delay to every tenant of the queue, so the
+tightest tenant bounds it. Ties break by gate order, so the result is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vcoal.model.params import CoalesceParams
+from vcoal.model.units import Site
+from vcoal.policies._qos_model import (
+    Costs,
+    Gate,
+    StagePred,
+    chain_event_cost,
+    level_params,
+    share_events,
+    stage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Gates in series with their input rate and the tenants whose latency they add to."""
+
+    key: str
+    kind: str  # nic_rx | nic_txc | guest_rx | guest_tx
+    gates: tuple[Gate, ...]
+    tenants: tuple[str, ...]
+    lam_pkts: float  # input packets per µs (own packets for guest chains)
+    feed: str | None = None  # chain whose output events feed this one (guest_rx <- nic_rx)
+    work_us: float | None = None  # per-packet work at the first stage, when known
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPred:
+    """Prediction of one chain."""
+
+    stages: tuple[StagePred, ...]
+    p99_us: float
+    mean_us: float
+    out_per_us: float
+    cost: float  # CPU fraction (µs of CPU per µs)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Predictions for a full assignment of site parameters."""
+
+    chains: Mapping[str, ChainPred]
+    tenant_p99_us: Mapping[str, float]
+    cost: float
+
+
+class Planner:
+    """Chains, candidate levels and the in-force parameters of one decision."""
+
+    def __init__(
+        self,
+        chains: list[Chain],
+        levels: Mapping[str, list[dict]],
+        gates: Mapping[str, Gate],
+        current: Mapping[Site, CoalesceParams],
+        supported: Mapping[Site, frozenset[str] | None],
+        costs: Costs,
+    ) -> None:
+        order = {"nic_rx": 0, "nic_txc": 1, "guest_rx": 2, "guest_tx": 3}
+        self.chains = sorted(chains, key=lambda c: (order[c.kind], c.key))
+        self.by_key = {c.key: c for c in self.chains}
+        self.levels = {k: v for k, v in levels.items() if len(v) >= 2}
+        self.gates = gates
+        self.current = dict(current)
+        self.supported = supported
+        self.costs = costs
+        self.gate_order = sorted(self.levels)
+        self._gate_chains: dict[str, list[str]] = {k: [] for k in gates}
+        for c in self.chains:
+            for g in c.gates:
+                self._gate_chains.setdefault(g.key, []).append(c.key)
+        self._dependents: dict[str, list[str]] = {}
+        for c in self.chains:
+            if c.feed is not None:
+                self._dependents.setdefault(c.feed, []).append(c.key)
+        self._tenant_chains: dict[str, list[str]] = {}
+        for c in self.chains:
+            for t in c.tenants:
+                self._tenant_chains.setdefault(t, []).append(c.key)
+        self._memo: dict = {}
+        self._lvl_memo: dict = {}
+
+    # --- evaluation ------------------------------------------------------------------------------
+
+    def params_for(self, idx: Mapping[str, int]) -> dict[Site, CoalesceParams]:
+        """In-force parameters with the chosen level of every gate in ``idx`` applied."""
+        out = dict(self.current)
+        for key, i in idx.items():
+            g = self.gates[key]
+            out[g.site] = level_params(g, out[g.site], self.levels[key][i], self.supported.get(g.site))
+        return out
+
+    def _chain(self, c: Chain, params: Mapping[Site, CoalesceParams], feed: ChainPred | None,
+               override: tuple[Site, CoalesceParams] | None = None) -> ChainPred:
+        if c.feed is not None:
+            src = self.by_key.get(c.feed)
+            if feed is None or src is None or src.lam_pkts <= 0:
+                lam = c.lam_pkts
+            else:
+                lam = share_events(feed.out_per_us, src.lam_pkts, c.lam_pkts)
+        else:
+            lam = c.lam_pkts
+        if override is None:
+            ps = tuple(params[g.site] for g in c.gates)
+        else:
+            ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
+        memo_key = (c.key, ps, round(lam, 9))
+        hit = self._memo.get(memo_key)
+        if hit is not None:
+            return hit
+        ev_cost = chain_event_cost(c.kind, self.costs)
+        preds = []
+        pkts = c.lam_pkts
+        for i, (g, p) in enumerate(zip(c.gates, ps, strict=True)):
+            k = pkts / lam if lam > 0 else 1.0
+            work = c.work_us if i == 0 else None
+            pred = stage(g, p, lam, k, work, ev_cost)
+            preds.append(pred)
+            lam = pred.out_per_us
+        cost = lam * ev_cost + sum(s.polls_per_us for s in preds) * self.costs.poll_us
+        p99 = sum(s.p99_us for s in preds)
+        out = ChainPred(tuple(preds), p99, sum(s.mean_us for s in preds), lam, cost)
+        self._memo[memo_key] = out
+        return out
+
+    def evaluate(self, params: Mapping[Site, CoalesceParams]) -> Evaluation:
+        """Predict every chain and every tenant's added p99 for ``params``."""
+        preds: dict[str, ChainPred] = {}
+        for c in self.chains:
+            preds[c.key] = self._chain(c, params, preds.get(c.feed) if c.feed else None)
+        return Evaluation(preds, self._tenant_delays(preds, self._tenant_chains), sum(p.cost for p in preds.values()))
+
+    def _tenant_delays(self, preds: Mapping[str, ChainPred], which: Mapping[str, list[str]]) -> dict[str, float]:
+        return {t: sum(preds[k].p99_us for k in keys) for t, keys in which.items()}
+
+    # --- optimisation ----------------------------------------------------------------------------
+
+    def _affected(self, gate_key: str) -> list[str]:
+        keys = list(self._gate_chains.get(gate_key, []))
+        for k in list(keys):
+            keys.extend(d for d in self._dependents.get(k, []) if d not in keys)
+        return [c.key for c in self.chains if c.key in keys]
+
+    def _level(self, key: str, base: CoalesceParams, lv: int) -> CoalesceParams:
+        memo_key = (key, base, lv)
+        hit = self._lvl_memo.get(memo_key)
+        if hit is None:
+            g = self.gates[key]
+            hit = level_params(g, base, self.levels[key][lv], self.supported.get(g.site))
+            self._lvl_memo[memo_key] = hit
+        return hit
+
+    def _moves(self, key: str, idx: Mapping[str, int], params: Mapping[Site, CoalesceParams],
+               preds: Mapping[str, ChainPred], chains: list[str], min_gain: float) -> list[tuple]:
+        """Every upward move of one gate: (level, site params, new chain preds, saving, Δp99 per tenant)."""
+        g = self.gates[key]
+        old_cost = sum(preds[c].cost for c in chains)
+        out = []
+        for lv in range(idx[key] + 1, len(self.levels[key])):
+            site_params = self._level(key, params[g.site], lv)
+            new = self._reeval(chains, params, preds, (g.site, site_params))
+            saving = old_cost - sum(new[c].cost for c in chains)
+            if saving < min_gain:
+                continue
+            grow: dict[str, float] = {}
+            for c in chains:
+                dp = new[c].p99_us - preds[c].p99_us
+                for t in self.by_key[c].tenants:
+                    grow[t] = grow.get(t, 0.0) + dp
+            out.append((lv, site_params, new, saving, grow))
+        return out
+
+    def optimise(self, budgets: Mapping[str, float], min_gain: float) -> tuple[dict[str, int], Evaluation]:
+        """Greedy cheapest assignment within the budgets (tenants missing from ``budgets``: no bound).
+
+        Returns the chosen level index per controllable gate and its evaluation.
+        """
+        idx = {k: 0 for k in self.gate_order}
+        params = self.params_for(idx)
+        preds = dict(self.evaluate(params).chains)
+        delays = self._tenant_delays(preds, self._tenant_chains)
+        affected = {k: self._affected(k) for k in self.gate_order}
+        cache: dict[str, list[tuple]] = {}
+        while True:
+            best = None
+            for key in self.gate_order:
+                if key not in cache:
+                    cache[key] = self._moves(key, idx, params, preds, affected[key], min_gain)
+                for lv, site_params, new, saving, grow in cache[key]:
+                    added = 0.0
+                    ok = True
+                    for t, dp in grow.items():
+                        if dp > 1e-9:
+                            if delays[t] + dp > budgets.get(t, math.inf) + 1e-9:
+                                ok = False
+                                break
+                            added = max(added, dp)
+                    if not ok:
+                        continue
+                    eff = saving / added if added > 1e-9 else math.inf
+                    if best is None or eff > best[0] * (1 + 1e-12):
+                        best = (eff, key, lv, site_params, new)
+            if best is None:
+                break
+            _, key, lv, site_params, new = best
+            idx[key] = lv
+            params = dict(params)
+            params[self.gates[key].site] = site_params
+            preds.update(new)
+            delays = self._tenant_delays(preds, self._tenant_chains)
+            touched = set(new)
+            for k in list(cache):
+                if k == key or touched.intersection(affected[k]) or self.gates[k].site == self.gates[key].site:
+                    del cache[k]
+        return idx, self.evaluate(params)
+
+    def _reeval(self, chains: list[str], params: Mapping[Site, CoalesceParams], preds: Mapping[str, ChainPred],
+                override: tuple[Site, CoalesceParams]) -> dict[str, ChainPred]:
+        new: dict[str, ChainPred] = {}
+        for ck in chains:
+            c = self.by_key[ck]
+            feed = None
+            if c.feed is not None:
+                feed = new.get(c.feed) or preds.get(c.feed)
+            new[ck] = self._chain(c, params, feed, override)
+        return new
