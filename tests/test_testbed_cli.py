@@ -1,0 +1,52 @@
+"""``vcoal testbed`` command line: help without root, up/status/down as root."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vcoal.cli.main import _register, app
+from vcoal.linux import netns, topology
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "testbed" / "mixed.toml"
+_register()
+runner = CliRunner()
+
+
+def test_help_lists_the_subcommands():
+    out = runner.invoke(app, ["testbed", "--help"])
+    assert out.exit_code == 0
+    for cmd in ("up", "down", "status", "run"):
+        assert cmd in out.output
+
+
+def test_run_rejects_bad_arguments_before_touching_anything():
+    if os.geteuid() != 0:
+        out = runner.invoke(app, ["testbed", "run", str(EXAMPLE)])
+        assert out.exit_code == 2 and "root" in out.output
+        return
+    out = runner.invoke(app, ["testbed", "run", str(EXAMPLE), "--policy", "nope"])
+    assert out.exit_code == 2 and "unknown" in out.output
+    out = runner.invoke(app, ["testbed", "run", str(EXAMPLE), "--window", "0.01"])
+    assert out.exit_code == 2 and "--window" in out.output
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+def test_up_status_down_cli():
+    tag = "c" + uuid.uuid4().hex[:8]
+    try:
+        out = runner.invoke(app, ["testbed", "up", str(EXAMPLE), "--tag", tag])
+        assert out.exit_code == 0, out.output
+        assert "guest lat" in out.output and "198.18.1.1" in out.output
+        out = runner.invoke(app, ["testbed", "status"])
+        assert out.exit_code == 0 and f"vcoal-{tag}-dom0" in out.output and "xenbr0" in out.output
+        out = runner.invoke(app, ["testbed", "down", "--tag", tag])
+        assert out.exit_code == 0 and "removed 4 namespaces" in out.output
+    finally:
+        topology.down(tag)
+    assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []

@@ -1,0 +1,92 @@
+"""The testbed on the real kernel (root): a deferral knob adds latency; a short closed-loop trial.
+
+Topologies carry unique tags and are removed in ``finally`` (the trial runner removes its own);
+tool processes are ended by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from vcoal.linux import netns, procs, topology
+from vcoal.linux.knobs import LinuxKnobs
+from vcoal.model.result import TrialResult
+from vcoal.policies import make_policy
+from vcoal.spec import parse_scenario
+from vcoal.testbed import sockperf
+from vcoal.testbed.trial import TrialOptions, run_trial
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")]
+
+
+@pytest.fixture
+def tag():
+    t = "t" + uuid.uuid4().hex[:8]
+    try:
+        yield t
+    finally:
+        topology.down(t)
+        assert netns.list_namespaces(f"{netns.PREFIX}{t}-") == []
+
+
+def _p50(ps: procs.ProcessSet, ns: str, ip: str, port: int) -> float:
+    c = ps.start(ns, sockperf.build_argv(sockperf.SockperfClient(ip, port, 1.0)))
+    assert c.wait(15.0) == 0, c.stderr()
+    return sockperf.parse(c.stdout()).percentiles_us["p50"]
+
+
+def test_deferral_on_one_hop_adds_latency(tag):
+    """gro_flush_timeout 200 µs + napi_defer_hard_irqs 2 on peth0: RTT p50 ≈ 200 µs + base."""
+    p = topology.plan(tag, ["g1"])
+    topology.up(p)
+    g = p.guest("g1")
+    with procs.ProcessSet() as ps, LinuxKnobs(netns=p.dom0_ns) as knobs:
+        ps.start(g.ns, sockperf.build_server_argv(g.ip, 11111)).wait_listening(11111, "udp")
+        base = _p50(ps, p.wire_ns, g.ip, 11111)
+        got = knobs.set("peth0", {"gro_flush_timeout_ns": 200_000, "napi_defer_hard_irqs": 2})
+        assert got == {"gro_flush_timeout_ns": 200_000, "napi_defer_hard_irqs": 2}
+        deferred = _p50(ps, p.wire_ns, g.ip, 11111)
+    assert deferred > 180.0, (base, deferred)
+    assert deferred > base + 100.0, (base, deferred)
+
+
+SPEC = {
+    "name": "testbed-mixed-short",
+    "duration_s": 2.0,
+    "seed": 3,
+    "nic": {"queues": 1},
+    "guests": [
+        {"name": "lat", "workload": {"kind": "request_response"}, "slo": {"p99_us": 5000.0}},
+        {"name": "bulk", "workload": {"kind": "bulk", "direction": "rx", "pace_gbps": 0.5}},
+    ],
+}
+
+
+def test_short_closed_loop_trial_gives_a_trial_result():
+    spec = parse_scenario(SPEC)
+    policy = make_policy("static", {"frontend": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}})
+    tag = "t" + uuid.uuid4().hex[:8]
+    try:
+        r = run_trial(spec, policy, TrialOptions(window_s=1.0, tag=tag))
+    finally:
+        topology.down(tag)
+    assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []
+    assert isinstance(r, TrialResult) and r.policy == "static"
+    assert 1.9 < r.measured_s < 2.5 and len(r.windows) == 2
+    lat, bulk = r.tenants
+    assert lat.rtt_us["count"] > 1000 and 5 < lat.rtt_us["p50"] < lat.rtt_us["p99"] < 5000
+    assert lat.slo_met is True and lat.latency_cdf_us
+    assert 0.2e9 < bulk.throughput_bps < 0.6e9 and bulk.delivered > 10_000
+    assert {s.site for s in r.sites} == {"nic:q0", "backend:lat", "frontend:lat", "backend:bulk", "frontend:bulk"}
+    assert r.sites[0].rx.packets > 0 and r.meta["net_rx_per_s"] > 0
+    # the static decision came after window 0 and reached both guests' geth0
+    writes = r.meta["knob_writes"]
+    assert {w["dev"].rsplit("/", 1)[1] for w in writes} == {"geth0"} and len(writes) == 2
+    geth = [v for k, v in r.meta["knobs_after"].items() if k.endswith("/geth0")]
+    assert geth == [{"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}] * 2
+    assert r.windows[1]["tenants"]["lat"]["p99_us"] is not None
+    assert r.cpus[0].app > 0
+    assert TrialResult.from_dict(r.to_dict()).tenants[0].rtt_us == lat.rtt_us
