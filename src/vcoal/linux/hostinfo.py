@@ -58,14 +58,12 @@ def driver_of(ifname: str) -> str:
 
 
 def has_cap_net_admin() -> bool:
-    """True when the process may change network settings (root or CAP_NET_ADMIN effective)."""
-    if os.geteuid() == 0:
-        return True
+    """True when CAP_NET_ADMIN is in the effective set (root normally has it; a container may not)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("CapEff:"):
                     return bool(int(line.split()[1], 16) & (1 << 12))
     except OSError:
-        pass
+        return os.geteuid() == 0
     return False
