@@ -46,7 +46,7 @@ def test_b1_vector(name):
     exact = napi_min_nt(lam, n, t, u, u * u, s, s_m2, timer)
     assert exact.mean_sojourn == pytest.approx(expected_w, rel=1e-4), "the formula module itself"
 
-    result = run_scenario(load_scenario(VALIDATION / f"{name}.toml"))
+    result = run_scenario(load_scenario(VALIDATION / f"{name}.toml"), engine="des")
     tenant = result.tenants[0]
     npk = tenant.latency_us["count"]
     assert npk > 300_000

@@ -18,6 +18,7 @@ def run_scenario(
     progress: Callable[[float], None] | None = None,
     audit: bool = False,
     deliveries: list | None = None,
+    engine: str = "auto",
 ) -> TrialResult:
     """Simulate ``spec`` under ``policy`` (None: the scenario's own static settings).
 
@@ -31,6 +32,9 @@ def run_scenario(
     audit: track every packet (slower) so that loss or duplication raises.
     deliveries: if a list is given, ``(tenant, t0_ns, delivered_ns)`` of every delivered packet
         is appended to it (for sample-path tests; memory grows with the run).
+    engine: ``des`` (event-driven, any scenario), ``fast`` (compiled one-layer recursion; only
+        for eligible scenarios, see ``vcoal.sim.fast.eligible``) or ``auto`` (fast when eligible
+        and nothing per-packet was asked for).
 
     Returns
     -------
@@ -48,6 +52,18 @@ def run_scenario(
         overrides["seed"] = seed
     if overrides:
         spec = spec.with_overrides(overrides)
+    from vcoal.sim import fast
+
+    if engine not in ("auto", "des", "fast"):
+        raise ValueError(f"engine={engine!r}: must be auto, des or fast")
+    can_fast = fast.eligible(spec, policy) and not audit and deliveries is None
+    if engine == "fast" and not can_fast:
+        raise ValueError("engine='fast' needs a one-layer, one-queue, one-guest open-loop scenario without a policy")
+    if engine == "fast" or (engine == "auto" and can_fast):
+        result = fast.run_fast(spec)
+        if progress is not None:
+            progress(1.0)
+        return result
     sim = Simulation(spec, policy, spec.seed, audit=audit)
     sim.deliveries = deliveries
     return sim.run(progress)

@@ -1,0 +1,147 @@
+"""Simulator speed: vcoal vs a SimPy model of the same one-layer NAPI queue, and the reference.
+
+Runs on one core, in one process, and prints:
+- one-layer model (B.1 "base": absolute min(N,T), lambda = 0.5/us): packets/s of a SimPy
+  implementation, of vcoal's event-driven engine, and of vcoal's compiled path (end to end,
+  arrivals and histogram included), with the ratio to SimPy; SimPy's departures are checked
+  against vcoal's on the same arrival and service arrays;
+- the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine;
+- peak memory of the reference run at two lengths (streaming histograms: it must not grow).
+Ends with one JSON line of the figures.
+
+    .venv/bin/python benchmarks/sim_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+from vcoal.sim import fast, run_scenario
+from vcoal.spec import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = "--quick" in sys.argv
+
+
+def simpy_napi(t_ns, s_ns, u_ns: int, usecs_ns: int, frames: int) -> np.ndarray:
+    """The B.1 NAPI Min(N,T) queue in SimPy: processes, a Store and an AnyOf timer."""
+    env = simpy.Environment()
+    ring = simpy.Store(env)
+    n = len(t_ns)
+    dep = np.empty(n, dtype=np.int64)
+    state = {"armed": True, "count": 0, "nth": None}
+
+    def source():
+        last = 0
+        for i in range(n):
+            yield env.timeout(int(t_ns[i]) - last)
+            last = int(t_ns[i])
+            ring.put(i)
+            if state["armed"]:
+                state["count"] += 1
+                if state["count"] == frames and state["nth"] is not None and not state["nth"].triggered:
+                    state["nth"].succeed()
+            if state.get("first") is not None and not state["first"].triggered:
+                state["first"].succeed()
+
+    def napi():
+        while True:
+            if not ring.items:
+                state["first"] = env.event()
+                yield state["first"]
+            state["count"] = len(ring.items)
+            state["nth"] = env.event()
+            if state["count"] >= frames:
+                state["nth"].succeed()
+            yield env.any_of([env.timeout(usecs_ns), state["nth"]])
+            state["armed"] = False
+            yield env.timeout(u_ns)
+            while ring.items:
+                i = yield ring.get()
+                yield env.timeout(int(s_ns[i]))
+                dep[i] = int(env.now)
+            state["armed"] = True
+
+    env.process(source())
+    env.process(napi())
+    env.run()
+    return dep
+
+
+def main() -> None:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    base = load_scenario(ROOT / "examples/validation/base.toml")
+    # SimPy on the same arrays as vcoal's compiled path
+    n_simpy = 50_000 if QUICK else 200_000
+    short = base.with_overrides({"duration_s": n_simpy / 0.5e6, "warmup_s": 0.0})
+    t, _sizes, dep_vcoal, _f, _u, s, _p, params = fast.simulate_one_layer(short)
+    t0 = time.perf_counter()
+    dep_simpy = simpy_napi(t, s, 2000, 1000 * params.rx_usecs, params.rx_frames)
+    simpy_s = time.perf_counter() - t0
+    agree = float(np.mean(dep_simpy == dep_vcoal))  # exact ties at integer ns may order differently
+    simpy_pps = len(t) / simpy_s
+
+    fast.run_fast(short)  # JIT compile or cache load, excluded from the timing
+    n_fast = 2_000_000 if QUICK else 20_000_000
+    long = base.with_overrides({"duration_s": n_fast / 0.5e6, "warmup_s": 0.01})
+    t0 = time.perf_counter()
+    r = fast.run_fast(long)
+    fast_pps = r.meta["site_packets"] / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    tt, _sz, dep, _fire, u, ss, _polls, p = fast.simulate_one_layer(long)
+    dep2 = np.empty_like(dep)
+    fire2 = np.empty_like(dep)
+    t1 = time.perf_counter()
+    fast.napi_path_jit(tt, ss, u, 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
+    kernel_pps = len(tt) / (time.perf_counter() - t1)
+
+    n_des = 100_000 if QUICK else 400_000
+    t0 = time.perf_counter()
+    rd = run_scenario(base.with_overrides({"duration_s": n_des / 0.5e6, "warmup_s": 0.0}), engine="des")
+    des_pps = rd.meta["site_packets"] / (time.perf_counter() - t0)
+
+    ref = load_scenario(ROOT / "examples/reference.toml")
+    t0 = time.perf_counter()
+    rr = run_scenario(ref, duration_s=0.1 if QUICK else 0.3)
+    wall = time.perf_counter() - t0
+    ref_pps = rr.meta["site_packets"] / wall
+    ref_sent_pps = sum(x.sent for x in rr.tenants) / wall
+    mem = {}
+    for dur in (0.02, 0.08):
+        tracemalloc.start()
+        run_scenario(ref, duration_s=dur)
+        mem[dur] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        print(f"reference {dur:.2f} s simulated: peak traced memory {mem[dur]:.2f} MiB")
+
+    print(f"one-layer model, SimPy 4.1.2:            {simpy_pps:14,.0f} pkts/s  (departures identical to vcoal: {100 * agree:.2f} %)")
+    print(f"one-layer model, vcoal event engine:     {des_pps:14,.0f} pkts/s  ({des_pps / simpy_pps:.1f}x SimPy)")
+    print(f"one-layer model, vcoal compiled, e2e:    {fast_pps:14,.0f} pkts/s  ({fast_pps / simpy_pps:.0f}x SimPy)")
+    print(f"one-layer model, compiled kernel alone:  {kernel_pps:14,.0f} pkts/s  ({kernel_pps / simpy_pps:.0f}x SimPy)")
+    print(f"reference scenario (3 layers, 4 guests): {ref_pps:14,.0f} packet-hops/s, {ref_sent_pps:,.0f} packets/s (event engine)")
+    figures = {
+        "simpy_pkts_per_s": round(simpy_pps),
+        "des_pkts_per_s": round(des_pps),
+        "fast_pkts_per_s": round(fast_pps),
+        "fast_kernel_pkts_per_s": round(kernel_pps),
+        "simpy_ratio": round(fast_pps / simpy_pps, 1),
+        "des_simpy_ratio": round(des_pps / simpy_pps, 2),
+        "reference_pkts_per_s": round(ref_sent_pps),
+        "reference_packet_hops_per_s": round(ref_pps),
+        "simpy_departures_identical_frac": round(agree, 5),
+        "reference_peak_mem_short_mib": round(mem[min(mem)], 1),
+        "reference_peak_mem_long_mib": round(mem[max(mem)], 1),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
