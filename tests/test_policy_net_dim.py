@@ -246,3 +246,26 @@ def test_bad_params_are_rejected_naming_the_field(params, field):
     with pytest.raises(ValueError, match=field) as exc:
         NetDim.Params(**params)
     assert "\n" not in str(exc.value)
+
+
+def test_random_stats_keep_the_index_in_the_table_and_tired_bounds_the_walk():
+    rng = random.Random(2024)
+    seen = set()
+    for _ in range(50):
+        dim = Dim(rng.randrange(5))
+        steps_since_park = 0
+        for _ in range(300):
+            curr = DimStats(ppms=rng.randrange(0, 200), bpms=rng.choice([0, rng.randrange(1, 10_000)]),
+                            epms=rng.randrange(0, 100))
+            before = dim.profile_ix
+            dim.decision(curr)
+            assert 0 <= dim.profile_ix <= 4
+            assert abs(dim.profile_ix - before) <= 1
+            if dim.tune in (Tune.PARKING_ON_TOP, Tune.PARKING_TIRED):
+                steps_since_park = 0
+            elif dim.profile_ix != before:
+                steps_since_park += 1
+            assert steps_since_park <= 10  # "tired": at most 10 steps between two parkings
+            assert 0 <= dim.tired <= 10
+            seen.add(dim.tune)
+    assert seen == set(Tune)  # the random walk visits every tune state

@@ -169,6 +169,7 @@ class Dim:
 
     # ---- dim.c primitives -------------------------------------------------------------------
     def on_top(self) -> bool:
+        """``dim_on_top``: parked, or just turned back one step after >= 2 steps the other way."""
         if self.tune in (Tune.PARKING_ON_TOP, Tune.PARKING_TIRED):
             return True
         if self.tune is Tune.GOING_RIGHT:
@@ -176,6 +177,7 @@ class Dim:
         return self.steps_right > 1 and self.steps_left == 1
 
     def turn(self) -> None:
+        """``dim_turn``: reverse the direction of travel, restarting that side's step count."""
         if self.tune is Tune.GOING_RIGHT:
             self.tune = Tune.GOING_LEFT
             self.steps_left = 0
@@ -184,18 +186,21 @@ class Dim:
             self.steps_right = 0
 
     def park_on_top(self) -> None:
+        """``dim_park_on_top``: stop at the current profile; resets the tired count."""
         self.steps_right = 0
         self.steps_left = 0
         self.tired = 0
         self.tune = Tune.PARKING_ON_TOP
 
     def park_tired(self) -> None:
+        """``dim_park_tired``: stop for ``tired`` windows (the count is kept)."""
         self.steps_right = 0
         self.steps_left = 0
         self.tune = Tune.PARKING_TIRED
 
     # ---- net_dim.c --------------------------------------------------------------------------
     def step(self) -> Step:
+        """``net_dim_step``: move one profile in the direction of travel."""
         if self.tired == TIRED_LIMIT:
             return Step.TOO_TIRED
         if self.tune is Tune.GOING_RIGHT:
@@ -212,6 +217,7 @@ class Dim:
         return Step.STEPPED
 
     def exit_parking(self) -> None:
+        """``net_dim_exit_parking``: head left (towards less moderation) unless at profile 0."""
         self.tune = Tune.GOING_LEFT if self.profile_ix else Tune.GOING_RIGHT
         self.step()
 

@@ -108,12 +108,15 @@ class E1000eItr:
         self.itr = E1000E_INITIAL_IRQ_PER_S
 
     def state(self) -> tuple:
+        """Everything an update can change (for fixed-point detection)."""
         return (self.rx_cls, self.tx_cls, self.itr)
 
     def gap_us(self) -> int:
+        """The programmed minimum interrupt gap in whole microseconds."""
         return e1000e_gap_us(self.itr)
 
     def update(self, rx_pk: int, rx_by: int, tx_pk: int, tx_by: int, gap_ns: float) -> None:
+        """One interrupt's ``e1000_set_itr`` (``gap_ns`` unused: e1000e has no staleness rule)."""
         if self.link_mbps != 1000:
             new = 4000
         else:
@@ -129,6 +132,7 @@ class E1000eItr:
             self.itr = min(self.itr + (new >> 2), new) if new > self.itr else new
 
     def describe(self) -> str:
+        """Human-readable state for decision records."""
         return f"rx {CLASS_NAMES[self.rx_cls]}, tx {CLASS_NAMES[self.tx_cls]}, {self.itr} irq/s"
 
 
@@ -179,12 +183,15 @@ class IxgbeItr:
         self.itr = IXGBE_20K_ITR
 
     def state(self) -> tuple:
+        """Everything an update can change (for fixed-point detection)."""
         return (self.rx, self.tx, self.itr)
 
     def gap_us(self) -> int:
+        """The programmed EITR interval in microseconds."""
         return self.itr >> 2
 
     def update(self, rx_pk: int, rx_by: int, tx_pk: int, tx_by: int, gap_ns: float) -> None:
+        """One interrupt's ``ixgbe_set_itr``; ``gap_ns`` is the time since the previous update."""
         if gap_ns > 1.5 * self.jiffy_ns:  # stale statistics: default latency setting
             self.tx = self.rx = ITR_MIN_US | ITR_LATENCY
         else:
@@ -194,6 +201,8 @@ class IxgbeItr:
         self.itr = (min(self.rx, self.tx) & ~ITR_LATENCY) << 2
 
     def describe(self) -> str:
+        """Human-readable state for decision records."""
+
         def fmt(v: int) -> str:
             return f"{v & ~ITR_LATENCY} us {'latency' if v & ITR_LATENCY else 'bulk'}"
 
