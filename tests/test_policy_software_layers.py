@@ -105,3 +105,13 @@ def test_bad_params_are_rejected_naming_the_field(cls, params, field):
     with pytest.raises(ValueError, match=field) as exc:
         cls.Params(**params)
     assert "\n" not in str(exc.value)
+
+
+def test_dxzl_reads_the_guests_backend_when_the_frontend_counts_nothing():
+    pol = Dxzl()
+    pol.reset(context(BACKEND, FRONTEND), random.Random(0))
+    pol.decide()
+    pol.observe(window(0, site_stats(BACKEND, rx=(6_000, 9_000_000, 500)), site_stats(FRONTEND)))
+    d = pol.decide()
+    assert d.params[FRONTEND].gro_flush_timeout_ns == 21_333
+    assert d.records[0].inputs["rx_virq_per_s"] == pytest.approx(500_000)

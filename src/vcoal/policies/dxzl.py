@@ -14,7 +14,9 @@ Assumptions made here (each one a choice, not a citation):
    virtual interrupts of ``min(r * bufs / pps, 1 / lif)``: at most ``r * bufs`` packets per
    interrupt so the receive ring is not overrun, and never longer than ``1 / lif`` so latency
    stays bounded. ``pps`` is the frontend's measured receive packet rate of the last window;
-   ``bufs`` is the ring size (Xen netfront: 256 slots; free buffers are not observable, so the
+   (the simulator counts the guest's received packets at the frontend's NAPI and the virtual
+   interrupts at the backend's gate, so the larger of the frontend's and its backend's receive
+   counts is read); ``bufs`` is the ring size (Xen netfront: 256 slots; free buffers are not observable, so the
    ring size stands in); ``r = 0.5`` mirrors netfront's own "half the ring" batching; ``lif`` =
    20000/s is Intel's default moderation rate of that era (e1000e conservative mode, ixgbe 20K).
 2. The knob is the **frontend's** NAPI deferral, because front-end coalescing is the paper's
@@ -105,7 +107,9 @@ class Dxzl(PolicyBase):
             s = w.sites.get(site) if w is not None else None
             if s is None and not initial:
                 continue
-            pps = s.pps("rx") if s is not None else 0.0
+            back = w.sites.get(Site(Layer.BACKEND, site.instance)) if w is not None else None
+            pps = max(x.pps("rx") for x in (s, back) if x is not None) if s is not None else 0.0
+            virq_per_s = max((x.irq_per_s("rx") for x in (s, back) if x is not None), default=0.0)
             gap_ns = aic_gap_ns(pps, p.ratio, p.ring_buffers, p.lif_irq_per_s)
             cur = self._current[site]
             old_gap = cur.gro_flush_timeout_ns
@@ -118,7 +122,7 @@ class Dxzl(PolicyBase):
             new = cur.with_changes(napi_defer_hard_irqs=p.defer_hard_irqs, gro_flush_timeout_ns=gap_ns) if moved else cur
             if moved:
                 params[site] = new
-            inputs = {"rx_pps": pps, "rx_virq_per_s": s.irq_per_s("rx") if s is not None else 0.0}
+            inputs = {"rx_pps": pps, "rx_virq_per_s": virq_per_s}
             predicted = {"target_virq_per_s": NS_PER_S / gap_ns, "gap_us": gap_ns / 1000}
             reason = (
                 f"dxzl: gap {gap_ns / 1000:g} us = 1/max(pps/(r*bufs), lif)"
