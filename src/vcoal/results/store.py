@@ -339,7 +339,7 @@ def compact(root: Path) -> None:
             out = summary / f"{name}-{time.time_ns():020d}-{os.getpid()}.parquet"
             tmp = summary / f".{out.name}.tmp"
             rel = name if name == "tenants" else "trials"
-            table = con.execute(f"SELECT * FROM {rel}").fetch_arrow_table()
+            table = con.sql(f"SELECT * FROM {rel}").to_arrow_table()
         finally:
             con.close()
         schema = TENANT_SCHEMA if name == "tenants" else TRIAL_SCHEMA
