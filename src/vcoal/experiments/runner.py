@@ -112,6 +112,32 @@ def _engine_failure(trial: TrialSpec, exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _store(trial: TrialSpec, outcome: dict[str, Any], out: Path, writer: SummaryWriter, engine: str,
+           result: SweepOutcome) -> bool:
+    """Write one outcome's file and queue its summary row; True when the trial succeeded."""
+    doc = document_for(trial, outcome, engine)
+    store_document(out, doc)
+    writer.add(doc)
+    if doc["status"] == "ok":
+        result.ok += 1
+        return True
+    result.failed += 1
+    result.failures.append((trial.label, f"{doc['error']['type']}: {doc['error']['message']}"))
+    return False
+
+
+def _harvest(in_flight: dict[cf.Future, TrialSpec], out: Path, writer: SummaryWriter, engine: str,
+             result: SweepOutcome) -> None:
+    """On Ctrl-C: store trials that already finished but were not collected yet."""
+    for fut, trial in list(in_flight.items()):
+        try:
+            if fut.done() and not fut.cancelled() and fut.exception(timeout=0) is None:
+                _store(trial, fut.result(), out, writer, engine, result)
+                del in_flight[fut]
+        except Exception:  # best effort while shutting down
+            continue
+
+
 def _write_meta(out_dir: Path, trials: Sequence[TrialSpec], sweep: SweepSpec | None, engine: str) -> None:
     path = out_dir / "sweep.json"
     try:
@@ -197,12 +223,16 @@ def run_sweep(
     try:
         while pending or in_flight:
             window = max_in_flight or max(2, 2 * handle.workers)
-            while pending and len(in_flight) < window:
+            broken: list[TrialSpec] = []
+            while pending and len(in_flight) < window and not broken:
                 trial = pending.popleft()
-                in_flight[handle.executor.submit(execute_trial, trial.payload(), trial_fn, fn_cache_dir)] = trial
+                try:
+                    in_flight[handle.executor.submit(execute_trial, trial.payload(), trial_fn, fn_cache_dir)] = trial
+                except BrokenProcessPool:
+                    broken.append(trial)
+                    break
                 progress.running(trial.label)
             done, _ = cf.wait(list(in_flight), timeout=0.5, return_when=cf.FIRST_COMPLETED)
-            broken: list[TrialSpec] = []
             for fut in done:
                 trial = in_flight.pop(fut)
                 try:
@@ -215,15 +245,8 @@ def run_sweep(
                     raise
                 except Exception as exc:
                     outcome = _engine_failure(trial, exc)
-                doc = document_for(trial, outcome, handle.name)
-                store_document(out, doc)
-                writer.add(doc)
-                if doc["status"] == "ok":
-                    result.ok += 1
-                else:
-                    result.failed += 1
-                    result.failures.append((trial.label, f"{doc['error']['type']}: {doc['error']['message']}"))
-                progress.finished(trial.label, doc["status"] == "ok")
+                ok = _store(trial, outcome, out, writer, handle.name, result)
+                progress.finished(trial.label, ok)
             if broken:
                 # A dead worker breaks the whole pool: everything in flight is lost with it.
                 lost = broken + list(in_flight.values())
@@ -238,6 +261,7 @@ def run_sweep(
         handle.close()
     except KeyboardInterrupt:
         result.interrupted = True
+        _harvest(in_flight, out, writer, handle.name, result)
         result.lost += len(in_flight) + len(pending)
         handle.abort()
     finally:
