@@ -1,0 +1,83 @@
+"""``vcoal compare``: every policy on every scenario of a suite, one table."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+
+from vcoal.cli.main import fail
+
+EPILOG = """Examples:
+
+  vcoal compare examples/suite
+
+  vcoal compare examples/suite --policies qos,net_dim,intel_itr,off --oracle --duration 0.2
+
+  vcoal compare examples/suite/03-mixed-pair.toml --json rows.json
+"""
+
+
+def compare_cmd(
+    suite: Path = typer.Argument(..., help="directory of scenario TOML files (or one file)"),
+    policies: str = typer.Option(None, "--policies", help="comma-separated policy names (default: all)"),
+    oracle: bool = typer.Option(False, "--oracle", help="also grid-search the cheapest static setting meeting every SLO"),
+    duration: float = typer.Option(None, "--duration", help="simulated seconds per trial (overrides the specs)"),
+    seed: int = typer.Option(None, "--seed", help="root seed for every trial"),
+    workers: int = typer.Option(2, "--workers", help="local processes", min=1, max=256),
+    json_out: Path = typer.Option(None, "--json", help="write the rows as JSON to this file"),
+) -> None:
+    """Run each policy on each scenario and print p99 vs SLO, throughput, CPU per packet, irq/s."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from vcoal.experiments.compare import compare
+
+    if duration is not None and not 0 < duration <= 3600:
+        fail(f"--duration {duration}: must be in (0, 3600] seconds")
+    names = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("comparing", total=None)
+        try:
+            rows = compare(suite, names, oracle=oracle, seed=seed, duration_s=duration, workers=workers,
+                           on_done=lambda r: bar.advance(task))
+        except ValueError as exc:
+            fail(str(exc))
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=1))
+    print_rows(rows)
+
+
+def _f(x, d=1):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{d}f}"
+
+
+def print_rows(rows: list[dict]) -> None:
+    """The comparison table: one line per scenario x policy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if Console().is_terminal else 160)
+    t = Table(title="policies on the suite (p99 µs / SLO µs per tenant; rtt for request-response)")
+    for col in ("scenario", "policy", "tenants p99/SLO", "all met", "Gb/s", "CPU µs/pkt", "irq/s"):
+        t.add_column(col, justify="left" if col in ("scenario", "policy", "tenants p99/SLO") else "right")
+    for r in rows:
+        if r.get("error"):
+            t.add_row(r["scenario"], r["policy"], f"[red]{r['error']}[/]", "-", "-", "-", "-")
+            continue
+        parts = []
+        for x in r["tenants"]:
+            mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: ""}[x["slo_met"]]
+            parts.append(f"{x['name']} {_f(x['p99_us'], 0)}/{_f(x['slo_p99_us'], 0)}{mark}")
+        gbps = sum(x["throughput_bps"] for x in r["tenants"]) / 1e9
+        t.add_row(r["scenario"], r["policy"], " ".join(parts), "yes" if r["all_slos_met"] else "NO",
+                  _f(gbps, 2), _f(r["cpu_ns_per_packet"] / 1e3, 2), _f(r["irq_per_s"], 0))
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+    app.command("compare", epilog=EPILOG)(compare_cmd)

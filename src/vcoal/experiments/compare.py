@@ -1,0 +1,201 @@
+"""Compare policies on a suite of scenarios, and the static oracle (grid search of fixed settings).
+
+``compare(paths, policies)`` runs every policy on every scenario (local process pool) and returns
+one ``Row`` per scenario x policy: per tenant p99 vs SLO, throughput, CPU per packet, interrupts/s.
+``static_oracle(spec)`` searches a grid of static per-layer settings and returns the cheapest one
+(CPU per delivered packet) that meets every SLO, or reports that none does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import math
+import multiprocessing as mp
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcoal.model.result import TrialResult
+from vcoal.policies import POLICIES, make_policy
+from vcoal.spec import ScenarioSpec, load_scenario
+
+# Static grid of the oracle: NIC rx (usecs, frames), backend->frontend virtual interrupt usecs,
+# software NAPI deferral (defer_hard_irqs, gro_flush_timeout_ns) on backend and frontend.
+NIC_GRID = ((0, 1), (8, 32), (32, 64), (64, 64), (128, 128))
+VIRQ_GRID = (0, 16, 64)
+DEFER_GRID = ((0, 0), (2, 20_000), (2, 100_000))
+
+
+@dataclass
+class TenantRow:
+    """One tenant's outcome under one policy."""
+
+    name: str
+    kind: str
+    p99_us: float
+    slo_p99_us: float | None
+    slo_met: bool | None
+    throughput_bps: float
+    cpu_ns_per_packet: float
+
+
+@dataclass
+class Row:
+    """One scenario under one policy."""
+
+    scenario: str
+    policy: str
+    tenants: list[TenantRow]
+    cpu_ns_per_packet: float
+    irq_per_s: float
+    all_slos_met: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tenant_cpu_ns_per_packet(result: TrialResult) -> dict[str, float]:
+    """CPU per delivered packet of each tenant: its backend and frontend sites, its vCPUs'
+    application time, and its share (by packets through its backend) of the NIC queues' CPU."""
+    sites = {s.site: s for s in result.sites}
+    cpus = {c.name: c for c in result.cpus}
+    own: dict[str, float] = {}
+    pkts: dict[str, int] = {}
+    for t in result.tenants:
+        own[t.name] = sum(
+            c.app * result.measured_s * 1e9 for name, c in cpus.items() if name.startswith(f"{t.name}-v")
+        )
+        pkts[t.name] = 0
+        for layer in ("backend", "frontend"):
+            s = sites.get(f"{layer}:{t.name}")
+            if s is not None:
+                own[t.name] += s.cpu_ns
+        backend = sites.get(f"backend:{t.name}")
+        pkts[t.name] = backend.rx.packets + backend.tx.packets if backend else t.delivered
+    nic_cpu = sum(s.cpu_ns for s in result.sites if s.layer == "nic")
+    total = sum(pkts.values())
+    out = {}
+    for t in result.tenants:
+        share = pkts[t.name] / total if total else 1.0 / len(result.tenants)
+        out[t.name] = (own[t.name] + nic_cpu * share) / t.delivered if t.delivered else math.nan
+    return out
+
+
+def summarise(result: TrialResult, params: dict[str, Any] | None = None) -> Row:
+    """A comparison row from a TrialResult."""
+    per_tenant = tenant_cpu_ns_per_packet(result)
+    tenants = [
+        TenantRow(t.name, t.kind, t.p99_us, t.slo_p99_us, t.slo_met, t.throughput_bps, per_tenant[t.name])
+        for t in result.tenants
+    ]
+    return Row(result.scenario, result.policy, tenants, result.cpu_ns_per_packet(), result.irq_per_s(),
+               result.all_slos_met(), params or result.policy_params)
+
+
+def _run_one(args: tuple[str, dict, str, dict, int | None, float | None]) -> dict[str, Any]:
+    from vcoal.sim import run_scenario
+
+    spec_json, _unused, policy, params, seed, duration = args
+    spec = ScenarioSpec.model_validate(spec_json)
+    try:
+        result = run_scenario(spec, make_policy(policy, params), seed=seed, duration_s=duration)
+        row = summarise(result, params)
+        row.policy = policy if policy != "static" or not params else row.policy
+    except Exception as exc:  # a failing trial is reported in its row, the comparison goes on
+        row = Row(spec.name, policy, [], math.nan, math.nan, False, params, f"{type(exc).__name__}: {exc}")
+    return row.to_dict()
+
+
+def _pool(workers: int) -> cf.Executor:
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
+
+
+def run_rows(
+    jobs: Sequence[tuple[ScenarioSpec, str, dict]],
+    *,
+    seed: int | None = None,
+    duration_s: float | None = None,
+    workers: int = 2,
+    on_done: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run (scenario, policy, params) jobs on a process pool; rows in job order."""
+    args = [(spec.model_dump(mode="json"), {}, pol, params, seed, duration_s) for spec, pol, params in jobs]
+    if workers <= 1:
+        rows = []
+        for a in args:
+            rows.append(_run_one(a))
+            if on_done:
+                on_done(rows[-1])
+        return rows
+    out: list[dict | None] = [None] * len(args)
+    with _pool(workers) as ex:
+        futures = {ex.submit(_run_one, a): i for i, a in enumerate(args)}
+        for fut in cf.as_completed(futures):
+            out[futures[fut]] = fut.result()
+            if on_done:
+                on_done(out[futures[fut]])
+    return [r for r in out if r is not None]
+
+
+def oracle_grid() -> list[dict[str, dict]]:
+    """Static-policy parameter tables of the oracle's grid."""
+    grid = []
+    for (nu, nf), vu, (dh, gro) in itertools.product(NIC_GRID, VIRQ_GRID, DEFER_GRID):
+        napi = {"napi_defer_hard_irqs": dh, "gro_flush_timeout_ns": gro}
+        grid.append({
+            "nic": {"rx_usecs": nu, "rx_frames": nf, "tx_usecs": 64, "tx_frames": 64},
+            "backend": {"rx_usecs": vu, "rx_frames": 64 if vu else 1, **napi},
+            "frontend": napi,
+        })
+    return grid
+
+
+def best_feasible(rows: Sequence[dict]) -> dict | None:
+    """The cheapest row (CPU per packet) that meets every SLO, or None."""
+    ok = [r for r in rows if r["error"] is None and r["all_slos_met"]]
+    return min(ok, key=lambda r: r["cpu_ns_per_packet"]) if ok else None
+
+
+def static_oracle(spec: ScenarioSpec, **kwargs: Any) -> tuple[dict | None, list[dict]]:
+    """Grid-search static settings on one scenario: (best feasible row or None, all rows)."""
+    rows = run_rows([(spec, "static", g) for g in oracle_grid()], **kwargs)
+    for r in rows:
+        r["policy"] = "oracle"
+    return best_feasible(rows), rows
+
+
+def suite_paths(suite: str | Path) -> list[Path]:
+    """The scenario files of a suite directory (sorted), or the file itself."""
+    p = Path(suite)
+    if p.is_file():
+        return [p]
+    paths = sorted(p.glob("*.toml"))
+    if not paths:
+        raise ValueError(f"{suite}: no *.toml scenario files")
+    return paths
+
+
+def compare(
+    suite: str | Path,
+    policies: Sequence[str] | None = None,
+    *,
+    oracle: bool = False,
+    **kwargs: Any,
+) -> list[dict]:
+    """Every policy (default: all registered) on every scenario of the suite, plus the oracle."""
+    names = list(policies) if policies else sorted(POLICIES)
+    for n in names:
+        if n not in POLICIES:
+            raise ValueError(f"--policies: unknown policy {n!r}; registered: {', '.join(sorted(POLICIES))}")
+    specs = [load_scenario(p) for p in suite_paths(suite)]
+    jobs = [(s, n, {}) for s in specs for n in names]
+    rows = run_rows(jobs, **kwargs)
+    if oracle:
+        for s in specs:
+            best, _ = static_oracle(s, **kwargs)
+            rows.append(best or Row(s.name, "oracle", [], math.nan, math.nan, False, {}, "no static setting meets every SLO").to_dict())
+    return rows
