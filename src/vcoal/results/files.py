@@ -126,15 +126,21 @@ def make_document(
     spec: dict[str, Any],
     spec_hash: str,
     provenance: dict[str, Any],
-    result: TrialResult | None = None,
+    result: TrialResult | dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a current-version trial document (``result`` for success, ``error`` for failure)."""
+    """Assemble a current-version trial document (``result`` for success, ``error`` for failure).
+
+    ``result`` may be a TrialResult or its ``to_dict()`` form (what workers send back).
+    """
     if (result is None) == (error is None):
         raise ValueError("make_document: give exactly one of result or error")
     body = series = None
     if result is not None:
-        body = result.to_dict()
+        if isinstance(result, dict):
+            body, result = dict(result), TrialResult.from_dict(result)
+        else:
+            body = result.to_dict()
         series = {"windows": body.pop("windows"), "decisions": body.pop("decisions")}
     return {
         "format_version": FORMAT_VERSION,
