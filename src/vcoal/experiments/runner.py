@@ -25,7 +25,6 @@ from vcoal.experiments.executors import ExecutorHandle, open_executor
 from vcoal.experiments.progress import NoProgress, SweepProgress
 from vcoal.experiments.sweep import SweepSpec, TrialSpec
 from vcoal.experiments.worker import TrialFn, default_numba_cache_dir, execute_trial
-from vcoal.model.result import TrialResult
 from vcoal.results import (
     SummaryWriter,
     compact,
@@ -85,7 +84,7 @@ def _provenance(outcome: dict[str, Any], engine: str) -> dict[str, Any]:
 
 def document_for(trial: TrialSpec, outcome: dict[str, Any], engine: str) -> dict[str, Any]:
     """The result-file document of a worker's outcome."""
-    result = TrialResult.from_dict(outcome["result"]) if outcome["status"] == "ok" else None
+    result = outcome["result"] if outcome["status"] == "ok" else None
     return make_document(
         run_key=trial.run_key,
         trial=trial.info(),

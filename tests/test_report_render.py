@@ -1,0 +1,137 @@
+"""The HTML report of a small stored sweep (real simulator): every plot drawn, self-contained, renders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vcoal.experiments import parse_sweep, run_sweep
+from vcoal.experiments.worker import run_simulation
+from vcoal.report import render_report
+from vcoal.report.data import load_report_data, slo_table
+
+STEP = """
+name = "step"
+duration_s = 0.03
+warmup_s = 0.002
+[window]
+duration_us = 2000
+[[guests]]
+name = "rr"
+workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
+slo = { p99_us = 60.0 }
+[[guests]]
+name = "burst"
+workload = { kind = "poisson", rate_pps = 20000, steps = [[0.015, 90000]] }
+slo = { p99_us = 200.0 }
+"""
+
+FLAT = """
+name = "flat"
+duration_s = 0.02
+warmup_s = 0.002
+[window]
+duration_us = 2000
+[[guests]]
+name = "bulk"
+workload = { kind = "bulk", window_pkts = 16 }
+"""
+
+
+def flaky_simulation(spec, policy, seed=None, duration_s=None):
+    """The simulator, except that seed 13 fails (to show a failure in the report)."""
+    if seed == 13:
+        raise RuntimeError("injected failure for seed 13")
+    return run_simulation(spec, policy, seed=seed, duration_s=duration_s)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    (root / "step.toml").write_text(STEP)
+    (root / "flat.toml").write_text(FLAT)
+    data = {"name": "report-test", "scenario": ["step.toml", "flat.toml"], "seeds": [1],
+            "axes": {"policy": "all"}, "trials": [{"policy": "static", "seeds": [13]}]}
+    out = root / "results"
+    outcome = run_sweep(parse_sweep(data, "report", root).expand(), out, workers=2, trial_fn=flaky_simulation)
+    assert outcome.failed == 2, outcome.failures
+    return out
+
+
+def test_every_plot_is_drawn_with_data(stored):
+    info = render_report(stored, stored / "report.html")
+    kinds = [p.spec.kind for p in info.plots]
+    assert kinds.count("pareto") == 2 and kinds.count("cdf") == 2 and kinds.count("timeseries") >= 1
+    for p in info.plots:
+        assert p.series > 0 and p.points > 0, p.spec.id
+        assert p.svg.startswith("<svg") and p.svg.count("<path") > 5, p.spec.id
+    page = (stored / "report.html").read_text()
+    assert page.count("<svg") == len(info.plots)
+    # the phase-change plot is the step scenario's, with its load change marked
+    assert any(p.spec.kind == "timeseries" and p.spec.scenario == "step" for p in info.plots)
+
+
+def test_page_is_self_contained_and_complete(stored):
+    info = render_report(stored)
+    page = info.html
+    # offline: no scripts, stylesheets, images or fonts fetched from anywhere
+    assert not re.search(r'<(script|link|img)\b', page)
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "@import" not in page and "url(http" not in page
+    # ids are unique across the inlined SVGs
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+    # SLO table, decisions, failures and provenance of every trial
+    assert "SLO attainment per scenario × policy" in page
+    assert "injected failure for seed 13" in page
+    data = load_report_data(stored)
+    assert len(data.trials) == info.trials
+    for t in data.trials:
+        assert t.run_key in page
+    assert "decision records" in page
+
+
+def test_slo_table_counts(stored):
+    data = load_report_data(stored)
+    cells = slo_table(data)
+    assert {s for s, _ in cells} == {"step", "flat"}
+    static = cells[("step", "static")]
+    assert static.trials == 2 and static.failed == 1
+    assert static.attainment is not None and 0 <= static.attainment <= 1
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium(stored, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian package 'chromium')")
+    render_report(stored, stored / "report.html")
+    shot = tmp_path / "report.png"
+    cmd = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", "--hide-scrollbars",
+        f"--screenshot={shot}", (stored / "report.html").resolve().as_uri(),
+    ]
+    subprocess.run(cmd, capture_output=True, timeout=90, check=False)
+    assert shot.exists() and shot.stat().st_size > 20_000
+    from matplotlib.image import imread
+
+    img = imread(str(shot))[:, :, :3]
+    non_white = (img.mean(axis=2) < 0.9).mean()
+    assert img.shape[0] >= 2000 and img.shape[1] >= 1200
+    assert 0.02 < non_white < 0.9  # text, tables and plots drawn; not blank, not an error page
+    # the plots area (below the header) has colour: policy markers and lines
+    saturation = img.max(axis=2) - img.min(axis=2)
+    assert (saturation > 0.3).mean() > 0.001
