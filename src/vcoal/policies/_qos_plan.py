@@ -74,6 +74,7 @@ class Planner:
         current: Mapping[Site, CoalesceParams],
         supported: Mapping[Site, frozenset[str] | None],
         costs: Costs,
+        memo: dict | None = None,
     ) -> None:
         order = {"nic_rx": 0, "nic_txc": 1, "guest_rx": 2, "guest_tx": 3}
         self.chains = sorted(chains, key=lambda c: (order[c.kind], c.key))
@@ -96,8 +97,11 @@ class Planner:
         for c in self.chains:
             for t in c.tenants:
                 self._tenant_chains.setdefault(t, []).append(c.key)
-        self._memo: dict = {}
-        self._lvl_memo: dict = {}
+        memo = memo if memo is not None else {}
+        if sum(len(v) for v in memo.values()) > 200_000:  # a bound on the persistent memo
+            memo.clear()
+        self._memo: dict = memo.setdefault("chains", {})
+        self._lvl_memo: dict = memo.setdefault("levels", {})
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class Planner:
                 lam = share_events(feed.out_per_us, src.lam_pkts, c.lam_pkts)
         else:
             lam = c.lam_pkts
+        lam = float(f"{lam:.5g}")  # quantised: a persistent memo, and decisions blind to float noise
         if override is None:
             ps = tuple(params[g.site] for g in c.gates)
         else:

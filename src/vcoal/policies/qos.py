@@ -151,6 +151,7 @@ class Qos(PolicyBase):
         self.capacity_load: dict[str, float | None] = {t: None for t in context.tenants}
         self.measured: dict[str, float | None] = {t: None for t in context.tenants}
         self.saturated: set[Site] = set()
+        self._memo: dict = {}
         self.gates, self.levels = self._gates_and_levels(context)
         self.prior_us = self._prior_base_us()
 
@@ -352,7 +353,7 @@ class Qos(PolicyBase):
             else:
                 fe = Site(Layer.FRONTEND, guest or "")
                 chains.append(Chain(f"{kind}:{guest}", kind, gates, (guest or "",), per_us(fe, "tx")))
-        return Planner(chains, self.levels, self.gates, self.current, self.supported, self.costs)
+        return Planner(chains, self.levels, self.gates, self.current, self.supported, self.costs, self._memo)
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
         return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
