@@ -24,10 +24,16 @@ class FakeKnobs:
         self.forgotten: list[str] = []
         self.restored: list[str] = []
 
-    def read(self, ifname):
+    def read(self, ifname, knobs=None):
         if ifname not in self.devices:
             raise InterfaceGone(errno.ENODEV, ifname)
         return dict(self.devices[ifname])
+
+    def read_many(self, knobs):
+        return {n: {k: v for k, v in self.devices[n].items() if k in ks} for n, ks in knobs.items() if n in self.devices}
+
+    def prepare(self, plan):
+        self.prepared = plan
 
     def supported(self, ifname):
         return frozenset(self.read(ifname))

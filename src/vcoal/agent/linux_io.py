@@ -113,14 +113,14 @@ class KnobApplier:
         if self.dry_run or window % self.config.safety.verify_every_windows:
             return
         now = self.clock_s()
+        current = self.knobs.read_many({name: m.controlled for name, m in self.managed.items()})
         for ifname, m in list(self.managed.items()):
-            try:
-                values = self.knobs.read(ifname)
-            except InterfaceGone:
+            if ifname not in current:
                 log.info("%s: vanished; forgetting it", ifname)
                 self.managed.pop(ifname, None)
                 self.knobs.forget(ifname)
                 continue
+            values = {**m.knob_values, **current[ifname]}
             moved = {k: (m.knob_values.get(k), values[k]) for k in m.controlled if values.get(k) != m.knob_values.get(k)}
             if moved:
                 self.backoffs += 1
@@ -139,16 +139,20 @@ class KnobApplier:
         """Apply each site's decided parameters within the safety rules."""
         out = []
         now = self.clock_s()
-        for site, params in decision.params.items():
-            m = self.managed.get(site.instance)
-            if m is None or m.site != site:
-                continue
+        todo = [
+            (m, params) for site, params in decision.params.items()
+            if (m := self.managed.get(site.instance)) is not None and m.site == site
+        ]
+        if not self.dry_run:  # one durable journal write for every first change of this window
+            plan = {m.ifname: tuple(self._changes(m, p)) for m, p in todo if now >= m.backoff_until}
+            self.knobs.prepare({name: knobs for name, knobs in plan.items() if knobs})
+        for m, params in todo:
             out.append(self._apply_one(m, params, now))
         return out
 
-    def _apply_one(self, m: Managed, params: CoalesceParams, now: float) -> Applied:
-        if now < m.backoff_until:
-            return Applied(m.site, m.in_force, skipped="backed off")
+    @staticmethod
+    def _changes(m: Managed, params: CoalesceParams) -> dict[str, int]:
+        """The controlled knobs whose decided value (clamped to the bounds) differs from the current."""
         wanted = {}
         for k in m.controlled:
             v = int(getattr(params, k))
@@ -156,7 +160,12 @@ class KnobApplier:
             if lo is not None:
                 v = min(max(v, lo), hi)
             wanted[k] = v
-        changes = {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
+        return {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
+
+    def _apply_one(self, m: Managed, params: CoalesceParams, now: float) -> Applied:
+        if now < m.backoff_until:
+            return Applied(m.site, m.in_force, skipped="backed off")
+        changes = self._changes(m, params)
         if not changes:
             return Applied(m.site, m.in_force)
         while m.changes and now - m.changes[0] >= 60.0:

@@ -144,15 +144,18 @@ class NetDevStats:
     tx_drops: int
 
 
-def parse_net_dev(text: str) -> dict[str, NetDevStats]:
-    """/proc/net/dev -> {ifname: NetDevStats}."""
+def parse_net_dev(text: str, wanted: frozenset[str] | set[str] | None = None) -> dict[str, NetDevStats]:
+    """/proc/net/dev -> {ifname: NetDevStats} (only the ``wanted`` interfaces when given)."""
     out = {}
     for line in text.splitlines()[2:]:
         name, sep, rest = line.partition(":")
         if not sep:
             continue
-        c = [int(x) for x in rest.split()]
-        out[name.strip()] = NetDevStats(c[0], c[1], c[3], c[8], c[9], c[11])
+        name = name.strip()
+        if wanted is not None and name not in wanted:
+            continue
+        c = rest.split()
+        out[name] = NetDevStats(int(c[0]), int(c[1]), int(c[3]), int(c[8]), int(c[9]), int(c[11]))
     return out
 
 
@@ -196,37 +199,41 @@ class InterfaceCounters:
     def __init__(self, clock_ns=time.monotonic_ns) -> None:
         self.clock_ns = clock_ns
         self._devices: dict[str, str | None] = {}
+        self._irq_key: tuple = ()
+        self._irq_map: dict[str, list[tuple[int, str]]] = {}
 
     def sample(self, ifnames: Iterable[str]) -> dict[str, CounterSample]:
         """One CounterSample per interface present in /proc/net/dev (missing ones are left out)."""
         t_ns = self.clock_ns()
-        dev = parse_net_dev(_read("/proc/net/dev"))
+        names = tuple(ifnames)
+        dev = parse_net_dev(_read("/proc/net/dev"), set(names))
         soft = parse_softirqs(_read("/proc/softirqs"))
         stat = parse_proc_stat(_read("/proc/stat")).get("cpu")
         irqs = parse_interrupts(_read("/proc/interrupts"))
         net_rx = sum(soft.get("NET_RX", ()))
         net_tx = sum(soft.get("NET_TX", ()))
         cpu_ns = stat.softirq_ns if stat else 0
+        key = (tuple(line.name for line in irqs), names)
+        if key != self._irq_key:  # which vectors belong to which interface: recomputed on change only
+            self._irq_key = key
+            self._irq_map = {}
+            for ifname in names:
+                if ifname not in self._devices:
+                    self._devices[ifname] = interface_device(ifname)
+                self._irq_map[ifname] = [
+                    (i, direction) for i, line in enumerate(irqs)
+                    if (direction := irq_direction(line, ifname, self._devices[ifname])) is not None
+                ]
         out = {}
-        for ifname in ifnames:
+        for ifname in names:
             d = dev.get(ifname)
             if d is None:
                 self._devices.pop(ifname, None)
                 continue
-            if ifname not in self._devices:
-                self._devices[ifname] = interface_device(ifname)
-            rx_irq = tx_irq = 0
-            own = False
-            for line in irqs:
-                direction = irq_direction(line, ifname, self._devices[ifname])
-                if direction is None:
-                    continue
-                own = True
-                if direction == "tx":
-                    tx_irq += line.total
-                else:
-                    rx_irq += line.total
-            if not own:
+            vectors = self._irq_map.get(ifname, [])
+            rx_irq = sum(irqs[i].total for i, direction in vectors if direction != "tx")
+            tx_irq = sum(irqs[i].total for i, direction in vectors if direction == "tx")
+            if not vectors:
                 rx_irq = net_rx
             out[ifname] = CounterSample(
                 t_ns,

@@ -122,6 +122,7 @@ class LinuxKnobs:
         self._netdev_missing = False
         self._ipr = None
         self._supported: dict[str, frozenset[str]] = {}
+        self._no_ethtool: set[str] = set()  # devices without ethtool coalescing (veth, bridge...)
         self.writes = 0
 
     # --- sockets --------------------------------------------------------------------------
@@ -165,9 +166,12 @@ class LinuxKnobs:
 
     # --- reading --------------------------------------------------------------------------
     def _read_ethtool(self, ifname: str) -> dict[str, int]:
+        if ifname in self._no_ethtool:
+            return {}
         try:
             reply = self._eth().get(ifname)
         except KnobUnsupported:
+            self._no_ethtool.add(ifname)
             return {}
         except OSError as exc:
             if exc.errno in _GONE:
@@ -182,20 +186,79 @@ class LinuxKnobs:
             return {k: next(iter(per[k].values())) for k in NAPI_KNOBS}, per, "netlink"
         return {k: self._sysfs.read(ifname, k) for k in NAPI_KNOBS}, {}, "sysfs"
 
-    def read(self, ifname: str) -> dict[str, int]:
-        """Current values of every supported knob (NAPI knobs: the first NAPI's values)."""
+    def read(self, ifname: str, knobs: tuple[str, ...] | None = None) -> dict[str, int]:
+        """Current values of the supported knobs (all, or those among ``knobs``; NAPI: first NAPI's)."""
         _check_ifname(ifname)
-        self.ifindex(ifname)
-        eth = self._read_ethtool(ifname)
-        self._supported[ifname] = frozenset(eth) | frozenset(NAPI_KNOBS)
-        napi, _, _ = self._read_napi(ifname)
-        return {**napi, **eth}
+        out: dict[str, int] = {}
+        if knobs is None or any(k in ETHTOOL_KNOBS for k in knobs) or ifname not in self._supported:
+            eth = self._read_ethtool(ifname)
+            self._supported[ifname] = frozenset(eth) | frozenset(NAPI_KNOBS)
+            out.update(eth)
+        if knobs is None or any(k in NAPI_KNOBS for k in knobs):
+            napi, _, _ = self._read_napi(ifname)
+            out.update(napi)
+        else:
+            self.ifindex(ifname)  # raises InterfaceGone
+        return out if knobs is None else {k: v for k, v in out.items() if k in knobs}
 
     def supported(self, ifname: str) -> frozenset[str]:
         """The knobs this interface supports (NAPI knobs always; ethtool fields the driver reports)."""
         if ifname not in self._supported:
             self.read(ifname)
         return self._supported[ifname]
+
+    def read_many(self, knobs: dict[str, tuple[str, ...]]) -> dict[str, dict[str, int]]:
+        """``read`` for many interfaces ({ifname: knobs}), with one NAPI dump for all of them.
+
+        Interfaces that vanished are left out of the result.
+        """
+        nd = self._nd() if any(k in NAPI_KNOBS for ks in knobs.values() for k in ks) else None
+        by_index: dict[int, list[NapiInfo]] = {}
+        if nd is not None:
+            for n in nd.napi_get():
+                by_index.setdefault(n.ifindex, []).append(n)
+        out: dict[str, dict[str, int]] = {}
+        for ifname, wanted in knobs.items():
+            try:
+                values: dict[str, int] = {}
+                if any(k in ETHTOOL_KNOBS for k in wanted):
+                    values.update(self._read_ethtool(ifname))
+                napis = by_index.get(self.ifindex(ifname), []) if nd is not None else []
+                for k in wanted:
+                    if k in NAPI_KNOBS:
+                        values[k] = (
+                            int(getattr(napis[0], _NAPI_FIELD[k]) or 0) if napis else self._sysfs.read(ifname, k)
+                        )
+            except InterfaceGone:
+                continue
+            out[ifname] = {k: v for k, v in values.items() if k in wanted}
+        return out
+
+    def prepare(self, plan: dict[str, tuple[str, ...]]) -> None:
+        """Journal the originals of the knobs about to change on many interfaces in one durable write."""
+        if self.journal is None or self.dry_run:
+            return
+        entries = []
+        for ifname, knobs in plan.items():
+            todo = [k for k in knobs if entry_key(self.netns, ifname, k) not in self.journal]
+            if not todo:
+                continue
+            try:
+                eth = self._read_ethtool(ifname) if any(k in ETHTOOL_KNOBS for k in todo) else {}
+                napi, per_napi, backend = (
+                    self._read_napi(ifname) if any(k in NAPI_KNOBS for k in todo) else ({}, {}, "none")
+                )
+            except InterfaceGone:
+                continue
+            now = {**napi, **eth}
+            entries += [
+                JournalEntry(
+                    self.netns, ifname, k, backend if k in NAPI_KNOBS else "ethtool", now[k],
+                    per_napi.get(k, {}) if k in NAPI_KNOBS else {},
+                )
+                for k in todo if k in now
+            ]
+        self.journal.record(entries)
 
     # --- writing --------------------------------------------------------------------------
     def set(self, ifname: str, values: dict[str, int]) -> dict[str, int]:
@@ -204,8 +267,11 @@ class LinuxKnobs:
         unknown = sorted(set(values) - set(KNOBS))
         if unknown:
             raise ValueError(f"knob {unknown[0]!r}: unknown; accepted: {', '.join(KNOBS)}")
-        eth_now = self._read_ethtool(ifname)
-        napi_now, per_napi, backend = self._read_napi(ifname)
+        eth_now = self._read_ethtool(ifname) if any(k in ETHTOOL_KNOBS for k in values) else {}
+        if any(k in NAPI_KNOBS for k in values):
+            napi_now, per_napi, backend = self._read_napi(ifname)
+        else:
+            napi_now, per_napi, backend = {}, {}, "none"
         now = {**napi_now, **eth_now}
         for k in values:
             if k in ETHTOOL_KNOBS and k not in eth_now:
@@ -231,7 +297,7 @@ class LinuxKnobs:
                 for k in changes
             ])
         self._write(ifname, changes, backend, per_napi)
-        after = self.read(ifname)
+        after = self.read(ifname, tuple(values))
         return {k: after[k] for k in values}
 
     def _write(
@@ -301,6 +367,8 @@ class LinuxKnobs:
 
     def forget(self, ifname: str) -> None:
         """Drop this interface's journal entries without restoring (an administrator took over)."""
+        self._no_ethtool.discard(ifname)
+        self._supported.pop(ifname, None)
         if self.journal is not None:
             self.journal.forget([entry_key(self.netns, ifname, k) for k in KNOBS])
 

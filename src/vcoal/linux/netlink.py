@@ -17,14 +17,25 @@ the golden tests of recorded driver replies).
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg
+from pyroute2.netlink import (
+    NETLINK_GENERIC,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    genlmsg,
+)
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.generic.ethtool import ethtoolheader
+from pyroute2.netns import create_socket
 
 ETHTOOL_MSG_COALESCE_GET = 19
 ETHTOOL_MSG_COALESCE_SET = 20
@@ -224,20 +235,61 @@ def _translate(exc: NetlinkError, what: str) -> OSError:
 
 
 class _GenlClient:
+    """pyroute2 resolves the family and creates the socket (inside ``netns``); requests are synchronous.
+
+    pyroute2 0.9's own request path runs an asyncio loop per call (measured 0.7-2 ms per request on
+    the test VM); a plain blocking send/recv on the same kind of socket, with pyroute2's message
+    classes for encoding and decoding, takes tens of microseconds.
+    """
+
     family = ""
     msg_class: type = genlmsg
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, timeout_s: float = 5.0) -> None:
         self.netns = netns
-        self.sock = GenericNetlinkSocket(netns=netns) if netns else GenericNetlinkSocket()
+        resolver = GenericNetlinkSocket(netns=netns) if netns else GenericNetlinkSocket()
         try:
-            self.sock.bind(self.family, self.msg_class)
+            resolver.bind(self.family, self.msg_class)
+            self.family_id = int(resolver.prid)
         except NetlinkError as exc:
-            self.sock.close()
             raise KnobUnsupported(exc.code, f"generic netlink family {self.family!r} not available") from None
+        finally:
+            resolver.close()
+        self.sock = create_socket(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_GENERIC)
+        self.sock.bind((0, 0))
+        self.sock.settimeout(timeout_s)
+        self.seq = 0
 
     def _request(self, msg: genlmsg, flags: int) -> list:
-        return list(self.sock.nlm_request(msg, msg_type=self.sock.prid, msg_flags=flags))
+        self.seq += 1
+        seq = self.seq
+        msg["header"]["type"] = self.family_id
+        msg["header"]["flags"] = flags
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        self.sock.send(msg.data)
+        out: list = []
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, _, mseq = struct.unpack_from("=IHHI", data, offset)
+                chunk = data[offset:offset + length]
+                offset += (length + 3) & ~3
+                if mseq != seq or length < 16:
+                    continue
+                if mtype == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", chunk, 16)[0]
+                    if code:
+                        raise NetlinkError(-code, os.strerror(-code))
+                    return out
+                if mtype == NLMSG_DONE:
+                    return out
+                reply = self.msg_class(chunk)
+                reply.decode()
+                out.append(reply)
+            if out and not flags & (NLM_F_DUMP | NLM_F_ACK):
+                return out
 
     def close(self) -> None:
         """Close the socket."""

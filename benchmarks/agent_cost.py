@@ -1,0 +1,149 @@
+"""CPU cost of the agent's loop per window: read counters + decide + apply, with N queues under control.
+
+Needs root: builds a namespace with N/2 veth pairs (N interfaces, GRO on, so every one has a
+NAPI), then re-runs itself inside it (``ip netns exec``) and runs the real agent parts (LinuxSource,
+KnobApplier, LinuxKnobs on netdev netlink, run_loop on the monotonic clock) for a few seconds per
+case:
+
+- ``hold``: the policy sets every interface once, then keeps it (steady state: sample + verify +
+  decide);
+- ``flip``: the policy changes ``gro_flush_timeout`` of every interface every window (worst case:
+  journal, napi-set and read-back on all N interfaces each window).
+
+Prints one line per case and ends with one JSON line of figures (units in the keys).
+Usage: sudo .venv/bin/python benchmarks/agent_cost.py [--queues 64] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+
+def _outer(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("agent_cost: needs root (creates a network namespace)", file=sys.stderr)
+        return 2
+    ns = "vct-" + uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        batch = []
+        for i in range(args.queues // 2):
+            batch.append(f"link add vifa{i} type veth peer name vifb{i}")
+            batch.append(f"link set vifa{i} up")
+            batch.append(f"link set vifb{i} up")
+        subprocess.run(["ip", "-n", ns, "-batch", "-"], input="\n".join(batch) + "\n", text=True, check=True)
+        for i in range(args.queues // 2):
+            for dev in (f"vifa{i}", f"vifb{i}"):
+                subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"],
+                               check=True, capture_output=True)
+        cmd = ["ip", "netns", "exec", ns, sys.executable, __file__, "--inner",
+               "--queues", str(args.queues), "--seconds", str(args.seconds)]
+        return subprocess.run(cmd).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _inner(args: argparse.Namespace) -> int:
+    from vcoal.agent.config import parse_config
+    from vcoal.agent.linux_io import KnobApplier, LinuxSource
+    from vcoal.agent.loop import MonotonicClock, run_loop
+    from vcoal.linux.journal import Journal
+    from vcoal.linux.knobs import LinuxKnobs
+    from vcoal.model.policy import Decision
+    from vcoal.policies import make_policy
+    from vcoal.policies.base import PolicyBase
+
+    class Flip(PolicyBase):
+        """Changes gro_flush_timeout of every site every window."""
+
+        name = "bench-flip"
+
+        @dataclasses.dataclass(frozen=True)
+        class Params:
+            pass
+
+        def decide(self):
+            if self.window is None:
+                return None
+            value = 20_000 if self.window.index % 2 else 30_000
+            return Decision({s: st.params.with_changes(gro_flush_timeout_ns=value, napi_defer_hard_irqs=2)
+                             for s, st in self.window.sites.items()})
+
+    figures: dict[str, float] = {"queues": args.queues}
+    tmp = tempfile.mkdtemp(prefix="vcoal-bench-")
+    for hz in (10, 100):
+        for case in ("hold", "flip"):
+            cfg = parse_config({
+                "window_ms": 1000 / hz,
+                "journal_path": f"{tmp}/journal.json",
+                "status_path": f"{tmp}/status.json",
+                "policy": {"name": "static", "params": {"backend": {"napi_defer_hard_irqs": 2,
+                                                                    "gro_flush_timeout_ns": 20000}}},
+                "safety": {"max_changes_per_minute": 6000, "verify_every_windows": max(1, hz // 10) * 10},
+                "metrics": {"enabled": False},
+                "interfaces": [{"match": ["vif*"], "layer": "backend"}],
+            })
+            knobs = LinuxKnobs(None, Journal(cfg.journal_path))
+            applier = KnobApplier(cfg, knobs)
+            source = LinuxSource(cfg, applier)
+            policy = Flip() if case == "flip" else make_policy("static", cfg.policy.params)
+            parts = {"sample": 0.0, "apply": 0.0}
+            sample, apply = source.sample, applier.apply
+
+            def timed(fn, key, parts=parts):
+                def wrapper(*a):
+                    t0 = time.thread_time()
+                    try:
+                        return fn(*a)
+                    finally:
+                        parts[key] += time.thread_time() - t0
+                return wrapper
+
+            source.sample = timed(sample, "sample")
+            applier.apply = timed(apply, "apply")
+            stop = threading.Event()
+            marks: list[tuple[float, int]] = []
+
+            def on_window(report, marks=marks, stop=stop, hz=hz):
+                marks.append((time.thread_time(), report.overruns))
+                if len(marks) > hz * args.seconds:
+                    stop.set()
+
+            res = run_loop(MonotonicClock(), source, policy, applier, stop, cfg.window_ns, on_window=on_window)
+            knobs.restore()
+            knobs.close()
+            n = len(marks) - 1
+            cpu_us = (marks[-1][0] - marks[0][0]) / n * 1e6
+            key = f"{case}_{hz}hz"
+            figures[f"cpu_us_per_window_{key}"] = round(cpu_us, 1)
+            figures[f"cpu_percent_of_core_{key}"] = round(cpu_us * hz / 1e4, 3)
+            figures[f"sample_us_per_window_{key}"] = round(parts["sample"] / res.windows * 1e6, 1)
+            figures[f"apply_us_per_window_{key}"] = round(parts["apply"] / res.windows * 1e6, 1)
+            figures[f"overruns_{key}"] = res.overruns
+            print(f"{case:4s} {hz:3d} Hz, {len(applier.managed)} interfaces: {cpu_us:8.1f} µs CPU/window "
+                  f"= {cpu_us * hz / 1e4:6.2f} % of a core (sample {figures[f'sample_us_per_window_{key}']} µs, "
+                  f"apply {figures[f'apply_us_per_window_{key}']} µs), {res.overruns} overruns in {res.windows} windows")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--queues", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    return _inner(args) if args.inner else _outer(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
