@@ -78,19 +78,7 @@ def test_identical_input_gives_identical_decisions(name):
     assert first == second
 
 
-# off.py (foundation code, not changed here) resets every field regardless of SiteInfo.supported
-_IGNORES_SUPPORTED = {"off"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="off ignores SiteInfo.supported"))
-        if n in _IGNORES_SUPPORTED
-        else n
-        for n in sorted(POLICIES)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(POLICIES))
 def test_unsupported_fields_are_never_set(name):
     ctx = small_context(VETH_KNOBS)
     for d in run_closed_loop(make_policy(name), ctx):

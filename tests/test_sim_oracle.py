@@ -7,6 +7,8 @@ Departure times must be identical, packet for packet.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -80,12 +82,13 @@ CASES = [
 
 @pytest.mark.parametrize(("timer", "usecs", "frames", "gap_ns"), CASES)
 def test_departures_match_the_recursion_bit_exactly(timer, usecs, frames, gap_ns):
-    t, sizes = _arrays(hash((timer, usecs, frames)) & 0xFFFF, 20_000, gap_ns)
+    t, sizes = _arrays(zlib.crc32(f"{timer}/{usecs}/{frames}".encode()), 20_000, gap_ns)
     s = [500 + z for z in sizes]
     got: list = []
     run_scenario(_spec(t, sizes, usecs, frames, timer), deliveries=got)
-    expected = oracle(t, s, usecs, frames, timer)
-    assert len(got) == len(t)
+    # count-only batching strands the last < frames packets: they never depart, in both
+    expected = [d for d in oracle(t, s, usecs, frames, timer) if d < 1 << 61]
+    assert len(got) == len(expected) >= len(t) - max(frames, 1)
     deps = [d for _, _, d in sorted(got, key=lambda x: x[1])]
     mismatches = [i for i, (a, b) in enumerate(zip(deps, expected, strict=True)) if a != b]
     assert not mismatches, f"first mismatch at packet {mismatches[0]}: {deps[mismatches[0]]} != {expected[mismatches[0]]}"

@@ -29,7 +29,15 @@ class Off(PolicyBase):
         self._done = True
         params, records = {}, []
         for site, info in self.context.sites.items():
-            p = CoalesceParams(napi_budget=info.initial.napi_budget)
+            p = _only_supported(CoalesceParams(napi_budget=info.initial.napi_budget), info)
             params[site] = p
             records.append(DecisionRecord(self.window.index if self.window else 0, site, p, p != info.initial, "off: no coalescing"))
         return Decision(params, tuple(records))
+
+
+def _only_supported(params: CoalesceParams, info) -> CoalesceParams:
+    """Keep the initial value of every field the site cannot set."""
+    if info.supported is None:
+        return params
+    keep = {f: getattr(info.initial, f) for f in CoalesceParams.field_names() if f not in info.supported}
+    return params.with_changes(**keep)

@@ -46,6 +46,8 @@ class Static(PolicyBase):
             table = getattr(self.params, site.layer.value)
             if not table:
                 continue
+            if info.supported is not None:
+                table = {k: v for k, v in table.items() if k in info.supported}
             p = CoalesceParams.from_dict(table, info.initial)
             params[site] = p
             records.append(DecisionRecord(self.window.index if self.window else 0, site, p, p != info.initial, "static: fixed setting"))

@@ -14,16 +14,9 @@ from vcoal.sim.kernel import PRIO_COMPLETION, Kernel
 IRQ, SOFTIRQ, APP = 0, 1, 2
 
 
-class Job:
-    """Work of ``cost_ns`` whose completion calls ``fn(arg)``; CPU time is charged to ``account``."""
-
-    __slots__ = ("account", "arg", "cost_ns", "fn")
-
-    def __init__(self, cost_ns: int, fn, arg, account) -> None:
-        self.cost_ns = cost_ns
-        self.fn = fn
-        self.arg = arg
-        self.account = account
+# A job is a list [cost_ns, fn, arg, account]: work whose completion calls fn(arg), CPU time
+# charged to account.cpu_ns. NOTE: a plain list, not a class, because one is made per packet-hop.
+COST, FN, ARG, ACCOUNT = 0, 1, 2, 3
 
 
 class Cpu:
@@ -35,7 +28,7 @@ class Cpu:
         self.k = k
         self.name = name
         self._queues = (deque(), deque(), deque())
-        self._run_job: Job | None = None
+        self._run_job: list | None = None
         self._run_cls = -1
         self._run_start = 0
         self._token = 0
@@ -44,7 +37,7 @@ class Cpu:
 
     def submit(self, cls: int, cost_ns: int, fn, arg=None, account=None) -> None:
         """Queue a job in class ``cls``; it may preempt running application work."""
-        self._queues[cls].append(Job(cost_ns, fn, arg, account))
+        self._queues[cls].append([cost_ns, fn, arg, account])
         if self._run_job is None:
             if not self._completing:
                 self._next()
@@ -57,21 +50,22 @@ class Cpu:
     def queued(self) -> int:
         return sum(len(q) for q in self._queues) + (self._run_job is not None)
 
-    def _start(self, cls: int, job: Job) -> None:
+    def _start(self, cls: int, job: list) -> None:
         self._run_job = job
         self._run_cls = cls
-        self._run_start = self.k.now
+        now = self.k.now
+        self._run_start = now
         self._token += 1
-        self.k.at(self.k.now + job.cost_ns, PRIO_COMPLETION, self._complete, self._token)
+        self.k.at(now + job[COST], PRIO_COMPLETION, self._complete, self._token)
 
     def _preempt(self) -> None:
         job = self._run_job
         now = self.k.now
         done = now - self._run_start
         self.busy_ns[APP] += done
-        if job.account is not None:
-            job.account.cpu_ns += done
-        job.cost_ns -= done
+        if job[ACCOUNT] is not None:
+            job[ACCOUNT].cpu_ns += done
+        job[COST] -= done
         self._queues[APP].appendleft(job)
         self._run_job = None
         self._token += 1  # the scheduled completion is now stale
@@ -80,14 +74,13 @@ class Cpu:
     def _complete(self, token: int) -> None:
         if token != self._token:
             return
-        job = self._run_job
-        cls = self._run_cls
-        self.busy_ns[cls] += job.cost_ns
-        if job.account is not None:
-            job.account.cpu_ns += job.cost_ns
+        cost, fn, arg, account = self._run_job
+        self.busy_ns[self._run_cls] += cost
+        if account is not None:
+            account.cpu_ns += cost
         self._run_job = None
         self._completing = True
-        job.fn(job.arg)
+        fn(arg)
         self._completing = False
         self._next()
 
