@@ -15,6 +15,7 @@ from vcoal.linux.netlink import (
     decode_coalesce_reply,
     decode_napi_reply,
     encode_coalesce_set,
+    fast_decode_napi,
     uint_value,
 )
 from vct_netns import netns, root, sh, veth_pair
@@ -97,6 +98,8 @@ def test_napi_uint_attributes_decoded_by_length():
     assert (four.id, four.ifindex, four.defer_hard_irqs, four.gro_flush_timeout_ns) == (264, 4, 2, 50_000)
     eight = decode_napi_reply(_napi_reply(struct.pack("=Q", 5_000_000_000)))
     assert eight.gro_flush_timeout_ns == 5_000_000_000
+    for raw in (struct.pack("=I", 50_000), struct.pack("=Q", 5_000_000_000)):  # the hot-path decoder agrees
+        assert fast_decode_napi(_napi_reply(raw)) == decode_napi_reply(_napi_reply(raw))
     assert uint_value(7) == 7
     with pytest.raises(ValueError):
         uint_value(b"\0\0")

@@ -198,43 +198,47 @@ class InterfaceCounters:
 
     def __init__(self, clock_ns=time.monotonic_ns) -> None:
         self.clock_ns = clock_ns
-        self._devices: dict[str, str | None] = {}
-        self._irq_key: tuple = ()
-        self._irq_map: dict[str, list[tuple[int, str]]] = {}
+        self._names: tuple[str, ...] | None = None
+        self._vectors: dict[str, list[tuple[str, str]]] = {}
+        self._need_irqs = False
+
+    def _map_vectors(self, names: tuple[str, ...]) -> None:
+        """Which IRQ vectors belong to which interface; redone when the set of interfaces changes."""
+        irqs = parse_interrupts(_read("/proc/interrupts"))
+        self._vectors = {}
+        for ifname in names:
+            device = interface_device(ifname)
+            self._vectors[ifname] = [
+                (line.irq, direction) for line in irqs
+                if (direction := irq_direction(line, ifname, device)) is not None
+            ]
+        self._need_irqs = any(self._vectors.values())
+        self._names = names
 
     def sample(self, ifnames: Iterable[str]) -> dict[str, CounterSample]:
         """One CounterSample per interface present in /proc/net/dev (missing ones are left out)."""
         t_ns = self.clock_ns()
         names = tuple(ifnames)
+        if names != self._names:
+            self._map_vectors(names)
         dev = parse_net_dev(_read("/proc/net/dev"), set(names))
         soft = parse_softirqs(_read("/proc/softirqs"))
         stat = parse_proc_stat(_read("/proc/stat")).get("cpu")
-        irqs = parse_interrupts(_read("/proc/interrupts"))
+        totals = {line.irq: line.total for line in parse_interrupts(_read("/proc/interrupts"))} if self._need_irqs else {}
         net_rx = sum(soft.get("NET_RX", ()))
         net_tx = sum(soft.get("NET_TX", ()))
         cpu_ns = stat.softirq_ns if stat else 0
-        key = (tuple(line.name for line in irqs), names)
-        if key != self._irq_key:  # which vectors belong to which interface: recomputed on change only
-            self._irq_key = key
-            self._irq_map = {}
-            for ifname in names:
-                if ifname not in self._devices:
-                    self._devices[ifname] = interface_device(ifname)
-                self._irq_map[ifname] = [
-                    (i, direction) for i, line in enumerate(irqs)
-                    if (direction := irq_direction(line, ifname, self._devices[ifname])) is not None
-                ]
         out = {}
         for ifname in names:
             d = dev.get(ifname)
             if d is None:
-                self._devices.pop(ifname, None)
                 continue
-            vectors = self._irq_map.get(ifname, [])
-            rx_irq = sum(irqs[i].total for i, direction in vectors if direction != "tx")
-            tx_irq = sum(irqs[i].total for i, direction in vectors if direction == "tx")
-            if not vectors:
-                rx_irq = net_rx
+            vectors = self._vectors.get(ifname)
+            if vectors:
+                rx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction != "tx")
+                tx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction == "tx")
+            else:
+                rx_irq, tx_irq = net_rx, 0
             out[ifname] = CounterSample(
                 t_ns,
                 DirStats(d.rx_packets, d.rx_bytes, rx_irq, net_rx, d.rx_drops),
