@@ -132,7 +132,7 @@ def _pareto(fig, spec: PlotSpec, data: ReportData) -> tuple[int, int]:
     if everything and min(y for _, y in everything) > 0 and max(y for _, y in everything) > 20 * min(
         y for _, y in everything
     ):
-        ax.set_yscale("log")
+        _log_axis(ax.yaxis, ax.set_yscale)
     ax.grid(True, alpha=0.3)
     if series:
         ax.legend(fontsize=8, loc="best")
@@ -183,7 +183,7 @@ def _cdf(fig, spec: PlotSpec, data: ReportData) -> tuple[int, int]:
         ax.axhline(0.99, color="#bbbbbb", linewidth=0.8)
         xs = [x for line in ax.get_lines() for x in line.get_xdata() if x > 0]
         if xs and max(xs) > 10 * min(xs):
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis, ax.set_xscale)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("one-way latency (µs)")
         ax.set_ylabel("fraction of packets")
@@ -192,6 +192,16 @@ def _cdf(fig, spec: PlotSpec, data: ReportData) -> tuple[int, int]:
         if k == 0:
             ax.legend(fontsize=7, loc="lower right")
     return series, points
+
+
+def _log_axis(axis, set_scale) -> None:
+    """Log scale labelled 1-2-5 in plain numbers (no crowded minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _ladder(lat: dict[str, float]) -> list[tuple[float, float]]:
