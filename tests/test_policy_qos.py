@@ -140,7 +140,7 @@ def test_a_tighter_slo_gives_less_coalescing_and_more_cpu():
     holds, costs = [], []
     for slo in (45.0, 120.0, 400.0):
         ctx = context({"a": Slo(p99_us=slo)})
-        pol = make_policy("qos")
+        pol = make_policy("qos", {"latency_price": 0.0})  # spend all slack: the budget alone decides
         _, hist, _ = run(pol, ctx, 12, lambda i: {"a": 80_000.0})
         holds.append(path_hold_us(hist[-1], "a"))
         planner = pol._planner()
@@ -149,6 +149,16 @@ def test_a_tighter_slo_gives_less_coalescing_and_more_cpu():
     assert costs[0] > costs[1] > costs[2]
     # the predicted added p99 of the tight tenant stays within its budget
     assert holds[0] <= 45.0 * 0.85
+
+
+def test_the_latency_price_keeps_latency_tenants_off_the_slo_edge_but_not_bulk_tenants():
+    ctx = context({"lat": Slo(p99_us=300.0), "bulk": Slo()}, queue_of={"bulk": 1})
+    rates = lambda i: {"lat": 40_000.0, "bulk": 150_000.0}  # noqa: E731
+    _, free, _ = run(make_policy("qos", {"latency_price": 0.0}), ctx, 12, rates)
+    _, priced, _ = run(make_policy("qos", {"latency_price": 0.002}), ctx, 12, rates)
+    assert path_hold_us(priced[-1], "lat") < path_hold_us(free[-1], "lat")
+    q1 = Site.parse("nic:q1")
+    assert path_hold_us(priced[-1], "bulk", q1) == path_hold_us(free[-1], "bulk", q1)
 
 
 def test_a_tenant_without_slo_coalesces_hard_up_to_its_budget():

@@ -194,11 +194,16 @@ class Planner:
             out.append((lv, site_params, new, saving, grow))
         return out
 
-    def optimise(self, budgets: Mapping[str, float], min_gain: float) -> tuple[dict[str, int], Evaluation]:
+    def optimise(
+        self, budgets: Mapping[str, float], min_gain: float, prices: Mapping[str, float] | None = None
+    ) -> tuple[dict[str, int], Evaluation]:
         """Greedy cheapest assignment within the budgets (tenants missing from ``budgets``: no bound).
 
-        Returns the chosen level index per controllable gate and its evaluation.
+        ``prices`` (CPU fraction per µs, per tenant) make added delay cost something: a move must save
+        at least the summed price of the delay it adds. Returns the chosen level index per
+        controllable gate and its evaluation.
         """
+        prices = prices or {}
         idx = {k: 0 for k in self.gate_order}
         params = self.params_for(idx)
         preds = dict(self.evaluate(params).chains)
@@ -212,6 +217,7 @@ class Planner:
                     cache[key] = self._moves(key, idx, params, preds, affected[key], min_gain)
                 for lv, site_params, new, saving, grow in cache[key]:
                     added = 0.0
+                    price = 0.0
                     ok = True
                     for t, dp in grow.items():
                         if dp > 1e-9:
@@ -219,7 +225,8 @@ class Planner:
                                 ok = False
                                 break
                             added = max(added, dp)
-                    if not ok:
+                            price += prices.get(t, 0.0) * dp
+                    if not ok or saving < price:
                         continue
                     eff = saving / added if added > 1e-9 else math.inf
                     if best is None or eff > best[0] * (1 + 1e-12):

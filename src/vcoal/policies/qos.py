@@ -6,8 +6,8 @@ Every window the controller
 
 1. **Measures rates.** For every site and direction the offered packet rate (packets + drops) is
    smoothed by an EWMA (``rate_alpha``) that *snaps* to the new value when a window differs from the
-   estimate by more than ``phase_change_ratio`` (a load phase change is adopted at once, so the
-   plan follows within one or two windows).
+   estimate by more than ``phase_change_ratio``: at once for a rise, after two windows for a fall (a
+   lull between bursts is not a phase change), so the plan follows a phase change within 1-3 windows.
 2. **Builds the chains of gates** of every tenant (``_qos_model``): the NIC RX chain of its queue
    (``nic:qN`` rx timer, then the dom0 NAPI deferral; shared by every tenant of the queue), its guest
    RX chain (``backend:G`` rx timer = virtual interrupt, then ``frontend:G`` NAPI deferral) and its
@@ -28,14 +28,17 @@ Every window the controller
    throughput floor while not dropping has its budget halved (window-limited flow), recovering by
    25 % per window once it is met again.
 5. **Plans** (``_qos_plan``): greedy minimisation of predicted interrupt + poll CPU cost over a
-   small candidate grid per gate (powers of two up to ``max_usecs`` for timers, ``defer_grid``
-   for NAPI deferral), keeping every tenant's summed stage bounds within its budget. Shared NIC
+   small candidate grid per gate (powers of two up to ``max_usecs`` for timers, 5-200 µs for the
+   NAPI deferral), keeping every tenant's summed stage bounds within its budget. A move that adds
+   delay to latency tenants must also save ``latency_price`` (CPU per µs) for every µs it adds, so
+   slack is spent only where coalescing pays (bulk traffic), not on a trickle of requests. Shared NIC
    gates add delay to every tenant of the queue, so the tightest tenant binds them. Only fields in
    ``SiteInfo.supported`` are ever set; gates without settable fields stay as they are and are still
    modelled.
 6. **Decides with hysteresis.** Plans are made against budgets shrunk by ``budget_deadband``; the
-   parameters in force are kept unless they violate a (full) budget, or the plan saves more than
-   ``hysteresis`` of their predicted cost (and at least ``min_gain_cpu``). Increases of any timer
+   parameters in force are kept unless they violate a (full) budget, or the plan improves the
+   objective (CPU + ``latency_price`` x latency tenants' added p99) by more than ``hysteresis`` of
+   it and at least ``min_change_cpu``. Rate rises are adopted at once, falls after a second window. Increases of any timer
    are bounded per window (``max_step_factor``, first step ``first_step_us``); decreases are
    immediate. Under steady load the inputs settle, so does the plan, and nothing oscillates.
 7. **Explains.** Every site gets a DecisionRecord each window: the observed rates, interrupt rates,
@@ -94,8 +97,10 @@ class Qos(PolicyBase):
         budget_deadband: fraction of a budget kept free when planning (against flip-flops).
         max_step_factor: a timer may grow by at most this factor per window.
         first_step_us: largest first step of a timer that is off.
-        min_gain_cpu: smallest saving (fraction of a CPU) worth a move or a change.
+        min_gain_cpu: smallest saving (fraction of a CPU) worth a planner move.
+        min_change_cpu: smallest objective gain (fraction of a CPU) worth changing a feasible setting.
         util_max: consumer utilisation (inferred from interrupts per packet) that marks a path busy.
+        latency_price: CPU fraction one µs of added p99 of a latency tenant must save (0: use all slack).
         correct_latency: learn the additive correction from measured p99.
         """
 
@@ -115,7 +120,9 @@ class Qos(PolicyBase):
         max_step_factor: float = 4.0
         first_step_us: int = 16
         min_gain_cpu: float = 0.002
+        min_change_cpu: float = 0.005
         util_max: float = 0.9
+        latency_price: float = 0.001
         correct_latency: bool = True
 
         def __post_init__(self) -> None:
@@ -135,7 +142,9 @@ class Qos(PolicyBase):
             _check("max_step_factor", self.max_step_factor, 1.0, 1_000_000.0)
             _check("first_step_us", self.first_step_us, 1, 100_000)
             _check("min_gain_cpu", self.min_gain_cpu, 0.0, 1.0)
+            _check("min_change_cpu", self.min_change_cpu, 0.0, 1.0)
             _check("util_max", self.util_max, 0.0, 1.0, lo_open=True)
+            _check("latency_price", self.latency_price, 0.0, 1.0)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -145,6 +154,7 @@ class Qos(PolicyBase):
         self.current: dict[Site, CoalesceParams] = {s: i.initial for s, i in context.sites.items()}
         self.supported = {s: i.supported for s, i in context.sites.items()}
         self.rates: dict[tuple[Site, str], float] = {}
+        self._low_streak: dict[tuple[Site, str], int] = {}
         self.work_us: dict[Site, float] = {}
         self.base_us: dict[str, float | None] = {t: None for t in context.tenants}
         self.scale: dict[str, float] = {t: 1.0 for t in context.tenants}
@@ -215,11 +225,17 @@ class Qos(PolicyBase):
                 continue
             for d, ds in (("rx", s.rx), ("tx", s.tx)):
                 x = (ds.packets + ds.drops) * NS_PER_S / s.interval_ns
-                old = self.rates.get((site, d))
-                if old is None or abs(x - old) > p.phase_change_ratio * max(old, 1.0):
-                    self.rates[(site, d)] = x
+                key = (site, d)
+                old = self.rates.get(key)
+                jump = old is not None and abs(x - old) > p.phase_change_ratio * max(old, 1.0)
+                # a rise is adopted at once; a fall only when a second window confirms it (a lull
+                # between bursts is not a phase change), else the EWMA follows
+                low = self._low_streak.get(key, 0) + 1 if jump and x < old else 0
+                self._low_streak[key] = low
+                if old is None or (jump and (x > old or low >= 2)):
+                    self.rates[key] = x
                 else:
-                    self.rates[(site, d)] = old + p.rate_alpha * (x - old)
+                    self.rates[key] = old + p.rate_alpha * (x - old)
             if site.layer is Layer.NIC and s.rx.packets > 0 and s.cpu_ns > 0:
                 ev = (s.rx.interrupts + s.tx.interrupts) * (self.costs.irq_us + self.costs.poll_us)
                 w = max(0.0, (s.cpu_ns / 1000.0 - ev)) / (s.rx.packets + s.tx.packets)
@@ -393,20 +409,31 @@ class Qos(PolicyBase):
         cur = planner.evaluate(self.current)
         violations = sorted(t for t, d in cur.tenant_p99_us.items() if d > budgets[t] + 1e-6)
         plan_budgets = {t: b * (1.0 - p.budget_deadband) for t, b in budgets.items()}
-        idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu)
+        prices = {
+            t: p.latency_price if info.slo.p99_us is not None and self.capacity_load[t] is None else 0.0
+            for t, info in self.context.tenants.items()
+        }
+        idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
         idx = self._bounded(planner, idx)
         target = planner.params_for(idx)
         plan = planner.evaluate(target)
+        # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
+        j_cur = cur.cost + sum(prices[t] * d for t, d in cur.tenant_p99_us.items())
+        j_plan = plan.cost + sum(prices[t] * d for t, d in plan.tenant_p99_us.items())
+        gain = j_cur - j_plan
         saving = cur.cost - plan.cost
         if violations:
             adopt = True
             reason = "tighten: predicted p99 over budget for " + ", ".join(violations)
-        elif saving > max(p.hysteresis * cur.cost, p.min_gain_cpu):
+        elif gain > max(p.hysteresis * j_cur, p.min_change_cpu):
             adopt = True
-            reason = f"relax: predicted saving {saving * 100:.2f}% of a CPU"
+            if saving >= 0:
+                reason = f"relax: predicted saving {saving * 100:.2f}% of a CPU"
+            else:
+                reason = f"cut delay: worth its {-saving * 100:.2f}% of a CPU at the latency price"
         else:
             adopt = False
-            reason = f"keep: within hysteresis (saving {saving * 100:.2f}% of a CPU)"
+            reason = f"keep: within hysteresis (objective gain {gain * 100:.2f}% of a CPU)"
         new_params = target if adopt else dict(self.current)
         final = plan if adopt else cur
         changed = {s: q for s, q in new_params.items() if q != self.current.get(s)}
