@@ -38,7 +38,7 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Run the public scenario suite with every registered policy on this machine; write results + report.html."""
-    from vcoal.cli.results_cmd import OVERVIEW_SQL, print_table
+    from vcoal.cli.results_cmd import OVERVIEW_SQL
     from vcoal.cli.sweep_cmd import _sigterm_as_interrupt, report_outcome
     from vcoal.experiments import NoProgress, RichProgress, parse_sweep, run_sweep
     from vcoal.report import render_report
@@ -76,13 +76,39 @@ def demo(
         info = render_report(out, report_path)
     except ValueError as exc:
         fail(str(exc))
-    cols, rows = query(out, OVERVIEW_SQL)
-    print_table(cols, rows, title="demo: SLO attainment and cost per scenario × policy")
+    print_pivot(query(out, OVERVIEW_SQL)[1])
     typer.echo(f"results: {out.resolve()}")
     typer.echo(f"report:  {report_path.resolve()} ({len(info.plots)} plots; open it in a browser)")
     typer.echo(f"query:   vcoal results query {out} \"SELECT policy, avg(p99_us_max) FROM trials GROUP BY policy\"")
     if outcome.failed or outcome.lost:
         raise typer.Exit(1)
+
+
+def print_pivot(rows: list[tuple]) -> None:
+    """Scenario rows × policy columns: SLO verdict, worst-tenant p99 and CPU per packet."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vcoal.policies import POLICIES
+
+    order = list(POLICIES)
+    policies = sorted(dict.fromkeys(r[1] for r in rows), key=lambda p: (order.index(p) if p in order else 99, p))
+    cells = {(r[0], r[1]): r for r in rows}
+    t = Table(title="demo: all SLOs met? worst-tenant p99 (µs) / CPU per packet (µs)", show_lines=False)
+    t.add_column("scenario")
+    for p in policies:
+        t.add_column(p, justify="right")
+    for scen in dict.fromkeys(r[0] for r in rows):
+        line = [scen]
+        for p in policies:
+            r = cells.get((scen, p))
+            if r is None or r[4] is None:
+                line.append("-" if r is None else "[red]failed[/]")
+                continue
+            mark = "[green]✓[/]" if r[4] >= 100 else ("[red]✗[/]" if r[4] == 0 else f"{r[4]:.0f}%")
+            line.append(f"{mark} {r[5] or 0:.0f} / {(r[6] or 0) / 1000:.1f}")
+        t.add_row(*line)
+    Console(width=None if Console().is_terminal else 160).print(t)
 
 
 def register(app: typer.Typer) -> None:
