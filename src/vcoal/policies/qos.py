@@ -55,10 +55,17 @@ import math
 
 from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, PolicyContext
-from vcoal.model.queueing import zero_cost_delay
 from vcoal.model.stats import WindowStats
 from vcoal.model.units import NS_PER_S, Layer, Site
-from vcoal.policies._qos_model import Costs, Gate, chain_event_cost, chain_gates, defer_levels, timer_levels
+from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, timer_levels
+from vcoal.policies._qos_observe import (
+    busy_sites,
+    dropped_on,
+    nic_work_us,
+    prior_base_us,
+    update_rate,
+    window_rates,
+)
 from vcoal.policies._qos_plan import Chain, Evaluation, Planner
 from vcoal.policies.base import PolicyBase
 
@@ -163,7 +170,7 @@ class Qos(PolicyBase):
         self.saturated: set[Site] = set()
         self._memo: dict = {}
         self.gates, self.levels = self._gates_and_levels(context)
-        self.prior_us = self._prior_base_us()
+        self.prior_us = prior_base_us(dict(context.cost))
 
     def _gates_and_levels(self, context: PolicyContext) -> tuple[dict[str, Gate], dict[str, list[dict]]]:
         p = self.params
@@ -201,18 +208,6 @@ class Qos(PolicyBase):
                 out += [("guest_rx", nic, name), ("guest_tx", nic, name)]
         return out
 
-    def _prior_base_us(self) -> float:
-        c = dict(self.context.cost) if self.context else {}
-        per_dir = sum(
-            c.get(k, d)
-            for k, d in (
-                ("irq_us", 1.0), ("poll_us", 0.3), ("nic_pkt_us", 1.0), ("bridge_pkt_us", 1.0),
-                ("netback_pkt_us", 1.0), ("evtchn_send_us", 0.5), ("virq_us", 1.0),
-                ("frontend_pkt_us", 0.5), ("stack_pkt_us", 1.0),
-            )
-        )  # fmt: skip
-        return 2.0 * per_dir + c.get("ctx_switch_us", 1.5)
-
     # --- observation -----------------------------------------------------------------------------
 
     def observe(self, stats: WindowStats) -> None:
@@ -224,80 +219,16 @@ class Qos(PolicyBase):
             if not s.interval_ns:
                 continue
             for d, ds in (("rx", s.rx), ("tx", s.tx)):
-                x = (ds.packets + ds.drops) * NS_PER_S / s.interval_ns
                 key = (site, d)
-                old = self.rates.get(key)
-                jump = old is not None and abs(x - old) > p.phase_change_ratio * max(old, 1.0)
-                # a rise is adopted at once; a fall only when a second window confirms it (a lull
-                # between bursts is not a phase change), else the EWMA follows
-                low = self._low_streak.get(key, 0) + 1 if jump and x < old else 0
-                self._low_streak[key] = low
-                if old is None or (jump and (x > old or low >= 2)):
-                    self.rates[key] = x
-                else:
-                    self.rates[key] = old + p.rate_alpha * (x - old)
-            if site.layer is Layer.NIC and s.rx.packets > 0 and s.cpu_ns > 0:
-                ev = (s.rx.interrupts + s.tx.interrupts) * (self.costs.irq_us + self.costs.poll_us)
-                w = max(0.0, (s.cpu_ns / 1000.0 - ev)) / (s.rx.packets + s.tx.packets)
+                x = (ds.packets + ds.drops) * NS_PER_S / s.interval_ns
+                self.rates[key], self._low_streak[key] = update_rate(
+                    self.rates.get(key), x, self._low_streak.get(key, 0), p.rate_alpha, p.phase_change_ratio
+                )
+            w = nic_work_us(s, self.costs) if site.layer is Layer.NIC else None
+            if w is not None:
                 old_w = self.work_us.get(site)
                 self.work_us[site] = w if old_w is None else old_w + p.rate_alpha * (w - old_w)
         self._learn(stats)
-
-    def _dropped(self, stats: WindowStats, tenant: str) -> bool:
-        t = self.context.tenants[tenant]
-        for site in t.path:
-            s = stats.sites.get(site)
-            if s is not None and (s.rx.drops or s.tx.drops):
-                return True
-        return False
-
-    def _saturated(self, stats: WindowStats) -> set[Site]:
-        """Sites whose consumer CPU the exact model shows busy beyond ``util_max``.
-
-        Inverts the NAPI Min(N,T) interrupt rate ``r = (1 - rho) / E[V]`` with ``E[V] = E[K]/lam + U``:
-        an interrupt re-arms only when the consumer goes idle, so few interrupts per packet with no
-        coalescing mean a busy consumer. Needs the consumer's NAPI deferral off (it also removes
-        interrupts) and enough packets.
-        """
-        out: set[Site] = set()
-        for site, s in stats.sites.items():
-            if not s.interval_ns:
-                continue
-            for d, ds in (("rx", s.rx), ("tx", s.tx)):
-                kind = self._consumer_kind(site, d)
-                if kind is None or ds.packets < 100:
-                    continue
-                consumer = self._consumer_site(site, d)
-                cp = stats.sites.get(consumer)
-                if cp is None or cp.params.napi_defer_hard_irqs > 0:
-                    continue
-                lam = ds.packets * 1000.0 / s.interval_ns  # per µs
-                r = ds.interrupts * 1000.0 / s.interval_ns
-                try:
-                    _, irq0 = zero_cost_delay(lam, s.params.frames(d) or None, s.params.usecs(d) or None)
-                except ValueError:
-                    continue
-                ek = lam / irq0 if irq0 > 0 else 1.0
-                rho = 1.0 - r * (ek / lam + chain_event_cost(kind, self.costs))
-                if rho >= self.params.util_max:
-                    out.add(site)
-        return out
-
-    @staticmethod
-    def _consumer_kind(site: Site, d: str) -> str | None:
-        if site.layer is Layer.NIC:
-            return "nic_rx" if d == "rx" else None
-        if site.layer is Layer.BACKEND:
-            return "guest_rx" if d == "rx" else None
-        return "guest_tx" if d == "tx" else None
-
-    @staticmethod
-    def _consumer_site(site: Site, d: str) -> Site:
-        if site.layer is Layer.BACKEND:
-            return Site(Layer.FRONTEND, site.instance)
-        if site.layer is Layer.FRONTEND:
-            return Site(Layer.BACKEND, site.instance)
-        return site
 
     def _load_pps(self, tenant: str) -> float:
         t = self.context.tenants[tenant]
@@ -306,11 +237,11 @@ class Qos(PolicyBase):
     def _learn(self, stats: WindowStats) -> None:
         """Update capacity flags, throughput scales and the latency correction from one window."""
         p = self.params
-        ev = self._planner(stats_rates=self._window_rates(stats)).evaluate(self.current)
-        saturated = self._saturated(stats)
+        ev = self._planner(stats_rates=window_rates(stats)).evaluate(self.current)
+        saturated = busy_sites(stats, self.costs, p.util_max)
         self.saturated = saturated
         for name, info in self.context.tenants.items():
-            dropped = self._dropped(stats, name)
+            dropped = dropped_on(stats, info.path)
             busy = dropped or any(s in saturated for s in info.path)
             load = self._load_pps(name)
             cap = self.capacity_load[name]
@@ -339,14 +270,6 @@ class Qos(PolicyBase):
             else:
                 a = min(1.0, 2 * p.correction_alpha) if residual > base else p.correction_alpha
                 self.base_us[name] = base + a * (residual - base)
-
-    def _window_rates(self, stats: WindowStats) -> dict[tuple[Site, str], float]:
-        out = {}
-        for site, s in stats.sites.items():
-            if s.interval_ns:
-                out[(site, "rx")] = (s.rx.packets + s.rx.drops) * NS_PER_S / s.interval_ns
-                out[(site, "tx")] = (s.tx.packets + s.tx.drops) * NS_PER_S / s.interval_ns
-        return out
 
     # --- planning --------------------------------------------------------------------------------
 
