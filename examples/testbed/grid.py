@@ -1,0 +1,147 @@
+"""Interleaved testbed measurements behind docs/testbed.md (run as root).
+
+    .venv/bin/python examples/testbed/grid.py layers --reps 3 --out layers.jsonl
+    .venv/bin/python examples/testbed/grid.py policies --reps 3 --out policies.jsonl
+
+``layers``: one UDP ping-pong tenant, NAPI deferral set on one layer (or all three) from the
+start (scenario overrides, policy ``static`` without parameters = keep them). ``policies``: examples/testbed/mixed.toml under each
+registered policy of a list. Every repetition runs every configuration once, in a shuffled order,
+each on a fresh topology; the table shows the median and [min..max] over repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from pathlib import Path
+
+from vcoal.policies import POLICIES, make_policy
+from vcoal.spec import load_scenario, parse_scenario
+from vcoal.testbed.trial import TrialOptions, run_trial
+
+HERE = Path(__file__).resolve().parent
+PP = {
+    "name": "pp",
+    "duration_s": 2.0,
+    "nic": {"queues": 1},
+    "guests": [{"name": "g1", "workload": {"kind": "request_response"}}],
+}
+
+
+def _knobs(gft_us: int, defer: int) -> dict:
+    return {"gro_flush_timeout_ns": gft_us * 1000, "napi_defer_hard_irqs": defer}
+
+
+def layer_configs() -> dict[str, dict]:
+    out = {"none": {}}
+    for gft, defer in ((50, 2), (200, 2), (200, 0)):
+        out[f"phys {gft}us/{defer}"] = {"nic": {"coalesce": _knobs(gft, defer)}}
+    for layer in ("backend", "frontend"):
+        out[f"{layer} 50us/2"] = {layer: {"coalesce": _knobs(50, 2)}}
+    for gft in (50, 200):
+        out[f"all3 {gft}us/2"] = {k: {"coalesce": _knobs(gft, 2)} for k in ("nic", "backend", "frontend")}
+    return out
+
+
+POLICY_SET = {
+    "off": {},
+    "static-phys50": {"nic": _knobs(50, 2)},
+    "net_dim": {},
+    "qos": {},
+    "napi_defer": {},
+}
+
+
+def run_layers(reps: int, out, rng: random.Random) -> list[dict]:
+    rows = []
+    configs = layer_configs()
+    for rep in range(reps):
+        order = list(configs)
+        rng.shuffle(order)
+        for name in order:
+            spec = parse_scenario({**PP, **configs[name]})
+            # "static" with no parameters keeps the scenario's settings ("off" would reset them to 0)
+            r = run_trial(spec, make_policy("static"), TrialOptions(window_s=1.0))
+            t = r.tenants[0]
+            row = {
+                "config": name, "rep": rep, "p50_us": t.rtt_us["p50"], "p99_us": t.rtt_us["p99"],
+                "tps": t.throughput_pps, "net_rx_per_s": r.meta["net_rx_per_s"],
+                "net_rx_per_packet": r.meta["net_rx_per_packet"],
+                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
+                "background_cpu": r.meta["background_cpu_frac"],
+            }
+            rows.append(row)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(row, file=sys.stderr)
+    return rows
+
+
+def run_policies(reps: int, out, rng: random.Random, duration_s: float) -> list[dict]:
+    rows = []
+    spec = load_scenario(HERE / "mixed.toml")
+    names = [n for n in POLICY_SET if n.split("-")[0] in POLICIES]
+    for rep in range(reps):
+        order = list(names)
+        rng.shuffle(order)
+        for name in order:
+            pol = make_policy(name.split("-")[0], POLICY_SET[name])
+            r = run_trial(spec, pol, TrialOptions(measure_s=duration_s, window_s=1.0))
+            lat = next(t for t in r.tenants if t.name == "lat")
+            bulk = next(t for t in r.tenants if t.name == "bulk")
+            row = {
+                "config": name, "rep": rep, "lat_p50_us": lat.rtt_us["p50"], "lat_p99_us": lat.rtt_us["p99"],
+                "slo_p99_us": lat.slo_p99_us, "slo_met": lat.slo_met, "bulk_gbps": bulk.throughput_bps / 1e9,
+                "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
+                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
+                "background_cpu": r.meta["background_cpu_frac"],
+                "final": {s: (p["napi_defer_hard_irqs"], p["gro_flush_timeout_ns"]) for s, p in r.meta["final_params"].items()},
+            }
+            rows.append(row)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(row, file=sys.stderr)
+    return rows
+
+
+def table(rows: list[dict], metrics: list[str]) -> str:
+    """Markdown table: median [min..max] per config and metric."""
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    lines = ["| config | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for c in configs:
+        cells = []
+        for m in metrics:
+            vals = [r[m] for r in rows if r["config"] == c and r[m] is not None]
+            if not vals:
+                cells.append("-")
+                continue
+            med = statistics.median(vals)
+            fmt = "{:.3g}" if abs(med) < 10 else "{:.0f}"
+            cells.append(f"{fmt.format(med)} [{fmt.format(min(vals))}..{fmt.format(max(vals))}]")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("layers", "policies"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0, help="policies: measured seconds per trial")
+    ap.add_argument("--seed", type=int, default=1, help="shuffle seed")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    with a.out.open("w") as out:
+        if a.what == "layers":
+            rows = run_layers(a.reps, out, rng)
+            print(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]))
+        else:
+            rows = run_policies(a.reps, out, rng, a.duration)
+            print(table(rows, ["lat_p50_us", "lat_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]))
+
+
+if __name__ == "__main__":
+    main()
