@@ -76,7 +76,7 @@ def run_layers(reps: int, out, rng: random.Random) -> list[dict]:
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
-            print(row, file=sys.stderr)
+            sys.stderr.write(f"{row}\n")
     return rows
 
 
@@ -103,7 +103,7 @@ def run_policies(reps: int, out, rng: random.Random, duration_s: float) -> list[
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
-            print(row, file=sys.stderr)
+            sys.stderr.write(f"{row}\n")
     return rows
 
 
@@ -137,10 +137,10 @@ def main() -> None:
     with a.out.open("w") as out:
         if a.what == "layers":
             rows = run_layers(a.reps, out, rng)
-            print(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]))
+            sys.stdout.write(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         else:
             rows = run_policies(a.reps, out, rng, a.duration)
-            print(table(rows, ["lat_p50_us", "lat_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]))
+            sys.stdout.write(table(rows, ["lat_p50_us", "lat_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
 
 
 if __name__ == "__main__":
