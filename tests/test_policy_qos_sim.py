@@ -1,0 +1,36 @@
+"""``qos`` in the loop of the simulator on two public suite scenarios, shortened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vcoal.policies import make_policy
+from vcoal.sim import run_scenario
+from vcoal.spec.scenario import load_scenario
+
+SUITE = Path(__file__).resolve().parents[1] / "examples" / "suite"
+
+
+@pytest.mark.parametrize("name", ["03-mixed-pair.toml", "07-overload.toml"])
+def test_qos_meets_the_slos_with_less_cpu_than_no_coalescing(name):
+    spec = load_scenario(SUITE / name)
+    qos = run_scenario(spec, make_policy("qos"), duration_s=0.08)
+    off = run_scenario(spec, make_policy("off"), duration_s=0.08)
+    assert all(t.slo_met is not False for t in qos.tenants), [(t.name, t.p99_us) for t in qos.tenants]
+    assert qos.cpu_ns_per_packet() < 0.9 * off.cpu_ns_per_packet()
+    assert qos.irq_per_s() < 0.5 * off.irq_per_s()
+    # every window's decision is explained for every site
+    windows = {d["window"] for d in qos.decisions}
+    sites = {d["site"] for d in qos.decisions}
+    assert len([d for d in qos.decisions if d["window"] == max(windows)]) == len(sites)
+    assert all(d["reason"] for d in qos.decisions)
+
+
+def test_suite_scenarios_load():
+    names = sorted(p.name for p in SUITE.glob("*.toml"))
+    assert len(names) >= 7
+    for n in names:
+        spec = load_scenario(SUITE / n)
+        assert spec.duration_s <= 0.5
