@@ -367,7 +367,9 @@ def test_drops_make_a_tenant_capacity_bound():
         d = pol.decide()
         params.update(d.params)
     assert "capacity-bound" in d.records[0].reason
-    assert path_hold_us(params, "a") > 40.0  # only coalescing frees CPU
+    # the measured 900 µs leaves no latency budget, yet only coalescing frees CPU: it coalesces up
+    # to the SLO itself (40 µs less the margin), not beyond
+    assert 20.0 <= path_hold_us(params, "a") <= 40.0 * 0.85
 
 
 # --- differential: in-memory vs replayed trace -----------------------------------------------------

@@ -23,8 +23,10 @@ Every window the controller
    from the cost table (the per-packet work of both directions).
 4. **Sets budgets.** A latency tenant may add ``p99_slo * (1 - slo_margin) - base`` µs; a tenant
    without a p99 SLO is throughput-seeking and may add ``bulk_budget_us``; a tenant whose path
-   dropped packets is capacity-bound and gets at least ``bulk_budget_us`` (only more coalescing frees
-   CPU) until its load falls below 80 % of the load at which it dropped. A tenant missing its
+   dropped packets or whose consumer CPU is busy (inferred by inverting the exact interrupt-rate
+   formula, ``_qos_observe.busy_sites``) is capacity-bound: queueing dominates its latency and only
+   more coalescing frees CPU, so it gets at least ``min(bulk_budget_us, p99_slo * (1 - slo_margin))``
+   until its load falls below 80 % of the load at which it was busy. A tenant missing its
    throughput floor while not dropping has its budget halved (window-limited flow), recovering by
    25 % per window once it is met again.
 5. **Plans** (``_qos_plan``): greedy minimisation of predicted interrupt + poll CPU cost over a
@@ -310,9 +312,14 @@ class Qos(PolicyBase):
                 b = info.slo.p99_us * (1.0 - p.slo_margin) - base
                 why[name] = f"p99 target {info.slo.p99_us:g}us, base {base:.1f}us"
             b *= self.scale[name]
-            if self.capacity_load[name] is not None and b < p.bulk_budget_us:
-                b = p.bulk_budget_us
-                why[name] = "capacity-bound (drops or busy consumer on its path)"
+            if self.capacity_load[name] is not None:
+                # queueing dominates the measured latency; only coalescing frees CPU. Allow up to the
+                # bulk budget, but not beyond the SLO itself.
+                slo_cap = info.slo.p99_us * (1.0 - p.slo_margin) if info.slo.p99_us else p.bulk_budget_us
+                cap_b = min(p.bulk_budget_us, slo_cap)
+                if b < cap_b:
+                    b = cap_b
+                    why[name] = "capacity-bound (drops or busy consumer on its path)"
             budgets[name] = max(0.0, b)
         return budgets, why
 
