@@ -179,15 +179,32 @@ def test_external_change_makes_it_back_off(tmp_path):
         assert "backing off" in agent.text()
 
 
+def _drop_net_admin() -> None:  # root without CAP_NET_ADMIN, like a container or a bad unit file
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(24, 12, 0, 0, 0) == 0  # PR_CAPBSET_DROP, CAP_NET_ADMIN
+
+
+@root
+def test_dry_run_prints_decisions_and_changes_nothing_without_privilege(tmp_path):
+    with netns() as ns:
+        sh("ip", "-n", ns, "link", "add", "vif1.0", "type", "veth", "peer", "name", "geth0")
+        p = subprocess.Popen(["ip", "netns", "exec", ns, VCOAL, "agent", "run", "--dry-run", "-c", str(_config(tmp_path))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_drop_net_admin)
+        try:
+            _until(lambda: (tmp_path / "status.json").exists(), what="dry run started")
+        finally:
+            os.kill(p.pid, signal.SIGTERM)
+            out, _ = p.communicate(timeout=15)
+        assert p.returncode == 0
+        assert "backend:vif1.0: would set" in out and "napi_defer_hard_irqs=2" in out
+        assert _knobs(ns, "vif1.0") == ORIGINAL and not (tmp_path / "journal.json").exists()
+
+
 @root
 def test_without_privilege_it_stops_with_a_clear_message(tmp_path):
     cfg = _config(tmp_path)
-    def drop_net_admin() -> None:  # root without CAP_NET_ADMIN, like a container or a bad unit file
-        libc = ctypes.CDLL(None, use_errno=True)
-        assert libc.prctl(24, 12, 0, 0, 0) == 0  # PR_CAPBSET_DROP, CAP_NET_ADMIN
-
     out = subprocess.run([VCOAL, "agent", "run", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
-                         preexec_fn=drop_net_admin)
+                         preexec_fn=_drop_net_admin)
     assert out.returncode == 1
     line = out.stderr.strip()
     assert "\n" not in line and "CAP_NET_ADMIN" in line

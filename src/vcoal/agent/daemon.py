@@ -158,7 +158,8 @@ class Agent:
         for rec in report.records:
             self.last_records.append({**rec.to_dict(), "applied": _applied_text(applied.get(rec.site))})
             if rec.changed:
-                log.info("window %d %s: %s (%s)", rec.window, rec.site, _params_text(rec.params.to_dict()), rec.reason)
+                log.info("window %d %s: %s%s (%s)", rec.window, rec.site, "would set " if self.dry_run else "",
+                         _params_text(rec.params.to_dict()), rec.reason)
         if report.overruns:
             log.warning("window %d: %d window(s) overrun", report.stats.index, report.overruns)
         if self.user_on_window is not None:

@@ -15,7 +15,9 @@ caller's own namespace; sockets are opened inside that namespace, sysfs is reach
   ``set(ifname, {knob: value}) -> dict`` (journals originals of the knobs it changes first,
   writes only what differs, reads back and returns what the kernel applied; ``dry_run`` writes
   nothing), ``restore(ifname=None)`` (journaled originals back, entries dropped), ``forget(ifname)``
-  (drop entries without restoring), ``close()``; also a context manager that restores on exit.
+  (drop entries without restoring), ``read_many({ifname: knobs})`` (one NAPI dump for all),
+  ``prepare({ifname: knobs})`` (journal many originals in one durable write before a batch of
+  ``set`` calls), ``close()``; also a context manager that restores on exit.
 - ``read_knobs(ifname, netns=None)`` / ``apply_knobs(ifname, values, netns=None, journal_path=None)``:
   one-shot helpers for the testbed.
 - ``restore_journal(path) -> int``: restore every entry of a journal file (any namespace) and
