@@ -37,20 +37,27 @@ class Kernel:
         self._seq += 1
         heappush(self._heap, (t_ns, prio, self._seq, fn, arg))
 
-    def run(self, until_ns: int) -> None:
-        """Run every event with time <= ``until_ns``; ``now`` ends at ``until_ns``."""
+    def run(self, until_ns: int, budget: int = -1) -> int:
+        """Run events with time <= ``until_ns``, at most ``budget`` of them (-1: no limit).
+
+        Returns the budget left. When the budget runs out first, ``now`` stays at the last
+        event's time; otherwise ``now`` ends at ``until_ns``.
+        """
         heap = self._heap
         trace = self.trace
         n = 0
-        while heap and heap[0][0] <= until_ns:
+        while heap and heap[0][0] <= until_ns and budget != 0:
             t, prio, seq, fn, arg = heappop(heap)
             self.now = t
             if trace is not None:
                 trace(t, prio, seq)
             fn(arg)
             n += 1
+            budget -= 1
         self.events += n
-        self.now = until_ns
+        if budget != 0 or not heap or heap[0][0] > until_ns:
+            self.now = until_ns
+        return budget
 
     def pending(self) -> int:
         """Number of scheduled events (including stale ones)."""

@@ -104,12 +104,7 @@ class Simulation:
             self._start_measuring()
         t_ns = 0
         while t_ns < self.end_ns:
-            nxt = min(t_ns + self.window_ns, self.end_ns)
-            if t_ns < self.warmup_ns <= nxt:
-                self.k.run(self.warmup_ns)
-                self._start_measuring()
-            self.k.run(nxt)
-            t_ns = nxt
+            t_ns = self._advance(t_ns)
             stats = self._window(t_ns)
             if self.policy is not None and t_ns < self.end_ns:
                 self.policy.observe(stats)
@@ -118,6 +113,21 @@ class Simulation:
                 progress(t_ns / self.end_ns)
         wall_s = time.perf_counter() - wall0
         return summarise(self, wall_s)
+
+    def _advance(self, t_ns: int) -> int:
+        """Run one window (by time or by event count); returns the time it ends at."""
+        events = self.spec.window.events
+        budget = events if events is not None else -1
+        nxt = self.end_ns if events is not None else min(t_ns + self.window_ns, self.end_ns)
+        while True:
+            measuring = self._m0 is not None
+            stop = self.warmup_ns if (not measuring and self.k.now <= self.warmup_ns < nxt) else nxt
+            budget = self.k.run(stop, budget)
+            if budget == 0 and self.k.now < stop:
+                return self.k.now
+            if stop == nxt:
+                return nxt
+            self._start_measuring()
 
     def _start_measuring(self) -> None:
         for t in self.tenants:

@@ -155,9 +155,12 @@ class GuestSpec(_Strict):
 
 
 class WindowSpec(_Strict):
-    """How often policies are consulted: every ``duration_us`` of simulated time."""
+    """How often policies are consulted: every ``duration_us`` of simulated time, or, when
+    ``events`` is set, every ``events`` simulator events (a load-proportional window, like
+    lib/dim's 64 interrupts)."""
 
     duration_us: float = Field(10_000.0, ge=10, le=1e8)
+    events: int | None = Field(None, ge=100, le=10**9)
 
 
 class ScenarioSpec(_Strict):
