@@ -44,11 +44,10 @@ class Managed:
     changes: deque = field(default_factory=deque)
     backoff_until: float = 0.0
     last_reason: str = ""
+    controlled: tuple[str, ...] = ()  # the knobs the agent may write here: configured and supported
 
-    @property
-    def controlled(self) -> tuple[str, ...]:
-        """The knobs the agent may write here: configured and supported."""
-        return tuple(k for k in self.group.knobs if k in self.supported)
+    def __post_init__(self) -> None:
+        self.controlled = tuple(k for k in self.group.knobs if k in self.supported)
 
 
 def params_from_knobs(values: Mapping[str, int], base: CoalesceParams | None = None) -> CoalesceParams:
