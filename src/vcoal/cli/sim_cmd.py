@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -77,21 +78,26 @@ def sim(
         result = run_scenario(spec, pol, seed=seed, duration_s=duration, progress=progress_cb)
     finally:
         finish()
-    doc = result.to_dict()
+    doc = _finite(result.to_dict())
     if out is not None:
-        out.write_text(json.dumps(doc, indent=1, default=_json_default))
+        out.write_text(json.dumps(doc, indent=1, allow_nan=False))
     if as_json:
-        typer.echo(json.dumps(doc, default=_json_default))
+        typer.echo(json.dumps(doc, allow_nan=False))
         return
     from vcoal.cli.tables import print_summary
 
     print_summary(result)
 
 
-def _json_default(obj):
+def _finite(obj):
+    """NaN and infinities become null, so the document is strict JSON."""
     if isinstance(obj, float):
-        return None
-    return str(obj)
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _progress(name: str, quiet: bool):
