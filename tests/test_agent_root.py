@@ -208,3 +208,41 @@ def test_without_privilege_it_stops_with_a_clear_message(tmp_path):
     assert out.returncode == 1
     line = out.stderr.strip()
     assert "\n" not in line and "CAP_NET_ADMIN" in line
+
+
+_BOOM = """
+import logging
+import sys
+logging.basicConfig(level=logging.INFO)
+import vcoal.agent.daemon as daemon
+from vcoal.agent.config import load_config
+from vcoal.policies import make_policy
+
+class Boom:
+    name = "boom"
+    def __init__(self):
+        self.inner, self.n = make_policy("static", {"backend": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50000}}), 0
+    def reset(self, context, rng):
+        self.inner.reset(context, rng)
+    def observe(self, stats):
+        self.n += 1
+        if self.n == 8:
+            raise RuntimeError("policy bug")
+        self.inner.observe(stats)
+    def decide(self):
+        return self.inner.decide()
+
+daemon.make_policy = lambda name, params: Boom()
+daemon.Agent(load_config(sys.argv[1])).run()
+"""
+
+
+@root
+def test_an_exception_restores_every_knob(tmp_path):
+    with netns() as ns:
+        veth_pair(ns, "vif1.0", "geth0", gro=True)
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _BOOM, str(_config(tmp_path))],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and "policy bug" in out.stderr
+        assert "vif1.0: set" in out.stderr and "restored 2 knob(s)" in out.stderr
+        assert _knobs(ns, "vif1.0") == ORIGINAL and not (tmp_path / "journal.json").exists()
