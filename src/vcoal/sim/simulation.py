@@ -50,6 +50,7 @@ class Simulation:
         self.decisions: list[dict] = []
         self._win_index = 0
         self._prev = {site: _sample(s, 0) for site, s in self.path.sites.items()}
+        self._prev_busy = {c.name: [0, 0, 0] for c in self.all_cpus()}
         self._m0 = None
         if policy is not None:
             policy.reset(self.context, random.Random(seed ^ 0x5EED))
@@ -90,7 +91,14 @@ class Simulation:
         interval = t_ns - (self.windows[-1]["t_ns"] if self.windows else 0)
         stats = WindowStats(self._win_index, t_ns, interval, sites, tenants)
         self._win_index += 1
-        self.windows.append(_series_row(stats))
+        row = _series_row(stats)
+        row["cpus"] = {}
+        for c in self.all_cpus():
+            prev = self._prev_busy[c.name]
+            used = [(a - b) / interval if interval else 0.0 for a, b in zip(c.busy_ns, prev, strict=True)]
+            row["cpus"][c.name] = {"irq": used[0], "softirq": used[1], "app": used[2], "idle": max(0.0, 1 - sum(used))}
+            self._prev_busy[c.name] = list(c.busy_ns)
+        self.windows.append(row)
         return stats
 
     # --- running ---------------------------------------------------------------------------------
