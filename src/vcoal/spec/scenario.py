@@ -60,12 +60,16 @@ class CostSpec(_Strict):
 
 
 class HostSpec(_Strict):
-    """The physical host: driver-domain cores, the link and which layers packets cross."""
+    """The physical host: driver-domain cores, the link and which layers packets cross.
+
+    The path is modelled with Xen names; a KVM host is the same structure (vhost for netback,
+    irqfd for the event channel, virtio-net for netfront) with its own costs in ``[cost]``
+    (e.g. ``virq_us = 3`` for injection without posted interrupts, simulation.md A.1).
+    """
 
     driver_domain_cores: int = Field(2, ge=1, le=256)
     link_gbps: float = Field(10.0, gt=0, le=1000)
     layers: tuple[Literal["nic", "backend", "frontend"], ...] = ("nic", "backend", "frontend")
-    hypervisor: Literal["xen", "kvm"] = "xen"
 
     @field_validator("layers")
     @classmethod
