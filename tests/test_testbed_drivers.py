@@ -177,3 +177,21 @@ def test_window_split_of_samples():
     per = split_windows(samples, started_ns, t_start_ns, 1_000_000_000, 2)
     assert [h.count for h in per] == [2, 2]
     assert rtt_histogram(samples).count == 5
+
+
+def test_probe_lines_and_window_quantiles(tmp_path):
+    from vcoal.testbed import probe
+
+    path = tmp_path / "p.probe"
+    path.write_text("100 20000\n200 30000\n300 -1\n40")  # the last line is still being written
+    reader = probe.ProbeReader(path)
+    samples = reader.read_new()
+    assert samples == [(100, 20000), (200, 30000), (300, -1)]
+    with path.open("a") as fh:
+        fh.write("0 50000\n")
+    assert reader.read_new() == [(400, 50000)]
+    n, p50, p99 = probe.window_quantiles(samples, 100, 300)
+    assert (n, p50, p99) == (2, 20.0, 30.0)
+    n, _p50, p99 = probe.window_quantiles(samples, 0, 1000)
+    assert n == 3 and p99 == probe.TIMEOUT_S * 1e6  # a lost reply counts as the timeout
+    assert probe.window_quantiles(samples, 5000, 6000) == (0, None, None)

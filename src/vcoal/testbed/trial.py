@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ from vcoal.model.result import TrialResult
 from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats
 from vcoal.model.units import Site
 from vcoal.spec import ScenarioSpec, context_from_spec
-from vcoal.testbed import measure
-from vcoal.testbed.load import TenantLoad, client_argv, plan_loads
+from vcoal.testbed import measure, probe
+from vcoal.testbed.load import PROBE_BASE_PORT, TenantLoad, client_argv, plan_loads
 from vcoal.testbed.sites import (
     SUPPORTED_KNOBS,
     SiteDevice,
@@ -54,12 +55,15 @@ class TrialOptions:
     ``measure_s`` defaults to the scenario's ``duration_s`` (at least 1 s); ``window_s`` is the
     policy window (the scenario's µs-scale window is for the simulator; a real knob write plus
     counter read takes milliseconds). ``tag`` names the topology (random when None).
+    ``probe_pps`` > 0 runs a latency probe (``vcoal.testbed.probe``) beside every sockperf tenant
+    so the policy sees that tenant's p50/p99 every window; 0 disables it.
     """
 
     measure_s: float | None = None
     window_s: float = 1.0
     tag: str | None = None
     napi: bool = True
+    probe_pps: float = 500.0
 
     def measured(self, spec: ScenarioSpec) -> float:
         return max(1.0, self.measure_s if self.measure_s is not None else spec.duration_s)
@@ -179,6 +183,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             for ld in loads:
                 if ld.tool == "sockperf":
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}")
+            probes = _start_probes(ps, loads, options.probe_pps, log_dir)
             t_start = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
             _sleep_until(t_start, list(clients.values()))
             for ld in loads:
@@ -186,13 +191,20 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}")
             old_sites, old_ten, host0 = counters.sample()
             first_sites, first_ten = old_sites, old_ten
-            tools0, all_cpu0 = sum(p.cpu_ns() for p in ps.procs), measure.all_tasks_cpu_ns()
+            tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
+            probe_samples: dict[str, list[tuple[int, int]]] = {t: [] for t in probes}
             windows, decisions, applied_log = [], [], []
             for k in range(n_windows):
                 _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
                 new_sites, new_ten, host = counters.sample()
-                ws = _window(k, spec, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns)
+                lat = {}
+                for t, reader in probes.items():
+                    probe_samples[t] += reader.read_new()
+                    lat[t] = probe.window_quantiles(probe_samples[t], _t_of(old_sites), host.t_ns)
+                ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns, lat)
                 windows.append(_row(ws, host.net_rx - (windows[-1]["_net_rx"] if windows else host0.net_rx)))
+                for t, (n, p50, p99) in lat.items():
+                    windows[-1]["tenants"][t].update(probe_samples=n, probe_p50_us=p50, probe_p99_us=p99)
                 windows[-1]["_net_rx"] = host.net_rx
                 policy.observe(ws)
                 decision = policy.decide()
@@ -204,7 +216,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                         applied_log.append({"window": k, **entry})
                 old_sites, old_ten = new_sites, new_ten
             host_end = host
-            tools1, all_cpu1 = sum(p.cpu_ns() for p in ps.procs), measure.all_tasks_cpu_ns()
+            tools1, all_cpu1 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             outputs = {}
             for ld in loads:
                 c = clients[ld.tenant]
@@ -243,6 +255,11 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                 "knob_writes": applied_log,
                 "final_params": {str(s): p.to_dict() for s, p in current.items()},
                 "tools_cpu_ns": tools1 - tools0,
+                "probe_pps": options.probe_pps if probes else 0.0,
+                "probe": {
+                    t: dict(zip(("samples", "p50_us", "p99_us"), probe.window_quantiles(v, t_start, host_end.t_ns), strict=True))
+                    for t, v in probe_samples.items()
+                },
                 "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
                 "wall_s": time.monotonic() - wall0,
             },
@@ -255,9 +272,34 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
         topology.down(tag)
 
 
+def _start_probes(ps: procs.ProcessSet, loads: list[TenantLoad], rate_pps: float, log_dir: str) -> dict:
+    """A probe server in the guest and a probe client on the wire per sockperf tenant."""
+    readers = {}
+    if rate_pps <= 0:
+        return readers
+    for i, ld in enumerate(loads):
+        if ld.tool != "sockperf":
+            continue
+        ip, port, path = ld.client.ip, PROBE_BASE_PORT + i, f"{log_dir}/{ld.tenant}.probe"
+        mod = [sys.executable, "-m", "vcoal.testbed.probe"]
+        ps.start(ld.server_ns, [*mod, "server", ip, str(port)], f"probe-server-{ld.tenant}").wait_listening(port, "udp")
+        ps.start(ld.client_ns, [*mod, "client", ip, str(port), str(rate_pps), path], f"probe-client-{ld.tenant}")
+        readers[ld.tenant] = probe.ProbeReader(path)
+    return readers
+
+
+def _tools_cpu(ps: procs.ProcessSet) -> int:
+    """Run time of the load tools (probes excluded: they are measurement, not load)."""
+    return sum(p.cpu_ns() for p in ps.procs if not p.label.startswith("probe"))
+
+
+def _t_of(sites: dict[Site, CounterSample]) -> int:
+    """Start time (ns) of the window that ends now: the time of the previous sample."""
+    return next(iter(sites.values())).t_ns
+
+
 def _window(
     k: int,
-    spec: ScenarioSpec,
     ctx,
     current: dict[Site, object],
     old_sites: dict[Site, CounterSample],
@@ -265,6 +307,7 @@ def _window(
     old_ten: dict[str, dict[str, int]],
     new_ten: dict[str, dict[str, int]],
     t_ns: int,
+    lat: dict[str, tuple[int, float | None, float | None]],
 ) -> WindowStats:
     sites = {s: SiteStats.from_samples(s, old_sites[s], new_sites[s], current[s]) for s in new_sites}
     interval = next(iter(sites.values())).interval_ns if sites else 0
@@ -273,7 +316,8 @@ def _window(
         a, b = old_ten[name], new_ten[name]
         pk = (b["rx_packets"] - a["rx_packets"]) + (b["tx_packets"] - a["tx_packets"])
         by = (b["rx_bytes"] - a["rx_bytes"]) + (b["tx_bytes"] - a["tx_bytes"])
-        tenants[name] = TenantStats(name, info.slo, pk, by, None, None)
+        _n, p50, p99 = lat.get(name, (0, None, None))
+        tenants[name] = TenantStats(name, info.slo, pk, by, p50, p99)
     return WindowStats(k, t_ns, interval, sites, tenants)
 
 
