@@ -131,7 +131,7 @@ class Qos(PolicyBase):
         min_gain_cpu: float = 0.002
         min_change_cpu: float = 0.005
         util_max: float = 0.9
-        latency_price: float = 0.001
+        latency_price: float = 0.0002
         correct_latency: bool = True
 
         def __post_init__(self) -> None:
