@@ -40,9 +40,11 @@ Every window the controller
 6. **Decides with hysteresis.** Plans are made against budgets shrunk by ``budget_deadband``; the
    parameters in force are kept unless they violate a (full) budget, or the plan improves the
    objective (CPU + ``latency_price`` x latency tenants' added p99) by more than ``hysteresis`` of
-   it and at least ``min_change_cpu``. Rate rises are adopted at once, falls after a second window. Increases of any timer
-   are bounded per window (``max_step_factor``, first step ``first_step_us``); decreases are
-   immediate. Under steady load the inputs settle, so does the plan, and nothing oscillates.
+   it and at least ``min_change_cpu``. Increases of any timer are bounded per window
+   (``max_step_factor``, first step ``first_step_us``); decreases are immediate. Under steady load
+   the inputs settle, so does the plan, and nothing oscillates.
+   Stage predictions are cached on a quantised rate (5 significant digits), so decisions are exact
+   functions of the recorded windows: a replayed counter trace reproduces them bit for bit.
 7. **Explains.** Every site gets a DecisionRecord each window: the observed rates, interrupt rates,
    CPU and tenants' p99, budgets and bases as inputs; per gate the predicted p99 bound, mean delay,
    interrupt rate and CPU cost as predictions; and the reason.
