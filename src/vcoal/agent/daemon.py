@@ -122,7 +122,13 @@ class Agent:
             signal.signal(signal.SIGINT, self._signal)
         try:
             if cfg.metrics.enabled:
-                self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
+                try:
+                    self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
+                except OSError as exc:
+                    raise AgentError(
+                        f"metrics endpoint {cfg.metrics.address}:{cfg.metrics.port}: {exc.strerror or exc}; "
+                        "change [metrics] port or set enabled = false"
+                    ) from None
                 log.info("metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
             self.result = run_loop(
                 MonotonicClock(), source, policy, self.applier, self.stop, cfg.window_ns,

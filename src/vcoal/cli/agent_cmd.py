@@ -57,8 +57,8 @@ def run_cmd(
         _fail(str(exc), 1)
     except PermissionError as exc:
         _fail(f"{exc} (knobs restored where possible)", 1)
-    except InterfaceGone as exc:  # pragma: no cover - handled inside, defensive
-        _fail(str(exc), 1)
+    except (InterfaceGone, OSError, ValueError) as exc:
+        _fail(f"{exc} (knobs restored where possible; the log has details)", 1)
 
 
 def _print_decision(report) -> None:
