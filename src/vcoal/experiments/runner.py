@@ -268,8 +268,11 @@ def run_sweep(
         writer.flush()
         result.elapsed_s = time.perf_counter() - t0
     if not result.interrupted:
-        sync_summary(out)
-        compact(out)
+        try:
+            sync_summary(out)
+            compact(out)  # interrupted half way it leaves duplicate rows, which the views drop
+        except KeyboardInterrupt:
+            result.interrupted = True
     return result
 
 
