@@ -259,20 +259,23 @@ def test_reacts_to_a_rate_step_within_three_windows():
     assert before == hist[step - 5]  # settled at the low rate
     assert path_hold_us(before, "s") == 0  # coalescing a trickle saves nothing worth a delay
     first_change = next(i for i in range(step, len(decisions)) if decisions[i] is not None and decisions[i].params)
-    assert first_change - step <= 2  # decided after window step+2 at the latest: within 3 windows
+    # decisions[i] follows window i-1: the change is decided after window step+1 at the latest, so the
+    # new setting is in force from the third window of the new phase on
+    assert first_change - step <= 2
     assert path_hold_us(hist[-1], "s") > 0
 
 
-def test_a_rate_drop_releases_coalescing_for_a_latency_tenant():
+def test_a_rate_drop_releases_coalescing_for_a_latency_tenant_within_three_windows():
     ctx = context({"s": Slo(p99_us=150.0)})
     pol = make_policy("qos")
-    rates = lambda i: {"s": 150_000.0 if i < 15 else 2_000.0}  # noqa: E731
+    step = 15
+    rates = lambda i: {"s": 150_000.0 if i < step else 2_000.0}  # noqa: E731
     _, hist, _ = run(pol, ctx, 30, rates, tx_of=lambda i: {"s": 0.0})
-    assert path_hold_us(hist[14], "s") > 0
-    # a trickle is never worth a hold; the plan's saving is below the threshold so the old setting may stay,
-    # but it must still respect the budget and be explained
-    ev = pol._planner().evaluate(hist[-1])
-    assert ev.tenant_p99_us["s"] <= pol._budgets()[0]["s"] + 1e-9
+    assert path_hold_us(hist[step], "s") > 0
+    # a single low window is not a phase change (bursts), the second confirms it
+    assert path_hold_us(hist[step + 1], "s") == path_hold_us(hist[step], "s")
+    assert path_hold_us(hist[step + 2], "s") == 0  # in force from the third window of the new phase
+    assert all(h == hist[-1] for h in hist[step + 2 :])
 
 
 def test_increases_are_bounded_per_window():
