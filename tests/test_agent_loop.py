@@ -128,7 +128,7 @@ def test_loop_observes_decides_and_applies():
     app = RecordingApplier(INITIAL)
     seen: list[WindowStats] = []
     res = run_loop(clock, src, Threshold(), app, threading.Event(), W_NS, max_windows=20,
-                   on_window=lambda r: seen.append(r.stats))
+                   on_window=lambda r: r.initial or seen.append(r.stats))
     assert res.windows == 20 and res.overruns == 0
     assert [w.index for w in seen] == list(range(20))
     assert all(w.interval_ns == W_NS for w in seen)
@@ -160,7 +160,7 @@ def test_site_set_change_resets_the_policy_and_skips_the_new_site_once():
     src = ScriptedSource(deltas, INITIAL, clock)
     seen = []
     res = run_loop(clock, src, Threshold(), RecordingApplier(INITIAL), threading.Event(), W_NS, max_windows=6,
-                   on_window=lambda r: seen.append(set(r.stats.sites)))
+                   on_window=lambda r: r.initial or seen.append(set(r.stats.sites)))
     assert res.resets == 1
     assert seen[1] == {NIC, VIF} and seen[-1] == {NIC}
 
@@ -174,7 +174,10 @@ def _direct(policy, trace: list[WindowStats], seed: int) -> list[Decision | None
     """The simulator's way: hand each window to the policy, apply decisions to the params in force."""
     policy.reset(PolicyContext({s: SiteInfo(s, INITIAL[s]) for s in INITIAL}), random.Random(seed))
     in_force = dict(INITIAL)
-    out = []
+    first = policy.decide()  # every environment decides once right after reset
+    if first:
+        in_force.update(first.params)
+    out = [first]
     for w in trace:
         w = WindowStats(w.index, w.t_ns, w.interval_ns,
                         {s: dataclasses.replace(st, params=in_force[s]) for s, st in w.sites.items()})
@@ -205,8 +208,21 @@ def test_differential_agent_path_equals_direct_policy(name):
     seen: list[WindowStats] = []
     res = run_loop(clock, src, make(), RecordingApplier(INITIAL), threading.Event(), W_NS,
                    rng=random.Random(7), max_windows=len(trace), keep_decisions=True,
-                   on_window=lambda r: seen.append(r.stats))
+                   on_window=lambda r: r.initial or seen.append(r.stats))
     assert [w.sites[NIC].rx for w in seen] == [w.sites[NIC].rx for w in trace]
-    assert res.decisions == direct
+    assert res.initial_decisions + res.decisions == direct
     if name == "test-threshold":
         assert sum(d is not None for d in direct) >= 4
+
+
+def test_initial_decision_is_applied_before_the_first_window():
+    clock = FakeClock()
+    src = ScriptedSource(_trace(3), INITIAL, clock)
+    applier = RecordingApplier(INITIAL)
+    reports = []
+    pol = make_policy("static", {"nic": {"rx_usecs": 32}})
+    res = run_loop(clock, src, pol, applier, threading.Event(), W_NS, max_windows=3, keep_decisions=True,
+                   on_window=reports.append)
+    assert applier.applied[0] == (0, NIC, INITIAL[NIC].with_changes(rx_usecs=32))
+    assert reports[0].initial and not any(r.initial for r in reports[1:])
+    assert res.windows == 3 and res.initial_decisions[0] is not None and res.decisions == [None, None, None]

@@ -154,9 +154,10 @@ class Agent:
 
     def _on_window(self, report: WindowReport) -> None:
         assert self.applier is not None
-        self._windows += 1
-        self._overruns += report.overruns
-        self.metrics.update(report, len(self.applier.managed))
+        if not report.initial:
+            self._windows += 1
+            self._overruns += report.overruns
+            self.metrics.update(report, len(self.applier.managed))
         if self.applier.backoffs:
             self.metrics.backoffs.inc(self.applier.backoffs)
             self.applier.backoffs = 0
@@ -170,7 +171,7 @@ class Agent:
             log.warning("window %d: %d window(s) overrun", report.stats.index, report.overruns)
         if self.user_on_window is not None:
             self.user_on_window(report)
-        if self._windows % self._status_every == 0:
+        if not report.initial and self._windows % self._status_every == 0:
             cpu = time.process_time()
             self.metrics.loop_seconds.set((cpu - self._cpu_s) / self._status_every)
             self._cpu_s = cpu

@@ -88,6 +88,7 @@ class WindowReport:
     decision: Decision | None
     applied: list[Applied]
     overruns: int
+    initial: bool = False  # the decision taken right after reset, before any window
 
     @property
     def records(self) -> tuple[DecisionRecord, ...]:
@@ -102,6 +103,20 @@ class LoopResult:
     overruns: int = 0
     resets: int = 0
     decisions: list[Decision | None] = field(default_factory=list)
+    initial_decisions: list[Decision | None] = field(default_factory=list)
+
+
+def _reset(policy: Policy, context, rng, applier: Applier, result: LoopResult, keep: bool,
+           now_ns: int, on_window: Callable[[WindowReport], None] | None) -> None:
+    """Reset the policy and apply its initial decision, as the simulator does: every environment
+    calls ``decide()`` once right after ``reset`` (static settings apply at once)."""
+    policy.reset(context, rng)
+    initial = policy.decide()
+    applied = applier.apply(initial, result.windows) if initial is not None and initial.params else []
+    if keep:
+        result.initial_decisions.append(initial)
+    if on_window is not None and initial is not None:
+        on_window(WindowReport(WindowStats(result.windows, now_ns, 0, {}), initial, applied, 0, initial=True))
 
 
 def run_loop(
@@ -126,7 +141,7 @@ def run_loop(
     rng = rng or random.Random(0)
     result = LoopResult()
     context = source.context()
-    policy.reset(context, rng)
+    _reset(policy, context, rng, applier, result, keep_decisions, clock.now_ns(), on_window)
     prev = dict(source.sample())
     last_ns = clock.now_ns()
     deadline = last_ns + window_ns
@@ -143,7 +158,7 @@ def run_loop(
                 "sites changed (%d -> %d): resetting policy %s", len(context.sites), len(fresh.sites), policy.name
             )
             context = fresh
-            policy.reset(context, rng)
+            _reset(policy, context, rng, applier, result, keep_decisions, now, on_window)
             result.resets += 1
         applier.begin_window(result.windows)
         cur = dict(source.sample())
