@@ -18,6 +18,7 @@ def run_scenario(
     progress: Callable[[float], None] | None = None,
     audit: bool = False,
     deliveries: list | None = None,
+    samples: list | None = None,
     engine: str = "auto",
 ) -> TrialResult:
     """Simulate ``spec`` under ``policy`` (None: the scenario's own static settings).
@@ -32,6 +33,8 @@ def run_scenario(
     audit: track every packet (slower) so that loss or duplication raises.
     deliveries: if a list is given, ``(tenant, t0_ns, delivered_ns)`` of every delivered packet
         is appended to it (for sample-path tests; memory grows with the run).
+    samples: if a list is given, ``(t_ns, {site: CounterSample})`` is appended at the start and
+        at every window end: the raw counters a real host would show, for replay through the agent.
     engine: ``des`` (event-driven, any scenario), ``fast`` (compiled one-layer recursion; only
         for eligible scenarios, see ``vcoal.sim.fast.eligible``) or ``auto`` (fast when eligible
         and nothing per-packet was asked for).
@@ -56,7 +59,7 @@ def run_scenario(
 
     if engine not in ("auto", "des", "fast"):
         raise ValueError(f"engine={engine!r}: must be auto, des or fast")
-    can_fast = fast.eligible(spec, policy) and not audit and deliveries is None
+    can_fast = fast.eligible(spec, policy) and not audit and deliveries is None and samples is None
     if engine == "fast" and not can_fast:
         raise ValueError("engine='fast' needs a one-layer, one-queue, one-guest open-loop scenario without a policy")
     if engine == "fast" or (engine == "auto" and can_fast):
@@ -66,4 +69,5 @@ def run_scenario(
         return result
     sim = Simulation(spec, policy, spec.seed, audit=audit)
     sim.deliveries = deliveries
+    sim.samples = samples
     return sim.run(progress)

@@ -40,6 +40,7 @@ class Simulation:
         self.window_ns = max(1, round(spec.window.duration_us * 1000))
         self.live: set | None = set() if audit else None
         self.deliveries: list | None = None
+        self.samples: list | None = None  # (t_ns, {site: CounterSample}) per window, for replay
         self.path = Path(spec, self.k, seed)
         self.tenants = [KINDS[g.workload.kind](self, i, g, seed) for i, g in enumerate(spec.guests)]
         self.path.tenants = self.tenants
@@ -70,10 +71,14 @@ class Simulation:
 
     def _window(self, t_ns: int) -> WindowStats:
         sites = {}
+        if self.samples is not None and not self.samples:
+            self.samples.append((0, dict(self._prev)))
         for site, state in self.path.sites.items():
             cur = _sample(state, t_ns)
             sites[site] = SiteStats.from_samples(site, self._prev[site], cur, state.params)
             self._prev[site] = cur
+        if self.samples is not None:
+            self.samples.append((t_ns, dict(self._prev)))
         tenants = {}
         for i, t in enumerate(self.tenants):
             src = self.win_rtt[i] if self.win_rtt[i].count else t.win
