@@ -179,19 +179,27 @@ def test_window_split_of_samples():
     assert rtt_histogram(samples).count == 5
 
 
-def test_probe_lines_and_window_quantiles(tmp_path):
-    from vcoal.testbed import probe
+def test_tap_filter_frames_lines_and_window_quantiles(tmp_path):
+    from vcoal.testbed import tap
 
-    path = tmp_path / "p.probe"
-    path.write_text("100 20000\n200 30000\n300 -1\n40")  # the last line is still being written
-    reader = probe.ProbeReader(path)
+    prog = tap.bpf_program(16)
+    assert prog[4] == (0x30, 0, 0, 49) and prog[5] == (0x54, 0, 0, 15) and len(prog) == 9
+    with pytest.raises(ValueError, match="power of two"):
+        tap.bpf_program(12)
+    # a captured sockperf request (Ethernet + IPv4 + UDP 40000 -> 11111, seq 16)
+    payload = bytes.fromhex("0000000000000010000300000040968f")
+    frame = bytes(12) + b"\x08\x00" + b"\x45" + bytes(8) + b"\x11" + bytes(10) + (40000).to_bytes(2, "big") \
+        + (11111).to_bytes(2, "big") + bytes(4) + payload
+    assert tap.parse_frame(frame) == (40000, 11111, 16)
+    assert tap.parse_frame(frame[:40]) is None
+    path = tmp_path / "tap.txt"
+    path.write_text("11111 100 20000\n11111 200 30000\n11112 150 90000\n111")  # last line still being written
+    reader = tap.TapReader(path)
     samples = reader.read_new()
-    assert samples == [(100, 20000), (200, 30000), (300, -1)]
+    assert samples == [(11111, 100, 20000), (11111, 200, 30000), (11112, 150, 90000)]
     with path.open("a") as fh:
-        fh.write("0 50000\n")
-    assert reader.read_new() == [(400, 50000)]
-    n, p50, p99 = probe.window_quantiles(samples, 100, 300)
-    assert (n, p50, p99) == (2, 20.0, 30.0)
-    n, _p50, p99 = probe.window_quantiles(samples, 0, 1000)
-    assert n == 3 and p99 == probe.TIMEOUT_S * 1e6  # a lost reply counts as the timeout
-    assert probe.window_quantiles(samples, 5000, 6000) == (0, None, None)
+        fh.write("11 300 50000\n")
+    assert reader.read_new() == [(11111, 300, 50000)]
+    assert tap.window_quantiles(samples, 11111, 100, 300) == (2, 20.0, 30.0)
+    assert tap.window_quantiles(samples, 11112, 0, 1000) == (1, 90.0, 90.0)
+    assert tap.window_quantiles(samples, 11111, 5000, 6000) == (0, None, None)

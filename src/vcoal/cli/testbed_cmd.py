@@ -103,7 +103,7 @@ def run(
     duration: float = typer.Option(None, "--duration", help="measured seconds (default: the spec's duration_s, >= 1)"),
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
     reps: int = typer.Option(1, "--reps", help="repetitions (each on a fresh topology)"),
-    probe_pps: float = typer.Option(500.0, "--probe-pps", help="in-loop latency probe rate per latency tenant (0 = off)"),
+    tap_every: int = typer.Option(16, "--tap-every", help="time every N-th sockperf round trip on wire0 for the policy (0 = off)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result(s) as JSON"),
     out: Path = typer.Option(None, "--out", "-o", help="write the JSON result (a list when --reps > 1)"),
 ) -> None:
@@ -125,8 +125,8 @@ def run(
             raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
         if not 1 <= reps <= 100:
             raise ValueError(f"--reps {reps}: must be in [1, 100]")
-        if not 0 <= probe_pps <= 10_000:
-            raise ValueError(f"--probe-pps {probe_pps}: must be in [0, 10000]")
+        if tap_every and (tap_every & (tap_every - 1) or tap_every > 256):
+            raise ValueError(f"--tap-every {tap_every}: must be 0 or a power of two <= 256")
     except json.JSONDecodeError as exc:
         fail(f"--params: not valid JSON: {exc}")
     except ValueError as exc:
@@ -134,7 +134,7 @@ def run(
     results = []
     for _ in range(reps):
         try:
-            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window, probe_pps=probe_pps))
+            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window, tap_every=tap_every))
         except (RuntimeError, ValueError, OSError) as exc:
             fail(f"trial failed: {exc}", code=1)
         results.append(r)
@@ -158,9 +158,9 @@ def _print(r) -> None:
         typer.echo(
             f"  {t.name:8s} {t.kind:16s} {lat:32s} {t.throughput_bps / 1e9:7.3f} Gbit/s {t.throughput_pps:10.0f} pps {slo}"
         )
-    for name, pr in (m.get("probe") or {}).items():
+    for name, pr in (m.get("tap") or {}).items():
         if pr.get("samples"):
-            typer.echo(f"  {name:8s} probe ({pr['samples']} samples) rtt p50 {pr['p50_us']:.1f} p99 {pr['p99_us']:.1f} us")
+            typer.echo(f"  {name:8s} wire tap ({pr['samples']} samples) rtt p50 {pr['p50_us']:.1f} p99 {pr['p99_us']:.1f} us")
     typer.echo(
         f"  NET_RX {m['net_rx_per_s']:.0f}/s, {m['net_rx_per_packet']:.3f}/packet; task CPU "
         f"{m['tasks_cpu_ns_per_packet'] / 1e3:.2f} us/packet; background CPU {m['background_cpu_frac']:.2f}"

@@ -21,7 +21,6 @@ from vcoal.testbed.sockperf import COOLDOWN_S, WARMUP_S
 
 SOCKPERF_BASE_PORT = 11111
 IPERF_BASE_PORT = 5201
-PROBE_BASE_PORT = 12111
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ from vcoal.model.result import TrialResult
 from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats
 from vcoal.model.units import Site
 from vcoal.spec import ScenarioSpec, context_from_spec
-from vcoal.testbed import measure, probe
-from vcoal.testbed.load import PROBE_BASE_PORT, TenantLoad, client_argv, plan_loads
+from vcoal.testbed import measure, tap
+from vcoal.testbed.load import TenantLoad, client_argv, plan_loads
 from vcoal.testbed.sites import (
     SUPPORTED_KNOBS,
     SiteDevice,
@@ -55,15 +55,16 @@ class TrialOptions:
     ``measure_s`` defaults to the scenario's ``duration_s`` (at least 1 s); ``window_s`` is the
     policy window (the scenario's µs-scale window is for the simulator; a real knob write plus
     counter read takes milliseconds). ``tag`` names the topology (random when None).
-    ``probe_pps`` > 0 runs a latency probe (``vcoal.testbed.probe``) beside every sockperf tenant
-    so the policy sees that tenant's p50/p99 every window; 0 disables it.
+    ``tap_every`` > 0 (a power of two) runs ``vcoal.testbed.tap`` on wire0, which times every
+    ``tap_every``-th sockperf round trip from kernel packet timestamps, so the policy sees each
+    latency tenant's p50/p99 every window; 0 disables it.
     """
 
     measure_s: float | None = None
     window_s: float = 1.0
     tag: str | None = None
     napi: bool = True
-    probe_pps: float = 500.0
+    tap_every: int = 16
 
     def measured(self, spec: ScenarioSpec) -> float:
         return max(1.0, self.measure_s if self.measure_s is not None else spec.duration_s)
@@ -183,7 +184,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             for ld in loads:
                 if ld.tool == "sockperf":
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}")
-            probes = _start_probes(ps, loads, options.probe_pps, log_dir)
+            tap_reader, tap_ports = _start_tap(ps, topo, loads, options.tap_every, log_dir)
             t_start = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
             _sleep_until(t_start, list(clients.values()))
             for ld in loads:
@@ -192,19 +193,20 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             old_sites, old_ten, host0 = counters.sample()
             first_sites, first_ten = old_sites, old_ten
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
-            probe_samples: dict[str, list[tuple[int, int]]] = {t: [] for t in probes}
+            tap_samples: list[tuple[int, int, int]] = []
             windows, decisions, applied_log = [], [], []
             for k in range(n_windows):
                 _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
                 new_sites, new_ten, host = counters.sample()
                 lat = {}
-                for t, reader in probes.items():
-                    probe_samples[t] += reader.read_new()
-                    lat[t] = probe.window_quantiles(probe_samples[t], _t_of(old_sites), host.t_ns)
+                if tap_reader is not None:
+                    tap_samples += tap_reader.read_new()
+                    lat = {t: tap.window_quantiles(tap_samples, port, _t_of(old_sites), host.t_ns)
+                           for t, port in tap_ports.items()}
                 ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns, lat)
                 windows.append(_row(ws, host.net_rx - (windows[-1]["_net_rx"] if windows else host0.net_rx)))
                 for t, (n, p50, p99) in lat.items():
-                    windows[-1]["tenants"][t].update(probe_samples=n, probe_p50_us=p50, probe_p99_us=p99)
+                    windows[-1]["tenants"][t].update(tap_samples=n, tap_p50_us=p50, tap_p99_us=p99)
                 windows[-1]["_net_rx"] = host.net_rx
                 policy.observe(ws)
                 decision = policy.decide()
@@ -255,10 +257,10 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                 "knob_writes": applied_log,
                 "final_params": {str(s): p.to_dict() for s, p in current.items()},
                 "tools_cpu_ns": tools1 - tools0,
-                "probe_pps": options.probe_pps if probes else 0.0,
-                "probe": {
-                    t: dict(zip(("samples", "p50_us", "p99_us"), probe.window_quantiles(v, t_start, host_end.t_ns), strict=True))
-                    for t, v in probe_samples.items()
+                "tap_every": options.tap_every if tap_reader is not None else 0,
+                "tap": {
+                    t: dict(zip(("samples", "p50_us", "p99_us"), tap.window_quantiles(tap_samples, port, t_start, host_end.t_ns), strict=True))
+                    for t, port in tap_ports.items()
                 },
                 "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
                 "wall_s": time.monotonic() - wall0,
@@ -272,25 +274,26 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
         topology.down(tag)
 
 
-def _start_probes(ps: procs.ProcessSet, loads: list[TenantLoad], rate_pps: float, log_dir: str) -> dict:
-    """A probe server in the guest and a probe client on the wire per sockperf tenant."""
-    readers = {}
-    if rate_pps <= 0:
-        return readers
-    for i, ld in enumerate(loads):
-        if ld.tool != "sockperf":
-            continue
-        ip, port, path = ld.client.ip, PROBE_BASE_PORT + i, f"{log_dir}/{ld.tenant}.probe"
-        mod = [sys.executable, "-m", "vcoal.testbed.probe"]
-        ps.start(ld.server_ns, [*mod, "server", ip, str(port)], f"probe-server-{ld.tenant}").wait_listening(port, "udp")
-        ps.start(ld.client_ns, [*mod, "client", ip, str(port), str(rate_pps), path], f"probe-client-{ld.tenant}")
-        readers[ld.tenant] = probe.ProbeReader(path)
-    return readers
+def _start_tap(
+    ps: procs.ProcessSet, topo: topology.TopologyPlan, loads: list[TenantLoad], every: int, log_dir: str
+) -> tuple[tap.TapReader | None, dict[str, int]]:
+    """One tap on wire0 for all sockperf tenants; returns its reader and tenant → server port."""
+    ports = {ld.tenant: ld.port for ld in loads if ld.tool == "sockperf"}
+    if every <= 0 or not ports:
+        return None, {}
+    tap.bpf_program(every)  # validates
+    path = f"{log_dir}/tap.txt"
+    argv = [sys.executable, "-m", "vcoal.testbed.tap", topo.wire_dev, str(every), path]
+    t = ps.start(topo.wire_ns, argv, "tap")
+    procs.poll_until(lambda: Path(path).exists() or not t.running(), 5.0)
+    if not t.running():
+        raise RuntimeError(f"latency tap on {topo.wire_dev} failed: {t.stderr().strip()[-300:]}")
+    return tap.TapReader(path), ports
 
 
 def _tools_cpu(ps: procs.ProcessSet) -> int:
-    """Run time of the load tools (probes excluded: they are measurement, not load)."""
-    return sum(p.cpu_ns() for p in ps.procs if not p.label.startswith("probe"))
+    """Run time of the load tools (the tap excluded: it is measurement, not load)."""
+    return sum(p.cpu_ns() for p in ps.procs if p.label != "tap")
 
 
 def _t_of(sites: dict[Site, CounterSample]) -> int:
