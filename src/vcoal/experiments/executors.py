@@ -121,6 +121,10 @@ class DaskHandle(ExecutorHandle):
         super().__init__(self.client.get_executor(pure=False), workers)
 
     def abort(self) -> None:
+        import logging
+
+        # cancelled tasks make every worker log a warning each; the driver reports the interruption
+        logging.getLogger("distributed").setLevel(logging.ERROR)
         self.executor.shutdown(wait=False)
         self._close_client()
 
