@@ -122,15 +122,22 @@ def store_document(root: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def iter_documents(root: Path, include_failed: bool = True) -> Iterator[TrialDocument]:
-    """Every trial document of a results directory, successes first, each in run-key order."""
+def document_paths(root: Path, include_failed: bool = True) -> list[Path]:
+    """Trial files of a results directory: successes, then failures not superseded, by run key."""
     dirs = [TRIALS_DIR, FAILED_DIR] if include_failed else [TRIALS_DIR]
     ok = done_keys(root)
-    for name in dirs:
-        for path in sorted((Path(root) / name).glob("*.json")):
-            if name == FAILED_DIR and path.stem in ok:
-                continue
-            yield load_trial(path)
+    return [
+        path
+        for name in dirs
+        for path in sorted((Path(root) / name).glob("*.json"))
+        if not (name == FAILED_DIR and path.stem in ok)
+    ]
+
+
+def iter_documents(root: Path, include_failed: bool = True) -> Iterator[TrialDocument]:
+    """Every trial document (see ``document_paths``); an unreadable file raises ResultFormatError."""
+    for path in document_paths(root, include_failed):
+        yield load_trial(path)
 
 
 # --- summary rows -------------------------------------------------------------------------------
