@@ -135,3 +135,15 @@ def test_report_renders_in_headless_chromium(stored, tmp_path):
     # the plots area (below the header) has colour: policy markers and lines
     saturation = img.max(axis=2) - img.min(axis=2)
     assert (saturation > 0.3).mean() > 0.001
+
+
+def test_unreadable_files_are_listed_not_fatal(stored, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(stored, copy)
+    (copy / "trials" / "0000bad.json").write_text("{broken")
+    newer = next((copy / "trials").glob("[!0]*.json"))
+    newer.write_text(newer.read_text().replace('"format_version":2', '"format_version":99', 1))
+    info = render_report(copy)
+    assert "not valid JSON" in info.html and "format_version 99 is newer" in info.html
+    assert info.trials == len(load_report_data(stored).trials) - 1
+    assert all(p.points > 0 for p in info.plots)

@@ -35,7 +35,10 @@ def _open(results_dir: Path) -> None:
 
     if not is_results_dir(results_dir):
         fail(f"{results_dir}: not a vcoal results directory (no trials/, failed/ or summary/)")
-    sync_summary(results_dir)
+    try:
+        sync_summary(results_dir)  # rows for files a killed driver never summarised
+    except OSError as exc:  # read-only copy: query what is there
+        typer.echo(f"vcoal: warning: {results_dir}: cannot update the summary: {exc.strerror}", err=True)
 
 
 def _cell(v: object) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from vcoal.model.result import TrialResult
-from vcoal.results import ResultFormatError, iter_documents, load_trial, read_sweep_meta
+from vcoal.results import ResultFormatError, load_trial, read_sweep_meta
+from vcoal.results.store import document_paths
 
 
 @dataclass(slots=True)
@@ -76,12 +77,9 @@ def load_report_data(root: str | Path) -> ReportData:
     root = Path(root)
     trials: list[TrialRow] = []
     unreadable: list[str] = []
-    docs = iter_documents(root)
-    while True:
+    for path in document_paths(root):
         try:
-            d = next(docs)
-        except StopIteration:
-            break
+            d = load_trial(path)
         except ResultFormatError as exc:
             unreadable.append(str(exc))
             continue
