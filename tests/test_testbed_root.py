@@ -82,9 +82,10 @@ def test_short_closed_loop_trial_gives_a_trial_result():
     assert 0.2e9 < bulk.throughput_bps < 0.6e9 and bulk.delivered > 10_000
     assert {s.site for s in r.sites} == {"nic:q0", "backend:lat", "frontend:lat", "backend:bulk", "frontend:bulk"}
     assert r.sites[0].rx.packets > 0 and r.meta["net_rx_per_s"] > 0
-    # the static decision came after window 0 and reached both guests' geth0
+    # the static decision came right after reset (window -1, before the load) and reached both geth0
     writes = r.meta["knob_writes"]
     assert {w["dev"].rsplit("/", 1)[1] for w in writes} == {"geth0"} and len(writes) == 2
+    assert {w["window"] for w in writes} == {-1}
     geth = [v for k, v in r.meta["knobs_after"].items() if k.endswith("/geth0")]
     assert geth == [{"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}] * 2
     assert r.windows[1]["tenants"]["lat"]["p99_us"] is not None

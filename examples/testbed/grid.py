@@ -95,6 +95,7 @@ def run_policies(reps: int, out, rng: random.Random, duration_s: float) -> list[
             row = {
                 "config": name, "rep": rep, "lat_p50_us": lat.rtt_us["p50"], "lat_p99_us": lat.rtt_us["p99"],
                 "slo_p99_us": lat.slo_p99_us, "slo_met": lat.slo_met, "bulk_gbps": bulk.throughput_bps / 1e9,
+                "lat_tap_p99_us": (r.meta.get("tap") or {}).get("lat", {}).get("p99_us"),
                 "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
                 "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
                 "background_cpu": r.meta["background_cpu_frac"],
@@ -140,7 +141,7 @@ def main() -> None:
             sys.stdout.write(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         else:
             rows = run_policies(a.reps, out, rng, a.duration)
-            sys.stdout.write(table(rows, ["lat_p50_us", "lat_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
+            sys.stdout.write(table(rows, ["lat_p50_us", "lat_p99_us", "lat_tap_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
 
 
 if __name__ == "__main__":

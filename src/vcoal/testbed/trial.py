@@ -3,15 +3,15 @@
 Timeline (monotonic clock)::
 
     up topology, start servers (readiness polled), set the scenario's knobs, policy.reset
-    t_c      sockperf clients start (they idle ~2 s, then warm up 0.4 s)
+    t_c      sockperf clients and the wire tap start (sockperf idles ~2 s, then warms up 0.4 s)
     t_start  = t_c + 2.4 s: iperf3 clients start; window 0 begins; counters sampled
     every window_s: counters sampled → WindowStats → policy.observe/decide → knobs applied
     t_start + measure_s: last window ends; clients finish; results parsed; topology removed
 
-The policy sees per-window site counters and tenant packet/byte counts. Per-window tenant
-latency is not available during the run (sockperf writes its samples at exit; a client per window
-would idle 2 s each time), so ``TenantStats.p50_us/p99_us`` are None in the loop and the result's
-window rows get them afterwards from the full sample log.
+The policy sees per-window site counters, tenant packet/byte counts and, for sockperf tenants,
+the window's round-trip p50/p99 from the wire tap (``vcoal.testbed.tap``; sockperf itself reports
+only at exit). The result's window rows also get sockperf's own per-window p50/p99 afterwards,
+from its full sample log.
 """
 
 from __future__ import annotations
@@ -177,6 +177,9 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             knobs.apply(current)
             knobs_before = knobs.read()
             policy.reset(ctx, random.Random(spec.seed))
+            windows, decisions, applied_log = [], [], []
+            # as the simulator and the agent do: one decision right after reset, applied before load
+            _decide(policy.decide(), -1, devices, current, knobs, decisions, applied_log)
             counters = Counters(devices, topo)
 
             clients: dict[str, procs.NsProcess] = {}
@@ -194,7 +197,6 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             first_sites, first_ten = old_sites, old_ten
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             tap_samples: list[tuple[int, int, int]] = []
-            windows, decisions, applied_log = [], [], []
             for k in range(n_windows):
                 _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
                 new_sites, new_ten, host = counters.sample()
@@ -208,14 +210,9 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                 for t, (n, p50, p99) in lat.items():
                     windows[-1]["tenants"][t].update(tap_samples=n, tap_p50_us=p50, tap_p99_us=p99)
                 windows[-1]["_net_rx"] = host.net_rx
-                policy.observe(ws)
-                decision = policy.decide()
-                if decision is not None:
-                    decisions.extend(r.to_dict() for r in decision.records)
-                    changed = {s for s, p in decision.params.items() if s in devices and p != current[s]}
-                    current.update({s: decision.params[s] for s in changed})
-                    for entry in knobs.apply(current, changed):
-                        applied_log.append({"window": k, **entry})
+                if k < n_windows - 1:  # no decision after the last window (as in the simulator)
+                    policy.observe(ws)
+                    _decide(policy.decide(), k, devices, current, knobs, decisions, applied_log)
                 old_sites, old_ten = new_sites, new_ten
             host_end = host
             tools1, all_cpu1 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
@@ -272,6 +269,17 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
         if counters is not None:
             counters.close()
         topology.down(tag)
+
+
+def _decide(decision, k: int, devices, current: dict, knobs: KnobSet, decisions: list, applied_log: list) -> None:
+    """Record a decision and write the knobs of the sites it changes."""
+    if decision is None:
+        return
+    decisions.extend(r.to_dict() for r in decision.records)
+    changed = {s for s, p in decision.params.items() if s in devices and p != current[s]}
+    current.update({s: decision.params[s] for s in changed})
+    for entry in knobs.apply(current, changed):
+        applied_log.append({"window": k, **entry})
 
 
 def _start_tap(
