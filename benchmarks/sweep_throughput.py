@@ -10,14 +10,16 @@ workers. Reported per engine:
   (start-up excluded);
 - ``first_result_s``: time from the call to the first stored trial (start-up cost).
 
-Ends with one JSON line of figures (units in the keys). Usage:
-    .venv/bin/python benchmarks/sweep_throughput.py [--workers 2] [--seeds 6] [--duration-s 0.05]
+Each engine runs ``--repeats`` times in alternating order; the JSON line has medians (and the
+range of ``trials_per_s``). Ends with one JSON line of figures (units in the keys). Usage:
+    .venv/bin/python benchmarks/sweep_throughput.py [--workers 2] [--seeds 6] [--duration-s 0.05] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -67,6 +69,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=6, help="seeds per policy (trials = policies × seeds)")
     ap.add_argument("--duration-s", type=float, default=0.05, help="simulated seconds per trial")
     ap.add_argument("--scenario", type=Path, default=ROOT / "examples" / "suite" / "03-mixed-pair.toml")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per engine, alternating order (medians)")
     ap.add_argument("--synthetic", action="store_true", help="closed-form trials instead of the simulator")
     args = ap.parse_args()
     if not args.scenario.exists():
@@ -76,14 +79,19 @@ def main() -> int:
           f"{args.workers} workers", file=sys.stderr)
     figures: dict[str, float | int | str] = {"trials": len(trials), "workers": args.workers,
                                              "sim_duration_s": args.duration_s, "scenario": args.scenario.name}
-    for engine in ("pool", "dask_local"):
-        r = _run(engine, trials, args.workers, args.synthetic)
-        print(f"{engine:10s} {r['trials_per_s']:7.2f} trials/s end to end ({r['wall_s']:.1f} s), "
-              f"{r['steady_trials_per_s']:7.2f} trials/s steady, first result after {r['first_result_s']:.2f} s")
-        figures[f"{engine}_trials_per_s"] = round(r["trials_per_s"], 3)
-        figures[f"{engine}_steady_trials_per_s"] = round(r["steady_trials_per_s"], 3)
-        figures[f"{engine}_wall_s"] = round(r["wall_s"], 3)
-        figures[f"{engine}_first_result_s"] = round(r["first_result_s"], 3)
+    runs: dict[str, list[dict]] = {"pool": [], "dask_local": []}
+    for rep in range(args.repeats):  # alternate the order: a busy machine drifts
+        for engine in ("pool", "dask_local") if rep % 2 == 0 else ("dask_local", "pool"):
+            r = _run(engine, trials, args.workers, args.synthetic)
+            runs[engine].append(r)
+            print(f"{engine:10s} {r['trials_per_s']:7.2f} trials/s end to end ({r['wall_s']:.1f} s), "
+                  f"{r['steady_trials_per_s']:7.2f} trials/s steady, first result after {r['first_result_s']:.2f} s")
+    for engine, rs in runs.items():
+        for key in ("trials_per_s", "steady_trials_per_s", "wall_s", "first_result_s"):
+            figures[f"{engine}_{key}"] = round(statistics.median(r[key] for r in rs), 3)
+        figures[f"{engine}_trials_per_s_min"] = round(min(r["trials_per_s"] for r in rs), 3)
+        figures[f"{engine}_trials_per_s_max"] = round(max(r["trials_per_s"] for r in rs), 3)
+    figures["repeats"] = args.repeats
     figures["dask_over_pool_trials_per_s_ratio"] = round(
         float(figures["dask_local_trials_per_s"]) / float(figures["pool_trials_per_s"]), 3
     )

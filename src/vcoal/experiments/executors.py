@@ -121,10 +121,6 @@ class DaskHandle(ExecutorHandle):
         super().__init__(self.client.get_executor(pure=False), workers)
 
     def abort(self) -> None:
-        import logging
-
-        # cancelled tasks make every worker log a warning each; the driver reports the interruption
-        logging.getLogger("distributed").setLevel(logging.ERROR)
         self.executor.shutdown(wait=False)
         self._close_client()
 
@@ -133,10 +129,20 @@ class DaskHandle(ExecutorHandle):
         self._close_client()
 
     def _close_client(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        import logging
+
+        # closing makes workers log cancelled tasks and closed heartbeat streams; none is an error
+        # of the sweep, which reports its own outcome
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+        finally:
+            log.setLevel(level)
 
 
 def open_executor(
