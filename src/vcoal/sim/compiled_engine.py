@@ -1,0 +1,241 @@
+"""Compiled engine, part 4: the path's forwarding (engine.py), job and event dispatch, the loop.
+
+``run(m, x, until_ns, budget)`` is ``Kernel.run``: it runs every event with time <= ``until_ns``
+(at most ``budget`` of them, -1 for no limit), returns the budget left and sets ``m[STATUS]`` to
+1 when it stopped early because ``m[FLAG]`` asks Python to grow the arena or refill draws, after
+which Python calls it again with the budget left.
+"""
+
+from __future__ import annotations
+
+from vcoal.sim.compiled_core import (
+    C_BUSY,
+    C_COMPLETING,
+    C_RUN_CLS,
+    C_RUN_JOB,
+    C_TOKEN,
+    E_CPU_DONE,
+    E_HOP_POLL,
+    E_HOP_TIMER,
+    E_WIRE_OUT,
+    E_WIRE_RX,
+    EVENTS,
+    FLAG,
+    HN,
+    I64,
+    J_A,
+    J_ACCT,
+    J_B,
+    J_C,
+    J_COST,
+    J_KIND,
+    J_NEXT,
+    JFREE,
+    JUSED,
+    K_DONE_PKT,
+    K_HOP_PUSH,
+    K_POLL_BODY,
+    K_POLL_START,
+    K_SENT_BY_APP,
+    NB_BYTE,
+    NB_FIX,
+    NC,
+    NJ,
+    NOW,
+    NP,
+    NQ,
+    NX,
+    O_CPU,
+    O_CTR,
+    O_HEAP,
+    O_HOP,
+    O_JOB,
+    O_NICQ,
+    O_PKT,
+    O_SITECPU,
+    O_TEN,
+    ONE_LAYER,
+    P_NEXT,
+    P_SIZE,
+    P_TENANT,
+    Q_QD_HEAD,
+    Q_QD_LEN,
+    Q_QD_TAIL,
+    Q_TXC_HOP,
+    Q_TXQ_USED,
+    SCRATCH,
+    SOFTIRQ,
+    STATUS,
+    TX_RING,
+    TXQLEN,
+    X_DROPS,
+    cpu_next,
+    cpu_submit,
+    jit,
+    pkt_free,
+    pop,
+    transmit,
+    unmanaged,
+)  # fmt: skip
+from vcoal.sim.compiled_hop import (
+    D_AFTER_NIC_RX,
+    D_TO_APP,
+    D_TO_NIC_TX,
+    HP_DELIV,
+    HP_GATE,
+    NH,
+    done_pkt,
+    hop_push,
+    next_pkt,
+    poll_body,
+    poll_start,
+    svc_cost,
+    timer,
+)  # fmt: skip
+from vcoal.sim.compiled_tenant import (
+    NT,
+    T_BCPU,
+    T_FERX,
+    T_QUEUE,
+    on_drop,
+    on_rx,
+    on_wire,
+    sent_by_app,
+    start_all,
+    tenant_event,
+    wire_rx,
+)  # fmt: skip
+
+__all__ = ["run", "start_all"]
+
+
+@jit(I64)
+def to_nic_tx(m, x, p):
+    """Path._to_nic_tx: into the NIC tx ring, or the qdisc while the ring is full, or dropped."""
+    q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
+    qb = m[O_NICQ] + q * NQ
+    if m[qb + Q_TXQ_USED] >= m[TX_RING]:
+        if m[qb + Q_QD_LEN] >= m[TXQLEN]:
+            gate = m[m[O_HOP] + m[qb + Q_TXC_HOP] * NH + HP_GATE]
+            m[m[O_CTR] + (gate * 2 + 1) * NX + X_DROPS] += 1
+            on_drop(m, x, p)
+        else:
+            m[m[O_PKT] + p * NP + P_NEXT] = -1
+            if m[qb + Q_QD_LEN] == 0:
+                m[qb + Q_QD_HEAD] = p
+            else:
+                m[m[O_PKT] + m[qb + Q_QD_TAIL] * NP + P_NEXT] = p
+            m[qb + Q_QD_TAIL] = p
+            m[qb + Q_QD_LEN] += 1
+        return
+    transmit(m, x, q, p)
+
+
+@jit(I64)
+def tx_cleaned(m, x, p):
+    """Path._tx_cleaned: a tx ring slot is free again; the qdisc's head may go out."""
+    q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
+    qb = m[O_NICQ] + q * NQ
+    m[qb + Q_TXQ_USED] -= 1
+    if m[qb + Q_QD_LEN]:
+        y = m[qb + Q_QD_HEAD]
+        m[qb + Q_QD_HEAD] = m[m[O_PKT] + y * NP + P_NEXT]
+        m[qb + Q_QD_LEN] -= 1
+        transmit(m, x, q, y)
+    pkt_free(m, x, p)
+
+
+@jit(I64, I64)
+def deliver(m, x, h, p):
+    kind = m[m[O_HOP] + h * NH + HP_DELIV]
+    if kind == D_AFTER_NIC_RX:
+        if m[ONE_LAYER]:
+            on_rx(m, x, p)
+            return
+        tb = m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT
+        fh = m[tb + T_FERX]
+        cost = svc_cost(m, x, m[NB_FIX], x[NB_BYTE], m[m[O_PKT] + p * NP + P_SIZE])
+        cpu_submit(m, x, m[tb + T_BCPU], SOFTIRQ, cost, K_HOP_PUSH, fh, p, 0, m[m[O_HOP] + fh * NH + HP_GATE])
+    elif kind == D_TO_APP:
+        on_rx(m, x, p)
+    elif kind == D_TO_NIC_TX:
+        to_nic_tx(m, x, p)
+    else:
+        tx_cleaned(m, x, p)
+
+
+@jit(I64, I64)
+def cpu_complete(m, x, c, token):
+    """Cpu._complete: account the job, run its continuation, start the next job."""
+    cb = m[O_CPU] + c * NC
+    if token != m[cb + C_TOKEN]:
+        return
+    j = m[cb + C_RUN_JOB]
+    jb = m[O_JOB] + j * NJ
+    cost = m[jb + J_COST]
+    kind = m[jb + J_KIND]
+    a = m[jb + J_A]
+    b = m[jb + J_B]
+    cc = m[jb + J_C]
+    acct = m[jb + J_ACCT]
+    m[jb + J_NEXT] = m[JFREE]  # the job row goes back to the free list
+    m[JFREE] = j
+    m[JUSED] -= 1
+    m[cb + C_BUSY + m[cb + C_RUN_CLS]] += cost
+    if acct >= 0:
+        m[m[O_SITECPU] + acct] += cost
+    m[cb + C_RUN_JOB] = -1
+    m[cb + C_COMPLETING] = 1
+    if kind == K_DONE_PKT:
+        done_pkt(m, x, a, b)
+        deliver(m, x, a, b)
+        next_pkt(m, x, a)
+    elif kind == K_SENT_BY_APP:
+        sent_by_app(m, x, b >> 2, a, b & 3, cc)
+    elif kind == K_HOP_PUSH:
+        if hop_push(m, x, a, b):
+            on_drop(m, x, b)
+    elif kind == K_POLL_START:
+        poll_start(m, x, a)
+    elif kind == K_POLL_BODY:
+        poll_body(m, x, a)
+    m[cb + C_COMPLETING] = 0
+    cpu_next(m, x, c)
+
+
+@jit(I64, I64, ret=I64)
+def run(m_, x_, until, budget):
+    """Kernel.run over the arena; returns the budget left (m[STATUS] = 1: stopped for Python)."""
+    m = unmanaged(m_)
+    x = unmanaged(x_)
+    m[STATUS] = 0
+    while budget != 0:
+        if m[FLAG]:
+            m[STATUS] = 1
+            return budget
+        if m[HN] == 0 or m[m[O_HEAP]] > until:
+            break
+        pop(m, x, SCRATCH)
+        kind = m[SCRATCH + 1]
+        a = m[SCRATCH + 2]
+        b = m[SCRATCH + 3]
+        m[NOW] = m[SCRATCH]
+        m[EVENTS] += 1
+        budget -= 1
+        if kind == E_CPU_DONE:
+            cpu_complete(m, x, a, b)
+        elif kind == E_WIRE_RX:
+            wire_rx(m, x, a)
+        elif kind == E_HOP_TIMER:
+            timer(m, x, a, b)
+        elif kind == E_WIRE_OUT:
+            q = m[m[O_TEN] + m[m[O_PKT] + a * NP + P_TENANT] * NT + T_QUEUE]
+            hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_TXC_HOP], a)  # capacity 2**62: never full
+            on_wire(m, x, a)
+        elif kind == E_HOP_POLL:
+            poll_start(m, x, a)
+        else:
+            tenant_event(m, x, kind, a, b)
+    if budget != 0 or m[HN] == 0 or m[m[O_HEAP]] > until:
+        m[NOW] = until
+    return budget

@@ -1,0 +1,270 @@
+"""Compiled engine, part 2: one coalescing hop (coalescer.py), statement by statement.
+
+A hop row holds its wiring (gate and NAPI sites, direction, consumer CPU, costs, what delivery
+does) and its state (ring as a linked list of packets, coalescer state, tokens). ``hop_push``
+returns True when the ring was full; the caller then runs the drop handler, which is what
+``Hop.push`` does last in that case. ``done_pkt`` leaves delivery to the caller, which then calls
+``next_pkt`` (``Hop._done_pkt`` = count, deliver, next packet).
+"""
+
+from __future__ import annotations
+
+from numba import types as nt
+
+from vcoal.sim.compiled_core import (
+    E_HOP_POLL,
+    E_HOP_TIMER,
+    I64,
+    IRQ,
+    IRQ_EXP,
+    IRQ_NS,
+    K_DONE_PKT,
+    K_NOOP,
+    K_POLL_BODY,
+    K_POLL_START,
+    NOW,
+    NP,
+    NS,
+    NX,
+    O_CTR,
+    O_HOP,
+    O_PKT,
+    O_SP,
+    OF_HOPF,
+    P_NEXT,
+    P_SIZE,
+    POLL_NS,
+    PRIO_TIMER,
+    S_BUDGET,
+    S_DEFER,
+    S_GRO,
+    S_TIMER,
+    SOFTIRQ,
+    SVC_EXP,
+    TM_ITR,
+    TM_PACKET,
+    VIRQ_NS,
+    X_BYTES,
+    X_DROPS,
+    X_INTERRUPTS,
+    X_PACKETS,
+    X_POLLS,
+    X_SUPPRESSED,
+    at,
+    cpu_submit,
+    draw_irq,
+    draw_svc,
+    jit,
+)  # fmt: skip
+
+# hop rows
+HP_GATE, HP_NAPI, HP_DIR, HP_CONS, HP_CAP, HP_IRQK, HP_COSTFIX, HP_COSTEXP, HP_DELIV = range(9)
+HP_SENDER, HP_SENDER_NS, HP_RHEAD, HP_RTAIL, HP_RLEN, HP_STATE, HP_COUNT, HP_DEADLINE = range(9, 17)
+HP_LAST_FIRE, HP_TOKEN, HP_WORK, HP_DEFER_LEFT = range(17, 21)
+NH = 21
+ARMED, COALESCING, MASKED, DEFERRED = 0, 1, 2, 3
+D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED = 0, 1, 2, 3
+
+
+@jit(I64, I64, ret=I64)
+def pkt_cost(m, x, h, p):
+    """Per-packet CPU cost of hop ``h`` (engine.py ``_svc``)."""
+    hb = m[O_HOP] + h * NH
+    fix = m[hb + HP_COSTFIX]
+    byte = x[m[OF_HOPF] + h]
+    size = m[m[O_PKT] + p * NP + P_SIZE]
+    if m[hb + HP_COSTEXP]:
+        return int((fix + byte * size) * draw_svc(m, x) + 0.5)
+    if byte == 0.0:
+        return fix
+    return fix + int(byte * size + 0.5)
+
+
+@jit(I64, nt.float64, I64, ret=I64)
+def svc_cost(m, x, fix, byte, size):
+    """engine.py ``_svc`` for a cost not tied to a hop (netback rx copy)."""
+    if m[SVC_EXP]:
+        return int((fix + byte * size) * draw_svc(m, x) + 0.5)
+    if byte == 0.0:
+        return fix
+    return fix + int(byte * size + 0.5)
+
+
+@jit(I64, ret=I64)
+def irq_cost(m, x, h):
+    """Interrupt cost of hop ``h``: physical or virtual (engine.py ``_cost_fn``)."""
+    mean = m[IRQ_NS] if m[m[O_HOP] + h * NH + HP_IRQK] == 0 else m[VIRQ_NS]
+    if m[IRQ_EXP] and mean > 0:
+        return int(mean * draw_irq(m, x) + 0.5)
+    return mean
+
+
+@jit(I64, I64)
+def wait(m, x, h, t):
+    hb = m[O_HOP] + h * NH
+    m[hb + HP_STATE] = COALESCING
+    m[hb + HP_TOKEN] += 1
+    at(m, x, t, PRIO_TIMER, E_HOP_TIMER, h, m[hb + HP_TOKEN])
+
+
+@jit(I64)
+def fire(m, x, h):
+    hb = m[O_HOP] + h * NH
+    m[hb + HP_TOKEN] += 1
+    m[hb + HP_STATE] = MASKED
+    m[hb + HP_LAST_FIRE] = m[NOW]
+    gate = m[hb + HP_GATE]
+    m[m[O_CTR] + (gate * 2 + m[hb + HP_DIR]) * NX + X_INTERRUPTS] += 1
+    if m[hb + HP_SENDER] >= 0 and m[hb + HP_SENDER_NS] != 0:
+        cpu_submit(m, x, m[hb + HP_SENDER], SOFTIRQ, m[hb + HP_SENDER_NS], K_NOOP, 0, 0, 0, gate)
+    cpu_submit(m, x, m[hb + HP_CONS], IRQ, irq_cost(m, x, h), K_POLL_START, h, 0, 0, m[hb + HP_NAPI])
+
+
+@jit(I64)
+def arm_first(m, x, h):
+    hb = m[O_HOP] + h * NH
+    sb = m[O_SP] + m[hb + HP_GATE] * NS
+    d = m[hb + HP_DIR]
+    now = m[NOW]
+    usecs = m[sb + 2 * d]
+    frames = m[sb + 2 * d + 1]
+    if m[sb + S_TIMER] == TM_ITR:
+        fire_at = m[hb + HP_LAST_FIRE] + 1000 * usecs
+        if fire_at <= now:
+            fire(m, x, h)
+            return
+        wait(m, x, h, fire_at)
+        return
+    if usecs == 0 and frames <= 1:
+        fire(m, x, h)
+        return
+    if frames == 1:
+        fire(m, x, h)
+        return
+    m[hb + HP_COUNT] = 1
+    m[hb + HP_STATE] = COALESCING
+    if usecs == 0:
+        return
+    m[hb + HP_DEADLINE] = now + 1000 * usecs
+    wait(m, x, h, m[hb + HP_DEADLINE])
+
+
+@jit(I64, I64, ret=nt.boolean)
+def hop_push(m, x, h, p):
+    """Hop.push; returns True if the ring was full (the caller drops the packet)."""
+    hb = m[O_HOP] + h * NH
+    gate = m[hb + HP_GATE]
+    d = m[hb + HP_DIR]
+    xb = m[O_CTR] + (gate * 2 + d) * NX
+    if m[hb + HP_RLEN] >= m[hb + HP_CAP]:
+        m[xb + X_DROPS] += 1
+        return True
+    o = m[O_PKT]
+    m[o + p * NP + P_NEXT] = -1
+    if m[hb + HP_RLEN] == 0:
+        m[hb + HP_RHEAD] = p
+    else:
+        m[o + m[hb + HP_RTAIL] * NP + P_NEXT] = p
+    m[hb + HP_RTAIL] = p
+    m[hb + HP_RLEN] += 1
+    m[xb + X_PACKETS] += 1
+    m[xb + X_BYTES] += m[o + p * NP + P_SIZE]
+    state = m[hb + HP_STATE]
+    if state == ARMED:
+        arm_first(m, x, h)
+    elif state == COALESCING:
+        m[hb + HP_COUNT] += 1
+        sb = m[O_SP] + gate * NS
+        if m[sb + S_TIMER] == TM_ITR:
+            return False
+        frames = m[sb + 2 * d + 1]
+        if 0 < frames <= m[hb + HP_COUNT]:
+            fire(m, x, h)
+        elif m[sb + S_TIMER] == TM_PACKET:
+            m[hb + HP_DEADLINE] = m[NOW] + 1000 * m[sb + 2 * d]
+    else:
+        m[xb + X_SUPPRESSED] += 1
+    return False
+
+
+@jit(I64, I64)
+def timer(m, x, h, token):
+    """Hop._timer."""
+    hb = m[O_HOP] + h * NH
+    if token != m[hb + HP_TOKEN] or m[hb + HP_STATE] != COALESCING:
+        return
+    if m[m[O_SP] + m[hb + HP_GATE] * NS + S_TIMER] == TM_PACKET and m[NOW] < m[hb + HP_DEADLINE]:
+        at(m, x, m[hb + HP_DEADLINE], PRIO_TIMER, E_HOP_TIMER, h, token)
+        return
+    fire(m, x, h)
+
+
+@jit(I64)
+def complete(m, x, h):
+    """Hop._complete: re-arm the interrupt, or defer to a timer re-poll."""
+    hb = m[O_HOP] + h * NH
+    sb = m[O_SP] + m[hb + HP_NAPI] * NS
+    if m[hb + HP_WORK] > 0:
+        m[hb + HP_DEFER_LEFT] = m[sb + S_DEFER]
+    if m[hb + HP_DEFER_LEFT] > 0:
+        m[hb + HP_DEFER_LEFT] -= 1
+        if m[sb + S_GRO] > 0:
+            m[hb + HP_STATE] = DEFERRED
+            at(m, x, m[NOW] + m[sb + S_GRO], PRIO_TIMER, E_HOP_POLL, h, 0)
+            return
+    m[hb + HP_STATE] = ARMED
+
+
+@jit(I64)
+def next_pkt(m, x, h):
+    """Hop._next_pkt (a budget exhausted with free polls loops here instead of recursing)."""
+    hb = m[O_HOP] + h * NH
+    napi = m[hb + HP_NAPI]
+    while True:
+        if m[hb + HP_RLEN] == 0:
+            complete(m, x, h)
+            return
+        if m[hb + HP_WORK] >= m[m[O_SP] + napi * NS + S_BUDGET]:
+            pns = m[POLL_NS]
+            if pns:
+                cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, napi)
+                return
+            m[m[O_CTR] + (napi * 2 + m[hb + HP_DIR]) * NX + X_POLLS] += 1
+            m[hb + HP_WORK] = 0
+            continue
+        p = m[hb + HP_RHEAD]
+        m[hb + HP_RHEAD] = m[m[O_PKT] + p * NP + P_NEXT]
+        m[hb + HP_RLEN] -= 1
+        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pkt_cost(m, x, h, p), K_DONE_PKT, h, p, 0, napi)
+        return
+
+
+@jit(I64)
+def poll_body(m, x, h):
+    hb = m[O_HOP] + h * NH
+    m[m[O_CTR] + (m[hb + HP_NAPI] * 2 + m[hb + HP_DIR]) * NX + X_POLLS] += 1
+    m[hb + HP_WORK] = 0
+    next_pkt(m, x, h)
+
+
+@jit(I64)
+def poll_start(m, x, h):
+    """Hop._poll_start (after the interrupt, after a full budget, or the deferred re-poll)."""
+    pns = m[POLL_NS]
+    if pns:
+        hb = m[O_HOP] + h * NH
+        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, m[hb + HP_NAPI])
+    else:
+        poll_body(m, x, h)
+
+
+@jit(I64, I64)
+def done_pkt(m, x, h, p):
+    """The counting half of Hop._done_pkt; the caller delivers, then calls next_pkt."""
+    hb = m[O_HOP] + h * NH
+    m[hb + HP_WORK] += 1
+    napi = m[hb + HP_NAPI]
+    if napi != m[hb + HP_GATE]:
+        xb = m[O_CTR] + (napi * 2 + m[hb + HP_DIR]) * NX
+        m[xb + X_PACKETS] += 1
+        m[xb + X_BYTES] += m[m[O_PKT] + p * NP + P_SIZE]

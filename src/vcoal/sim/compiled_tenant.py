@@ -1,0 +1,367 @@
+"""Compiled engine, part 3: the tenant workloads (workloads.py), statement by statement.
+
+Packets are pool rows; a packet is freed when it ends: delivered to the application (``on_rx``),
+dropped (``on_drop``) or, after ``on_wire``, when its TX completion is cleaned (the NIC tx ring
+still holds it when the tenant sees it on the wire).
+"""
+
+from __future__ import annotations
+
+from numba import types as nt
+
+from vcoal.sim.compiled_core import (
+    ACK,
+    APP,
+    CTX_NS,
+    DELIV_CAP,
+    DRAW_MARGIN,
+    E_ARRIVAL,
+    E_OPEN,
+    E_PUMP_AT,
+    E_REQUEST,
+    E_ROW,
+    E_SET_RATE,
+    E_TOGGLE,
+    END_NS,
+    F_DELIV,
+    F_DRAWS,
+    FLAG,
+    HI_HIST,
+    HI_RTT,
+    HI_WIN,
+    HI_WINRTT,
+    I64,
+    K_NOOP,
+    K_SENT_BY_APP,
+    MARGIN,
+    MEASURING,
+    NDELIV,
+    NOW,
+    NP,
+    NQ,
+    NTEN,
+    O_DELIV,
+    O_NICQ,
+    O_PKT,
+    O_STEPS_T,
+    O_TEN,
+    O_TR_DIR,
+    O_TR_SIZE,
+    O_TR_T,
+    OF_STEPS_RATE,
+    OF_TENF,
+    OF_WL,
+    ONE_LAYER,
+    P_KIND,
+    P_REF,
+    P_SIZE,
+    P_T0,
+    P_TENANT,
+    PRIO_ARRIVAL,
+    PRIO_CONTROL,
+    Q_RX_HOP,
+    REC_DELIV,
+    REQ,
+    RESP,
+    SEND_COST,
+    WL_LEN,
+    at,
+    cpu_submit,
+    hist_add,
+    jit,
+    pkt_free,
+    pkt_new,
+    wire_send,
+)  # fmt: skip
+from vcoal.sim.compiled_hop import hop_push
+
+# tenant rows: wiring and parameters, then state, then counters
+T_KIND, T_DIR, T_QUEUE, T_BCPU, T_APPCPU, T_FERX, T_FETX, T_OUTSTANDING, T_REQ_BYTES = range(9)
+T_RESP_BYTES, T_APP_NS, T_WINDOW, T_PKT_BYTES, T_ACK_EVERY, T_ACK_BYTES, T_RTO_NS, T_GAP_NS = range(9, 17)
+T_STEP_OFF, T_STEP_N, T_TR_OFF, T_TR_N, T_ONOFF, T_THINK = range(17, 23)
+T_TOKEN, T_ON, T_POS, T_ACKED, T_CREDIT, T_NEXT_NS, T_DRAW_POS = range(23, 30)
+T_SENT, T_DELIVERED, T_DROPPED, T_M_DELIVERED, T_M_BYTES, T_M_DROPPED, T_M_SENT = range(30, 37)
+T_W_PACKETS, T_W_BYTES = 37, 38
+NT = 39
+# float tenant rows
+TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
+NTF = 4
+W_POISSON, W_TRACE, W_RR, W_BULK = 0, 1, 2, 3
+
+
+@jit(I64, ret=nt.float64)
+def wl_draw(m, x, i):
+    """Next unit exponential of stream ``workload/<tenant>``."""
+    tb = m[O_TEN] + i * NT
+    k = m[tb + T_DRAW_POS]
+    m[tb + T_DRAW_POS] = k + 1
+    if k + 1 > m[WL_LEN] - DRAW_MARGIN:
+        m[FLAG] |= F_DRAWS
+    return x[m[OF_WL] + i * m[WL_LEN] + k]
+
+
+# --- TenantRt ------------------------------------------------------------------------------------
+@jit(I64, I64, I64, I64, ret=I64)
+def t_new(m, x, i, size, kind, ref):
+    tb = m[O_TEN] + i * NT
+    m[tb + T_SENT] += 1
+    if m[MEASURING]:
+        m[tb + T_M_SENT] += 1
+    return pkt_new(m, x, i, size, m[NOW], kind, ref)
+
+
+@jit(I64, I64)
+def finish(m, x, i, p):
+    m[m[O_TEN] + i * NT + T_DELIVERED] += 1
+    if m[REC_DELIV]:
+        n = m[NDELIV]
+        db = m[O_DELIV] + 3 * n
+        m[db] = i
+        m[db + 1] = m[m[O_PKT] + p * NP + P_T0]
+        m[db + 2] = m[NOW]
+        m[NDELIV] = n + 1
+        if n + 1 > m[DELIV_CAP] - m[MARGIN]:
+            m[FLAG] |= F_DELIV
+
+
+@jit(I64, I64, I64, nt.boolean, nt.boolean)
+def delivered(m, x, i, p, lat, payload, record):
+    tb = m[O_TEN] + i * NT
+    finish(m, x, i, p)
+    size = m[m[O_PKT] + p * NP + P_SIZE]
+    if m[MEASURING]:
+        if record:
+            hist_add(m, x, HI_HIST, i, lat)
+        if payload:
+            m[tb + T_M_DELIVERED] += 1
+            m[tb + T_M_BYTES] += size
+    if payload:
+        m[tb + T_W_PACKETS] += 1
+        m[tb + T_W_BYTES] += size
+    if record:
+        hist_add(m, x, HI_WIN, i, lat)
+
+
+@jit(I64, I64, I64, I64, I64)
+def send_from_app(m, x, i, size, kind, ref, extra):
+    tb = m[O_TEN] + i * NT
+    cpu_submit(m, x, m[tb + T_APPCPU], APP, extra + m[SEND_COST], K_SENT_BY_APP, size, 4 * i + kind, ref, -1)
+
+
+@jit(I64)
+def on_drop(m, x, p):
+    pb = m[O_PKT] + p * NP
+    i = m[pb + P_TENANT]
+    tb = m[O_TEN] + i * NT
+    m[tb + T_DROPPED] += 1
+    if m[MEASURING]:
+        m[tb + T_M_DROPPED] += 1
+    kind = m[tb + T_KIND]
+    if kind == W_RR:
+        at(m, x, m[NOW] + m[tb + T_RTO_NS], PRIO_ARRIVAL, E_REQUEST, i, 0)
+    elif kind == W_BULK:
+        n = m[pb + P_REF] if m[pb + P_KIND] == ACK else 1
+        at(m, x, m[NOW] + m[tb + T_RTO_NS], PRIO_CONTROL, E_OPEN, i, n)
+    pkt_free(m, x, p)
+
+
+@jit(I64, I64, I64, I64)
+def sent_by_app(m, x, i, size, kind, ref):
+    """TenantRt._sent_by_app: the packet is created and enters netfront's tx ring."""
+    p = t_new(m, x, i, size, kind, ref)
+    if hop_push(m, x, m[m[O_TEN] + i * NT + T_FETX], p):
+        on_drop(m, x, p)
+
+
+@jit(I64)
+def wire_rx(m, x, p):
+    """Path.wire_rx: a packet from the wire reaches its NIC queue."""
+    q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
+    if hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_RX_HOP], p):
+        on_drop(m, x, p)
+
+
+# --- Bulk ----------------------------------------------------------------------------------------
+@jit(I64)
+def pump(m, x, i):
+    tb = m[O_TEN] + i * NT
+    now = m[NOW]
+    while m[tb + T_CREDIT] > 0 and now < m[END_NS]:
+        if m[tb + T_NEXT_NS] > now:
+            at(m, x, m[tb + T_NEXT_NS], PRIO_ARRIVAL, E_PUMP_AT, i, m[tb + T_NEXT_NS])
+            return
+        m[tb + T_CREDIT] -= 1
+        m[tb + T_NEXT_NS] = now + m[tb + T_GAP_NS]
+        if m[tb + T_DIR] == 0:
+            wire_send(m, x, t_new(m, x, i, m[tb + T_PKT_BYTES], 0, 0))
+        else:
+            send_from_app(m, x, i, m[tb + T_PKT_BYTES], 0, 0, m[tb + T_APP_NS])
+
+
+@jit(I64, I64)
+def bulk_open(m, x, i, n):
+    m[m[O_TEN] + i * NT + T_CREDIT] += n
+    pump(m, x, i)
+
+
+# --- arrivals at the application and on the wire -------------------------------------------------
+@jit(I64)
+def on_rx(m, x, p):
+    """A packet reached the application (the packet ends here)."""
+    pb = m[O_PKT] + p * NP
+    i = m[pb + P_TENANT]
+    tb = m[O_TEN] + i * NT
+    kind = m[tb + T_KIND]
+    lat = m[NOW] - m[pb + P_T0]
+    if kind <= W_TRACE:  # poisson or trace
+        delivered(m, x, i, p, lat, True, True)
+        if m[tb + T_APP_NS] and not m[ONE_LAYER]:
+            cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
+    elif kind == W_RR:
+        delivered(m, x, i, p, lat, False, True)
+        send_from_app(m, x, i, m[tb + T_RESP_BYTES], RESP, m[pb + P_REF], m[tb + T_APP_NS] + m[CTX_NS])
+    elif m[pb + P_KIND] == ACK:
+        finish(m, x, i, p)
+        bulk_open(m, x, i, m[pb + P_REF])
+    else:
+        delivered(m, x, i, p, lat, True, True)
+        m[tb + T_ACKED] += 1
+        if m[tb + T_ACKED] >= m[tb + T_ACK_EVERY]:
+            n = m[tb + T_ACKED]
+            m[tb + T_ACKED] = 0
+            send_from_app(m, x, i, m[tb + T_ACK_BYTES], ACK, n, m[tb + T_APP_NS])
+        elif m[tb + T_APP_NS]:
+            cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
+    pkt_free(m, x, p)
+
+
+@jit(I64)
+def on_wire(m, x, p):
+    """A tenant's packet left on the wire (it is freed when its TX completion is cleaned)."""
+    pb = m[O_PKT] + p * NP
+    i = m[pb + P_TENANT]
+    tb = m[O_TEN] + i * NT
+    now = m[NOW]
+    kind = m[tb + T_KIND]
+    lat = now - m[pb + P_T0]
+    if kind <= W_TRACE:  # poisson or trace
+        delivered(m, x, i, p, lat, True, True)
+    elif kind == W_RR:
+        rtt = now - m[pb + P_REF]
+        delivered(m, x, i, p, lat, True, False)
+        if m[MEASURING]:
+            hist_add(m, x, HI_RTT, i, rtt)
+        hist_add(m, x, HI_WINRTT, i, rtt)
+        think = int(x[m[OF_TENF] + i * NTF + TF_THINK1000] * wl_draw(m, x, i) + 0.5) if m[tb + T_THINK] else 0
+        at(m, x, now + think, PRIO_ARRIVAL, E_REQUEST, i, 0)
+    elif m[pb + P_KIND] == ACK:
+        finish(m, x, i, p)
+        bulk_open(m, x, i, m[pb + P_REF])
+    else:
+        delivered(m, x, i, p, lat, True, True)
+        m[tb + T_ACKED] += 1
+        if m[tb + T_ACKED] >= m[tb + T_ACK_EVERY]:
+            n = m[tb + T_ACKED]
+            m[tb + T_ACKED] = 0
+            wire_send(m, x, t_new(m, x, i, m[tb + T_ACK_BYTES], ACK, n))
+
+
+# --- OpenLoop and Trace --------------------------------------------------------------------------
+@jit(I64)
+def schedule_next(m, x, i):
+    tb = m[O_TEN] + i * NT
+    m[tb + T_TOKEN] += 1
+    now = m[NOW]
+    rate = x[m[OF_TENF] + i * NTF + TF_RATE]
+    if not m[tb + T_ON] or rate <= 0 or now >= m[END_NS]:
+        return
+    gap = int(1e9 / rate * wl_draw(m, x, i) + 0.5)
+    at(m, x, now + gap, PRIO_ARRIVAL, E_ARRIVAL, i, m[tb + T_TOKEN])
+
+
+@jit(I64, I64)
+def toggle(m, x, i, on):
+    m[m[O_TEN] + i * NT + T_ON] = on
+    fb = m[OF_TENF] + i * NTF
+    mean = x[fb + TF_ON1000] if on else x[fb + TF_OFF1000]
+    at(m, x, m[NOW] + max(1, int(mean * wl_draw(m, x, i) + 0.5)), PRIO_CONTROL, E_TOGGLE, i, 1 - on)
+    schedule_next(m, x, i)
+
+
+@jit(I64, I64, I64)
+def emit(m, x, i, size, direction):
+    """OpenLoop._emit / Trace._row: a new packet from the wire (rx) or from the application (tx)."""
+    if direction == 0:
+        wire_rx(m, x, t_new(m, x, i, size, 0, 0))
+    else:
+        send_from_app(m, x, i, size, 0, 0, m[m[O_TEN] + i * NT + T_APP_NS])
+
+
+@jit(I64)
+def next_row(m, x, i):
+    tb = m[O_TEN] + i * NT
+    k = m[tb + T_POS]
+    if k >= m[tb + T_TR_N]:
+        return
+    ts = m[m[O_TR_T] + m[tb + T_TR_OFF] + k]
+    if ts >= m[END_NS]:
+        return
+    at(m, x, max(ts, m[NOW]), PRIO_ARRIVAL, E_ROW, i, 0)
+
+
+# --- tenant start and events ---------------------------------------------------------------------
+@jit()
+def start_all(m, x):
+    """Every tenant's start(), in tenant order, at time 0."""
+    now = m[NOW]
+    for i in range(m[NTEN]):
+        tb = m[O_TEN] + i * NT
+        kind = m[tb + T_KIND]
+        if kind == W_POISSON:
+            m[tb + T_TOKEN] = 0
+            m[tb + T_ON] = 1
+            for k in range(m[tb + T_STEP_OFF], m[tb + T_STEP_OFF] + m[tb + T_STEP_N]):
+                at(m, x, m[m[O_STEPS_T] + k], PRIO_CONTROL, E_SET_RATE, i, k)
+            if m[tb + T_ONOFF]:
+                toggle(m, x, i, 1)
+            else:
+                schedule_next(m, x, i)
+        elif kind == W_TRACE:
+            m[tb + T_POS] = 0
+            next_row(m, x, i)
+        elif kind == W_RR:
+            for j in range(m[tb + T_OUTSTANDING]):
+                at(m, x, now + 1000 * i + j, PRIO_ARRIVAL, E_REQUEST, i, 0)
+        else:
+            m[tb + T_ACKED] = 0
+            m[tb + T_CREDIT] = m[tb + T_WINDOW]
+            m[tb + T_NEXT_NS] = 0
+            pump(m, x, i)
+
+
+@jit(I64, I64, I64)
+def tenant_event(m, x, kind, i, b):
+    """The workload events (E_SET_RATE .. E_OPEN)."""
+    tb = m[O_TEN] + i * NT
+    if kind == E_ARRIVAL:
+        if b == m[tb + T_TOKEN]:
+            emit(m, x, i, m[tb + T_PKT_BYTES], m[tb + T_DIR])
+            schedule_next(m, x, i)
+    elif kind == E_REQUEST:
+        if m[NOW] < m[END_NS]:
+            wire_send(m, x, t_new(m, x, i, m[tb + T_REQ_BYTES], REQ, m[NOW]))
+    elif kind == E_PUMP_AT:
+        if b == m[tb + T_NEXT_NS]:
+            pump(m, x, i)
+    elif kind == E_OPEN:
+        bulk_open(m, x, i, b)
+    elif kind == E_ROW:
+        k = m[tb + T_TR_OFF] + m[tb + T_POS]
+        m[tb + T_POS] += 1
+        emit(m, x, i, m[m[O_TR_SIZE] + k], m[m[O_TR_DIR] + k])
+        next_row(m, x, i)
+    elif kind == E_TOGGLE:
+        toggle(m, x, i, b)
+    elif kind == E_SET_RATE:
+        x[m[OF_TENF] + i * NTF + TF_RATE] = x[m[OF_STEPS_RATE] + b]
+        schedule_next(m, x, i)
