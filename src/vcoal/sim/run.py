@@ -35,9 +35,11 @@ def run_scenario(
         is appended to it (for sample-path tests; memory grows with the run).
     samples: if a list is given, ``(t_ns, {site: CounterSample})`` is appended at the start and
         at every window end: the raw counters a real host would show, for replay through the agent.
-    engine: ``des`` (event-driven, any scenario), ``fast`` (compiled one-layer recursion; only
-        for eligible scenarios, see ``vcoal.sim.fast.eligible``) or ``auto`` (fast when eligible
-        and nothing per-packet was asked for).
+    engine: ``des`` (event-driven, pure Python, any scenario: the reference), ``compiled`` (the
+        same event-driven model compiled with numba, identical results; anything but ``audit``),
+        ``fast`` (compiled one-layer recursion; only for eligible scenarios, see
+        ``vcoal.sim.fast.eligible``) or ``auto`` (fast when eligible and nothing per-packet was
+        asked for, else compiled when supported, else des).
 
     Returns
     -------
@@ -57,8 +59,8 @@ def run_scenario(
         spec = spec.with_overrides(overrides)
     from vcoal.sim import fast
 
-    if engine not in ("auto", "des", "fast"):
-        raise ValueError(f"engine={engine!r}: must be auto, des or fast")
+    if engine not in ("auto", "des", "fast", "compiled"):
+        raise ValueError(f"engine={engine!r}: must be auto, des, compiled or fast")
     can_fast = fast.eligible(spec, policy) and not audit and deliveries is None and samples is None
     if engine == "fast" and not can_fast:
         raise ValueError("engine='fast' needs a one-layer, one-queue, one-guest open-loop scenario without a policy")
@@ -67,6 +69,16 @@ def run_scenario(
         if progress is not None:
             progress(1.0)
         return result
+    if engine in ("compiled", "auto"):
+        from vcoal.sim import compiled
+
+        if compiled.supports(spec, policy, audit):
+            sim = compiled.CompiledSimulation(spec, policy, spec.seed)
+            sim.deliveries = deliveries
+            sim.samples = samples
+            return sim.run(progress)
+        if engine == "compiled":
+            raise ValueError("engine='compiled' cannot audit packets (audit=True); use engine='des'")
     sim = Simulation(spec, policy, spec.seed, audit=audit)
     sim.deliveries = deliveries
     sim.samples = samples
