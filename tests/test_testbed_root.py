@@ -94,4 +94,5 @@ def test_short_closed_loop_trial_gives_a_trial_result():
     assert all(5 < w["tenants"]["lat"]["tap_p50_us"] <= w["tenants"]["lat"]["tap_p99_us"] < 5000 for w in r.windows)
     assert r.meta["tap"]["lat"]["samples"] > 200
     assert r.cpus[0].app > 0
+    assert r.meta["host"]["cpus"] >= 1 and "3." in r.meta["host"]["iperf3"]
     assert TrialResult.from_dict(r.to_dict()).tenants[0].rtt_us == lat.rtt_us

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vcoal.linux import procs, topology
+from vcoal.linux.hostinfo import host_info
 from vcoal.linux.knobs import LinuxKnobs
 from vcoal.model.policy import Policy
 from vcoal.model.result import TrialResult
@@ -246,6 +247,8 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             decisions=decisions,
             meta={
                 "environment": "testbed",
+                "host": {**host_info().to_dict(), "sockperf": _version(["sockperf", "--version"]),
+                         "iperf3": _version(["iperf3", "--version"])},
                 "topology_tag": tag,
                 "window_s": window_ns / 1e9,
                 "knobs_initial": knobs_initial,
@@ -297,6 +300,18 @@ def _start_tap(
     if not t.running():
         raise RuntimeError(f"latency tap on {topo.wire_dev} failed: {t.stderr().strip()[-300:]}")
     return tap.TapReader(path), ports
+
+
+def _version(argv: list[str]) -> str:
+    """First line of a tool's version output ('' when it cannot run)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].replace("sockperf: ", "").strip() if text else ""
 
 
 def _tools_cpu(ps: procs.ProcessSet) -> int:
