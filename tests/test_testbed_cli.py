@@ -37,14 +37,19 @@ def test_run_rejects_bad_arguments_before_touching_anything():
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
-def test_up_status_down_cli():
+def test_up_status_down_cli(tmp_path):
     tag = "c" + uuid.uuid4().hex[:8]
     try:
-        out = runner.invoke(app, ["testbed", "up", str(EXAMPLE), "--tag", tag])
+        spec = tmp_path / "s.toml"
+        spec.write_text(EXAMPLE.read_text().replace("[nic]\nqueues = 1", "[nic]\nqueues = 1\ncoalesce = "
+                        "{ napi_defer_hard_irqs = 2, gro_flush_timeout_ns = 20000 }"))
+        out = runner.invoke(app, ["testbed", "up", str(spec), "--tag", tag])
         assert out.exit_code == 0, out.output
         assert "guest lat" in out.output and "198.18.1.1" in out.output
+        assert f"knobs vcoal-{tag}-dom0/peth0: defer 2 gro_flush 20000 ns" in out.output
         out = runner.invoke(app, ["testbed", "status"])
         assert out.exit_code == 0 and f"vcoal-{tag}-dom0" in out.output and "xenbr0" in out.output
+        assert "defer 2 gro_flush 20000 ns" in out.output
         out = runner.invoke(app, ["testbed", "down", "--tag", tag])
         assert out.exit_code == 0 and "removed 4 namespaces" in out.output
     finally:

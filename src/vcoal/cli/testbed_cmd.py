@@ -42,18 +42,33 @@ def up(
     tag: str = typer.Option("tb", "--tag", help="topology name (1-12 lower-case letters/digits)"),
     no_napi: bool = typer.Option(False, "--no-napi", help="leave veth offloads at their defaults"),
 ) -> None:
-    """Build the topology of a scenario: wire, dom0 with xenbr0, one namespace per guest."""
+    """Build the topology of a scenario (wire, dom0 with xenbr0, a namespace per guest) and set its knobs."""
     from vcoal.linux import topology
     from vcoal.spec import load_scenario
+    from vcoal.testbed.sites import site_devices
+    from vcoal.testbed.trial import KnobSet
 
     _need_root()
     try:
         spec = load_scenario(spec_path)
         plan = topology.plan(tag, [g.name for g in spec.guests])
+        devices = site_devices(spec, plan)
         topology.up(plan, napi=not no_napi)
     except (ValueError, RuntimeError, OSError) as exc:
         fail(str(exc))
+    try:
+        knobs = KnobSet(devices)
+        try:
+            written = knobs.apply(dict(spec.site_params()))
+        finally:
+            knobs.close()
+    except (ValueError, RuntimeError, OSError) as exc:
+        topology.down(tag)
+        fail(f"setting the scenario's knobs: {exc}")
     typer.echo(f"topology {tag}: wire {plan.wire_ns} ({plan.wire_ip}), dom0 {plan.dom0_ns}")
+    for w in written:
+        a = w["applied"]
+        typer.echo(f"  knobs {w['dev']}: defer {a['napi_defer_hard_irqs']} gro_flush {a['gro_flush_timeout_ns']} ns")
     for g in plan.guests:
         typer.echo(f"  guest {g.name}: ns {g.ns}, {g.dev} {g.ip}, backend {plan.dom0_ns}/{g.vif}")
     typer.echo(f"try: ip netns exec {plan.wire_ns} sockperf pp -i {plan.guests[0].ip} (server: sockperf sr in the guest)")
@@ -89,10 +104,21 @@ def status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> 
         typer.echo(f"{e['ns']}  (tag {e['tag']}, {len(e['pids'])} processes)")
         for link in e["links"]:
             addrs = ",".join(link["addrs"])
+            k = _knobs_of(e["ns"], link["ifname"]) if link["kind"] == "veth" else ""
             typer.echo(
                 f"  {link['ifname']:8s} {link['kind'] or '-':6s} {link['state']:8s} {addrs:18s}"
-                f" rx {link['rx_packets']} tx {link['tx_packets']}"
+                f" rx {link['rx_packets']} tx {link['tx_packets']}{k}"
             )
+
+
+def _knobs_of(ns: str, dev: str) -> str:
+    from vcoal.linux.knobs import read_knobs
+
+    try:
+        k = read_knobs(dev, netns=ns)
+    except (OSError, ValueError):
+        return ""
+    return f"  defer {k.get('napi_defer_hard_irqs')} gro_flush {k.get('gro_flush_timeout_ns')} ns"
 
 
 @testbed_app.command("run", epilog=EPILOG)
