@@ -5,7 +5,10 @@ Runs on one core, in one process, and prints:
   implementation, of vcoal's event-driven engine, and of vcoal's compiled path (end to end,
   arrivals and histogram included), with the ratio to SimPy; SimPy's departures are checked
   against vcoal's on the same arrival and service arrays;
-- the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine;
+- the one-layer model on the compiled event engine (``engine="compiled"``);
+- the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine and
+  on the compiled event engine (same results; packets/s = packets the tenants sent, packet-hops/s
+  = packets through every site, events/s = simulator events), wall clock and CPU time;
 - peak memory of the reference run at two lengths (streaming histograms: it must not grow).
 Ends with one JSON line of the figures.
 
@@ -108,16 +111,43 @@ def main() -> None:
     rd = run_scenario(base.with_overrides({"duration_s": n_des / 0.5e6, "warmup_s": 0.0}), engine="des")
     des_pps = rd.meta["site_packets"] / (time.perf_counter() - t0)
 
+    one = base.with_overrides({"duration_s": 0.01, "warmup_s": 0.0})
+    run_scenario(one, engine="compiled")  # JIT compile or cache load, excluded from the timing
+    n_comp = 1_000_000 if QUICK else 4_000_000
+    t0 = time.perf_counter()
+    rc = run_scenario(base.with_overrides({"duration_s": n_comp / 0.5e6, "warmup_s": 0.0}), engine="compiled")
+    comp_one_pps = rc.meta["site_packets"] / (time.perf_counter() - t0)
+
     ref = load_scenario(ROOT / "examples/reference.toml")
     t0 = time.perf_counter()
-    rr = run_scenario(ref, duration_s=0.1 if QUICK else 0.3)
+    c0 = time.process_time()
+    rr = run_scenario(ref, duration_s=0.1 if QUICK else 0.3, engine="des")
     wall = time.perf_counter() - t0
+    des_cpu = time.process_time() - c0
     ref_pps = rr.meta["site_packets"] / wall
     ref_sent_pps = sum(x.sent for x in rr.tenants) / wall
+    run_scenario(ref, duration_s=0.002, engine="compiled")  # JIT compile or cache load
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    rk = run_scenario(ref, duration_s=1.0 if QUICK else 3.0, engine="compiled")
+    kwall = time.perf_counter() - t0
+    kcpu = time.process_time() - c0
+    k_sent = sum(x.sent for x in rk.tenants)
+    comp = {
+        "reference_compiled_pkts_per_s": round(k_sent / kwall),
+        "reference_compiled_packet_hops_per_s": round(rk.meta["site_packets"] / kwall),
+        "reference_compiled_events_per_s": round(rk.meta["events"] / kwall),
+        "reference_compiled_pkts_per_cpu_s": round(k_sent / kcpu),
+        "reference_compiled_packet_hops_per_cpu_s": round(rk.meta["site_packets"] / kcpu),
+        "reference_des_pkts_per_cpu_s": round(sum(x.sent for x in rr.tenants) / des_cpu),
+        "reference_des_events_per_s": round(rr.meta["events"] / wall),
+        "reference_compiled_speedup_x": round((k_sent / kcpu) / (sum(x.sent for x in rr.tenants) / des_cpu), 1),
+        "one_layer_compiled_pkts_per_s": round(comp_one_pps),
+    }
     mem = {}
     for dur in (0.02, 0.08):
         tracemalloc.start()
-        run_scenario(ref, duration_s=dur)
+        run_scenario(ref, duration_s=dur, engine="des")
         mem[dur] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         print(f"reference {dur:.2f} s simulated: peak traced memory {mem[dur]:.2f} MiB")
@@ -126,7 +156,14 @@ def main() -> None:
     print(f"one-layer model, vcoal event engine:     {des_pps:14,.0f} pkts/s  ({des_pps / simpy_pps:.1f}x SimPy)")
     print(f"one-layer model, vcoal compiled, e2e:    {fast_pps:14,.0f} pkts/s  ({fast_pps / simpy_pps:.0f}x SimPy)")
     print(f"one-layer model, compiled kernel alone:  {kernel_pps:14,.0f} pkts/s  ({kernel_pps / simpy_pps:.0f}x SimPy)")
+    print(f"one-layer model, compiled event engine:  {comp_one_pps:14,.0f} pkts/s  ({comp_one_pps / simpy_pps:.0f}x SimPy)")
     print(f"reference scenario (3 layers, 4 guests): {ref_pps:14,.0f} packet-hops/s, {ref_sent_pps:,.0f} packets/s (event engine)")
+    print(
+        f"reference scenario, compiled engine:     {comp['reference_compiled_packet_hops_per_s']:14,} packet-hops/s, "
+        f"{comp['reference_compiled_pkts_per_s']:,} packets/s, {comp['reference_compiled_events_per_s']:,} events/s "
+        f"(per CPU second: {comp['reference_compiled_pkts_per_cpu_s']:,} packets/s, "
+        f"{comp['reference_compiled_speedup_x']}x the event engine's {comp['reference_des_pkts_per_cpu_s']:,})"
+    )
     figures = {
         "simpy_pkts_per_s": round(simpy_pps),
         "des_pkts_per_s": round(des_pps),
@@ -137,6 +174,7 @@ def main() -> None:
         "reference_pkts_per_s": round(ref_sent_pps),
         "reference_packet_hops_per_s": round(ref_pps),
         "simpy_departures_identical_frac": round(agree, 5),
+        **comp,
         "reference_peak_mem_short_mib": round(mem[min(mem)], 1),
         "reference_peak_mem_long_mib": round(mem[max(mem)], 1),
     }

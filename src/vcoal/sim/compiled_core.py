@@ -33,9 +33,9 @@ MA = nt.int64[::1]
 XA = nt.float64[::1]
 
 
-def jit(*args, ret=nt.void):
-    """Compile ``fn(m, x, *args) -> ret`` eagerly, cached."""
-    return njit(ret(MA, XA, *args), cache=True)
+def jit(*args, ret=nt.void, inline="never"):
+    """Compile ``fn(m, x, *args) -> ret`` eagerly, cached (``inline="always"``: into every caller)."""
+    return njit(ret(MA, XA, *args), cache=True, inline=inline)
 
 
 @intrinsic
@@ -113,7 +113,7 @@ _LOG_G = math.log(GROWTH)
 
 
 # --- events ------------------------------------------------------------------------------------
-@jit(I64, I64, I64, I64, I64)
+@jit(I64, I64, I64, I64, I64, inline="always")
 def at(m, x, t, prio, kind, a, b):
     """Kernel.at: schedule event ``kind(a, b)`` at ``t`` (heap order: time, prio, seq)."""
     m[SEQ] += 1
@@ -144,7 +144,7 @@ def at(m, x, t, prio, kind, a, b):
         m[FLAG] |= F_HEAP
 
 
-@jit(I64)
+@jit(I64, inline="always")
 def pop(m, x, out):
     """Remove the first event; its (time, kind, a, b) go to m[out .. out+3]."""
     o = m[O_HEAP]
@@ -192,7 +192,7 @@ def pop(m, x, out):
 
 
 # --- pools -------------------------------------------------------------------------------------
-@jit(I64, I64, I64, I64, I64, ret=I64)
+@jit(I64, I64, I64, I64, I64, ret=I64, inline="always")
 def pkt_new(m, x, tenant, size, t0, kind, ref):
     p = m[PFREE]
     pb = m[O_PKT] + p * NP
@@ -209,14 +209,14 @@ def pkt_new(m, x, tenant, size, t0, kind, ref):
     return p
 
 
-@jit(I64)
+@jit(I64, inline="always")
 def pkt_free(m, x, p):
     m[m[O_PKT] + p * NP + P_NEXT] = m[PFREE]
     m[PFREE] = p
     m[PUSED] -= 1
 
 
-@jit(I64, I64, I64, I64, I64, I64, ret=I64)
+@jit(I64, I64, I64, I64, I64, I64, ret=I64, inline="always")
 def job_new(m, x, cost, kind, a, b, c, acct):
     j = m[JFREE]
     jb = m[O_JOB] + j * NJ
@@ -235,7 +235,7 @@ def job_new(m, x, cost, kind, a, b, c, acct):
 
 
 # --- random draws (unit exponentials pre-drawn by Python, in stream order) ---------------------
-@jit(ret=nt.float64)
+@jit(ret=nt.float64, inline="always")
 def draw_svc(m, x):
     i = m[SVC_POS]
     m[SVC_POS] = i + 1
@@ -244,7 +244,7 @@ def draw_svc(m, x):
     return x[m[OF_SVC] + i]
 
 
-@jit(ret=nt.float64)
+@jit(ret=nt.float64, inline="always")
 def draw_irq(m, x):
     i = m[IRQ_POS]
     m[IRQ_POS] = i + 1
@@ -264,7 +264,7 @@ def bucket_of(v):
     return _LIN + int(math.log(v / _LIN) / _LOG_G)
 
 
-@jit(I64, I64, I64)
+@jit(I64, I64, I64, inline="always")
 def hist_add(m, x, which, tenant, v):
     """LatencyHistogram.add on histogram ``which`` of ``tenant``."""
     r = which * m[NTEN] + tenant
@@ -279,7 +279,7 @@ def hist_add(m, x, which, tenant, v):
 
 
 # --- CPUs (cpu.py) -------------------------------------------------------------------------------
-@jit(I64, I64, I64)
+@jit(I64, I64, I64, inline="always")
 def cpu_start(m, x, c, cls, j):
     cb = m[O_CPU] + c * NC
     now = m[NOW]
@@ -290,7 +290,7 @@ def cpu_start(m, x, c, cls, j):
     at(m, x, now + m[m[O_JOB] + j * NJ + J_COST], PRIO_COMPLETION, E_CPU_DONE, c, m[cb + C_TOKEN])
 
 
-@jit(I64)
+@jit(I64, inline="always")
 def cpu_next(m, x, c):
     cb = m[O_CPU] + c * NC
     for cls in range(3):
@@ -343,7 +343,7 @@ def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
 
 
 # --- the link (engine.py wire_send / _transmit) --------------------------------------------------
-@jit(I64, ret=I64)
+@jit(I64, ret=I64, inline="always")
 def ser_ns(m, x, size):
     return int(size * x[SER_PS] / 1000 + 0.5)
 

@@ -89,7 +89,7 @@ NTF = 4
 W_POISSON, W_TRACE, W_RR, W_BULK = 0, 1, 2, 3
 
 
-@jit(I64, ret=nt.float64)
+@jit(I64, ret=nt.float64, inline="always")
 def wl_draw(m, x, i):
     """Next unit exponential of stream ``workload/<tenant>``."""
     tb = m[O_TEN] + i * NT
@@ -101,7 +101,7 @@ def wl_draw(m, x, i):
 
 
 # --- TenantRt ------------------------------------------------------------------------------------
-@jit(I64, I64, I64, I64, ret=I64)
+@jit(I64, I64, I64, I64, ret=I64, inline="always")
 def t_new(m, x, i, size, kind, ref):
     tb = m[O_TEN] + i * NT
     m[tb + T_SENT] += 1
@@ -110,7 +110,7 @@ def t_new(m, x, i, size, kind, ref):
     return pkt_new(m, x, i, size, m[NOW], kind, ref)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def finish(m, x, i, p):
     m[m[O_TEN] + i * NT + T_DELIVERED] += 1
     if m[REC_DELIV]:
