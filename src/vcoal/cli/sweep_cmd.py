@@ -50,6 +50,8 @@ def sweep(
 
     if dask and dask_local:
         fail("give either --dask ADDRESS or --dask-local N, not both")
+    if workers is not None and (dask or dask_local):
+        fail("--workers sizes the local process pool; with Dask use --dask-local N or size the cluster")
     if workers is not None and not 1 <= workers <= 1024:
         fail(f"--workers {workers}: out of range [1, 1024]")
     if dask_local is not None and not 1 <= dask_local <= 1024:
