@@ -20,6 +20,7 @@ the next event, so that Python can grow or refill the arena and call it again.
 from __future__ import annotations
 
 import math
+import os
 
 from llvmlite import ir
 from numba import njit
@@ -27,6 +28,52 @@ from numba import types as nt
 from numba.extending import intrinsic
 
 from vcoal.model.histogram import _MAX_VALUE_NS, _NBUCKETS, GROWTH, LINEAR_LIMIT
+
+
+def _stamp_all_sources() -> None:
+    """Make numba's on-disk cache of the compiled_*.py functions depend on all those files.
+
+    NOTE: numba checks a cached function only against its own source file, but LLVM inlines
+    callees from the other compiled_*.py modules into it; after an edit of compiled_core.py, the
+    cached compiled_engine.run would silently keep the old code. The locator registered here
+    stamps these functions with the contents of every compiled_*.py file (as numba stamps one).
+    Any numba internals change leaves numba's own behaviour in place.
+    """
+    try:
+        from numba.core import caching
+    except ImportError:  # pragma: no cover
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    class Mixin:
+        def get_source_stamp(self):
+            names = sorted(n for n in os.listdir(here) if n.startswith("compiled") and n.endswith(".py"))
+            stamps = []
+            for n in names:
+                st = os.stat(os.path.join(here, n))
+                stamps.append((n, caching._hash_source_file(os.path.join(here, n), st.st_mtime, st.st_size)))
+            return tuple(stamps)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            name = os.path.basename(py_file)
+            if os.path.dirname(os.path.abspath(py_file)) != here or not name.startswith("compiled"):
+                return None
+            return super().from_function(py_func, py_file)
+
+    try:
+        bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator)
+        impl = caching.CacheImpl
+        _ = caching._hash_source_file
+    except AttributeError:  # pragma: no cover - another numba version: its own stamps
+        return
+    if any(getattr(c, "_vcoal_sim", False) for c in impl._locator_classes):
+        return
+    ours = [type(f"VcoalSim{b.__name__}", (Mixin, b), {"_vcoal_sim": True}) for b in bases]
+    impl._locator_classes[:0] = ours
+
+
+_stamp_all_sources()
 
 I64 = nt.int64
 MA = nt.int64[::1]
