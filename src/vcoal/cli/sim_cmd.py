@@ -45,7 +45,7 @@ def sim(
     duration: float = typer.Option(None, "--duration", help="simulated seconds (overrides the spec)"),
     seed: int = typer.Option(None, "--seed", help="root seed (overrides the spec)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as one JSON document"),
-    out: Path = typer.Option(None, "--out", "-o", help="also write the JSON result to this file"),
+    out: Path = typer.Option(None, "--out", "-o", help="also write the versioned result file (as sweeps do)"),
 ) -> None:
     """Simulate one scenario and print per-tenant latency vs SLO, per-layer interrupts, CPU use."""
     from vcoal.policies import make_policy
@@ -73,20 +73,42 @@ def sim(
     except ValueError as exc:
         fail(str(exc))
 
+    from vcoal.experiments.runner import document_for
+    from vcoal.experiments.sweep import expand, single_trial
+    from vcoal.experiments.worker import execute_trial
+    from vcoal.model.result import TrialResult
+    from vcoal.results.files import write_trial
+
+    if duration is not None:
+        over: dict = {"duration_s": duration}
+        if spec.warmup_s >= duration:
+            over["warmup_s"] = duration * 0.1
+        spec = spec.with_overrides(over)
+    # a single run is a sweep of one: same expansion, run key and trial execution as `vcoal sweep`
+    trial = expand(single_trial(spec, pol.name if pol else "static", params, seed))[0]
     progress_cb, finish = _progress(spec.name, quiet=as_json and not sys.stderr.isatty())
+
+    def trial_fn(s, p, seed=None, duration_s=None):
+        return run_scenario(s, p, seed=seed, duration_s=duration_s, progress=progress_cb)
+
     try:
-        result = run_scenario(spec, pol, seed=seed, duration_s=duration, progress=progress_cb)
+        outcome = execute_trial(trial.payload(), trial_fn=trial_fn)
     finally:
         finish()
-    doc = _finite(result.to_dict())
+    if outcome["status"] != "ok":
+        fail(f"{outcome['error']['type']}: {outcome['error']['message']}", code=1)
+    result = TrialResult.from_dict(outcome["result"])
+    doc = _finite(outcome["result"])
     if out is not None:
-        out.write_text(json.dumps(doc, indent=1, allow_nan=False))
+        write_trial(out, document_for(trial, outcome, "local"))
     if as_json:
         typer.echo(json.dumps(doc, allow_nan=False))
         return
     from vcoal.cli.tables import print_summary
 
     print_summary(result)
+    if out is not None:
+        typer.echo(f"result file: {out}")
 
 
 def _finite(obj):

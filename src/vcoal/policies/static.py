@@ -33,6 +33,11 @@ class Static(PolicyBase):
                     raise ValueError(f"{layer}: expected a table of coalescing parameters")
                 CoalesceParams.from_dict(table)  # validates keys and ranges
 
+    @property
+    def is_noop(self) -> bool:
+        """True when it sets nothing (keeps the scenario's settings): engines may skip it."""
+        return not any(getattr(self.params, layer) for layer in _LAYERS)
+
     def reset(self, context, rng) -> None:
         super().reset(context, rng)
         self._done = not any(getattr(self.params, layer) for layer in _LAYERS)

@@ -77,7 +77,7 @@ napi_path_jit = njit(cache=True, nogil=True)(napi_path)
 
 def eligible(spec, policy) -> bool:
     """True when the fast path reproduces the event-driven engine for this scenario."""
-    if policy is not None or spec.host.layers != ("nic",) or len(spec.guests) != 1 or spec.nic.queues != 1:
+    if (policy is not None and not getattr(policy, "is_noop", False)) or spec.host.layers != ("nic",) or len(spec.guests) != 1 or spec.nic.queues != 1:
         return False
     w = spec.guests[0].workload
     p = spec.site_params()[Site(Layer.NIC, "q0")]
@@ -176,7 +176,7 @@ def bucket_counts(latency_ns: np.ndarray) -> np.ndarray:
     return counts
 
 
-def run_fast(spec, jit: bool = True) -> TrialResult:
+def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     """The TrialResult of an eligible one-layer scenario, from the compiled recursion."""
     wall0 = time.perf_counter()
     t, sizes, dep, fire_t, u, s, polls, params = simulate_one_layer(spec, jit)
@@ -211,7 +211,9 @@ def run_fast(spec, jit: bool = True) -> TrialResult:
     site = SiteResult("nic:q0", "nic", rx, tx, irq_busy + soft_busy, params.to_dict())
     cpus = [CpuResult("dom0-c0", irq_f, soft_f, 0.0, max(0.0, 1 - irq_f - soft_f))]
     return TrialResult(
-        scenario=spec.name, spec_hash=spec.spec_hash(), seed=spec.seed, policy="scenario", policy_params={},
+        scenario=spec.name, spec_hash=spec.spec_hash(), seed=spec.seed,
+        policy=policy.name if policy is not None else "scenario",
+        policy_params=policy.params_dict() if hasattr(policy, "params_dict") else {},
         duration_s=spec.duration_s, measured_s=seconds, tenants=[tenant], sites=[site], cpus=cpus,
         meta={"engine": "fast" if jit else "fast-python", "vcoal_version": __version__,
               "wall_s": time.perf_counter() - wall0, "site_packets": npk},

@@ -65,7 +65,7 @@ def run_scenario(
     if engine == "fast" and not can_fast:
         raise ValueError("engine='fast' needs a one-layer, one-queue, one-guest open-loop scenario without a policy")
     if engine == "fast" or (engine == "auto" and can_fast):
-        result = fast.run_fast(spec)
+        result = fast.run_fast(spec, policy=policy)
         if progress is not None:
             progress(1.0)
         return result
