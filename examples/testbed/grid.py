@@ -1,12 +1,15 @@
 """Interleaved testbed measurements behind docs/testbed.md (run as root).
 
     .venv/bin/python examples/testbed/grid.py layers --reps 3 --out layers.jsonl
+    .venv/bin/python examples/testbed/grid.py phys-grid --reps 2 --out phys.jsonl
     .venv/bin/python examples/testbed/grid.py policies --reps 3 --out policies.jsonl
 
-``layers``: one UDP ping-pong tenant, NAPI deferral set on one layer (or all three) from the
-start (scenario overrides, policy ``static`` without parameters = keep them). ``policies``: examples/testbed/mixed.toml under each
-registered policy of a list. Every repetition runs every configuration once, in a shuffled order,
-each on a fresh topology; the table shows the median and [min..max] over repetitions.
+``layers``: one UDP ping-pong tenant, NAPI deferral set on one layer (or all three) from the start
+(scenario overrides, policy ``static`` without parameters = keep them). ``phys-grid``: the same
+tenant, gro_flush_timeout x napi_defer_hard_irqs on peth0. ``policies``:
+examples/testbed/mixed.toml under each registered policy of a list. Every repetition runs every
+configuration once, in a shuffled order, each on a fresh topology; the table shows the median and
+[min..max] over repetitions.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ def _knobs(gft_us: int, defer: int) -> dict:
     return {"gro_flush_timeout_ns": gft_us * 1000, "napi_defer_hard_irqs": defer}
 
 
+def phys_grid_configs() -> dict[str, dict]:
+    """gro_flush_timeout x napi_defer_hard_irqs on peth0 (the physical layer)."""
+    return {
+        f"phys {gft}us/{defer}": {"nic": {"coalesce": _knobs(gft, defer)}} if gft or defer else {}
+        for gft in (0, 20, 50, 100, 200)
+        for defer in (0, 2, 10)
+    }
+
+
 def layer_configs() -> dict[str, dict]:
     out = {"none": {}}
     for gft, defer in ((50, 2), (200, 2), (200, 0)):
@@ -55,9 +67,8 @@ POLICY_SET = {
 }
 
 
-def run_layers(reps: int, out, rng: random.Random) -> list[dict]:
+def run_layers(reps: int, out, rng: random.Random, configs: dict[str, dict]) -> list[dict]:
     rows = []
-    configs = layer_configs()
     for rep in range(reps):
         order = list(configs)
         rng.shuffle(order)
@@ -128,7 +139,7 @@ def table(rows: list[dict], metrics: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("layers", "policies"))
+    ap.add_argument("what", choices=("layers", "phys-grid", "policies"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="policies: measured seconds per trial")
     ap.add_argument("--seed", type=int, default=1, help="shuffle seed")
@@ -136,8 +147,9 @@ def main() -> None:
     a = ap.parse_args()
     rng = random.Random(a.seed)
     with a.out.open("w") as out:
-        if a.what == "layers":
-            rows = run_layers(a.reps, out, rng)
+        if a.what in ("layers", "phys-grid"):
+            configs = layer_configs() if a.what == "layers" else phys_grid_configs()
+            rows = run_layers(a.reps, out, rng, configs)
             sys.stdout.write(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         else:
             rows = run_policies(a.reps, out, rng, a.duration)
