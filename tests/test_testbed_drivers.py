@@ -203,3 +203,35 @@ def test_tap_filter_frames_lines_and_window_quantiles(tmp_path):
     assert tap.window_quantiles(samples, 11111, 100, 300) == (2, 20.0, 30.0)
     assert tap.window_quantiles(samples, 11112, 0, 1000) == (1, 90.0, 90.0)
     assert tap.window_quantiles(samples, 11111, 5000, 6000) == (0, None, None)
+
+
+def test_knobset_merges_nic_queues_and_writes_only_changes():
+    from vcoal.testbed.trial import KnobSet
+
+    spec = parse_scenario({**SPEC, "nic": {"queues": 2}})
+    devices = site_devices(spec, topology.plan("abc1", ["lat", "bulk"]))
+    writes = []
+
+    class FakeKnobs:
+        def set(self, dev, values):
+            writes.append((dev, dict(values)))
+            return dict(values)
+
+        def close(self):
+            pass
+
+    ks = KnobSet.__new__(KnobSet)
+    ks.devices, ks._knobs, ks._applied = devices, {d.ns: FakeKnobs() for d in devices.values()}, {}
+    params = dict(spec.site_params())
+    deferred = CoalesceParams(napi_defer_hard_irqs=2, gro_flush_timeout_ns=200_000)
+    lighter = CoalesceParams(napi_defer_hard_irqs=2, gro_flush_timeout_ns=50_000)
+    params[Site.parse("nic:q0")], params[Site.parse("nic:q1")] = deferred, lighter
+    out = ks.apply(params)
+    assert len(writes) == 5  # peth0 once for both queues, two vifs, two geth0
+    peth0 = next(w for w in out if w["dev"].endswith("/peth0"))
+    assert peth0["sites"] == ["nic:q0", "nic:q1"] and peth0["applied"]["gro_flush_timeout_ns"] == 50_000
+    writes.clear()
+    assert ks.apply(params, {Site.parse("nic:q0")}) == [] and writes == []  # nothing changed
+    params[Site.parse("frontend:lat")] = deferred
+    ks.apply(params, {Site.parse("frontend:lat")})
+    assert writes == [("geth0", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 200_000})]
