@@ -23,7 +23,7 @@ from vcoal.model.result import TrialResult
 from vcoal.sim import compiled_core as C
 from vcoal.sim import compiled_tenant as T
 from vcoal.sim.compiled_engine import run as _run
-from vcoal.sim.compiled_engine import start_all as _start_all
+from vcoal.sim.compiled_engine import start as _start_all
 from vcoal.sim.compiled_state import Feeder, build, write_params
 from vcoal.sim.simulation import Simulation
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 
-from llvmlite import ir
 from numba import njit
 from numba import types as nt
 from numba.extending import intrinsic
@@ -76,29 +75,35 @@ def _stamp_all_sources() -> None:
 _stamp_all_sources()
 
 I64 = nt.int64
-MA = nt.int64[::1]
+MA = nt.int64[::1]  # the arena arrays, as Python passes them to the entry points
 XA = nt.float64[::1]
+MP = nt.CPointer(nt.int64)  # ... and as the compiled functions pass them to each other
+XP = nt.CPointer(nt.float64)
 
 
 def jit(*args, ret=nt.void, inline="never"):
     """Compile ``fn(m, x, *args) -> ret`` eagerly, cached (``inline="always"``: into every caller)."""
-    return njit(ret(MA, XA, *args), cache=True, inline=inline)
+    return njit(ret(MP, XP, *args), cache=True, inline=inline)
+
+
+def entry(*args, ret=nt.void):
+    """Compile an entry point ``fn(m_array, x_array, *args) -> ret`` called from Python."""
+    return njit(ret(MA, XA, *args), cache=True)
 
 
 @intrinsic
-def unmanaged(typingctx, arr):
-    """The same array without its memory-manager pointer: passing it around does no refcounting.
+def data_ptr(typingctx, arr):
+    """The data pointer of a contiguous array (indexing it does no bounds or refcount work).
 
-    NOTE: the event loop passes ``m`` and ``x`` to every function it calls, and numba increfs and
-    decrefs (atomically) each array argument per call; on the reference scenario that was about a
-    quarter of the loop's time. The caller keeps the real arrays alive for the whole loop.
+    NOTE: the compiled functions pass ``m`` and ``x`` as raw pointers, not arrays: an array
+    argument is a 7-word struct that numba increfs and decrefs at every call, which made the
+    event loop several times slower. ``run`` takes the arrays and keeps them alive meanwhile.
     """
 
     def codegen(context, builder, sig, args):
-        v = args[0]
-        return builder.insert_value(v, ir.Constant(v.type.elements[0], None), 0)
+        return context.make_array(sig.args[0])(context, builder, value=args[0]).data
 
-    return arr(arr), codegen
+    return nt.CPointer(arr.dtype)(arr), codegen
 
 
 # --- m header: globals, then region offsets and capacities ---------------------------------------

@@ -71,11 +71,12 @@ from vcoal.sim.compiled_core import (
     X_DROPS,
     cpu_next,
     cpu_submit,
+    data_ptr,
+    entry,
     jit,
     pkt_free,
     pop,
     transmit,
-    unmanaged,
 )  # fmt: skip
 from vcoal.sim.compiled_hop import (
     D_AFTER_NIC_RX,
@@ -106,7 +107,7 @@ from vcoal.sim.compiled_tenant import (
     wire_rx,
 )  # fmt: skip
 
-__all__ = ["run", "start_all"]
+__all__ = ["run", "start"]
 
 
 @jit(I64)
@@ -203,11 +204,17 @@ def cpu_complete(m, x, c, token):
     cpu_next(m, x, c)
 
 
-@jit(I64, I64, ret=I64)
+@entry()
+def start(m_, x_):
+    """Every tenant's start(), at time 0."""
+    start_all(data_ptr(m_), data_ptr(x_))
+
+
+@entry(I64, I64, ret=I64)
 def run(m_, x_, until, budget):
     """Kernel.run over the arena; returns the budget left (m[STATUS] = 1: stopped for Python)."""
-    m = unmanaged(m_)
-    x = unmanaged(x_)
+    m = data_ptr(m_)
+    x = data_ptr(x_)
     m[STATUS] = 0
     while budget != 0:
         if m[FLAG]:
