@@ -376,7 +376,7 @@ def cpu_preempt(m, x, c):
     cpu_next(m, x, c)
 
 
-@jit(I64, I64, I64, I64, I64, I64, I64, I64)
+@jit(I64, I64, I64, I64, I64, I64, I64, I64, inline="always")
 def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
     """Cpu.submit: queue a job; it may start now or preempt running application work."""
     j = job_new(m, x, cost, kind, a, b, cc, acct)

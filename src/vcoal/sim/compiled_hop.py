@@ -66,7 +66,7 @@ ARMED, COALESCING, MASKED, DEFERRED = 0, 1, 2, 3
 D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED = 0, 1, 2, 3
 
 
-@jit(I64, I64, ret=I64)
+@jit(I64, I64, ret=I64, inline="always")
 def pkt_cost(m, x, h, p):
     """Per-packet CPU cost of hop ``h`` (engine.py ``_svc``)."""
     hb = m[O_HOP] + h * NH
@@ -80,7 +80,7 @@ def pkt_cost(m, x, h, p):
     return fix + int(byte * size + 0.5)
 
 
-@jit(I64, nt.float64, I64, ret=I64)
+@jit(I64, nt.float64, I64, ret=I64, inline="always")
 def svc_cost(m, x, fix, byte, size):
     """engine.py ``_svc`` for a cost not tied to a hop (netback rx copy)."""
     if m[SVC_EXP]:
@@ -90,7 +90,7 @@ def svc_cost(m, x, fix, byte, size):
     return fix + int(byte * size + 0.5)
 
 
-@jit(I64, ret=I64)
+@jit(I64, ret=I64, inline="always")
 def irq_cost(m, x, h):
     """Interrupt cost of hop ``h``: physical or virtual (engine.py ``_cost_fn``)."""
     mean = m[IRQ_NS] if m[m[O_HOP] + h * NH + HP_IRQK] == 0 else m[VIRQ_NS]
@@ -99,7 +99,7 @@ def irq_cost(m, x, h):
     return mean
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def wait(m, x, h, t):
     hb = m[O_HOP] + h * NH
     m[hb + HP_STATE] = COALESCING
@@ -258,7 +258,7 @@ def poll_start(m, x, h):
         poll_body(m, x, h)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def done_pkt(m, x, h, p):
     """The counting half of Hop._done_pkt; the caller delivers, then calls next_pkt."""
     hb = m[O_HOP] + h * NH
