@@ -2,11 +2,13 @@
 
     .venv/bin/python examples/testbed/grid.py layers --reps 3 --out layers.jsonl
     .venv/bin/python examples/testbed/grid.py phys-grid --reps 2 --out phys.jsonl
+    .venv/bin/python examples/testbed/grid.py bulk --reps 3 --out bulk.jsonl
     .venv/bin/python examples/testbed/grid.py policies --reps 3 --out policies.jsonl
 
 ``layers``: one UDP ping-pong tenant, NAPI deferral set on one layer (or all three) from the start
 (scenario overrides, policy ``static`` without parameters = keep them). ``phys-grid``: the same
-tenant, gro_flush_timeout x napi_defer_hard_irqs on peth0. ``policies``:
+tenant, gro_flush_timeout x napi_defer_hard_irqs on peth0. ``bulk``: a lone paced TCP stream
+under deferral on peth0 or all layers. ``policies``:
 examples/testbed/mixed.toml under each registered policy of a list. Every repetition runs every
 configuration once, in a shuffled order, each on a fresh topology; the table shows the median and
 [min..max] over repetitions.
@@ -36,6 +38,46 @@ PP = {
 
 def _knobs(gft_us: int, defer: int) -> dict:
     return {"gro_flush_timeout_ns": gft_us * 1000, "napi_defer_hard_irqs": defer}
+
+
+BULK = {
+    "name": "bulk",
+    "duration_s": 3.0,
+    "nic": {"queues": 1},
+    "guests": [{"name": "g1", "workload": {"kind": "bulk", "direction": "rx", "pace_gbps": 2.0}}],
+}
+
+
+def bulk_configs() -> dict[str, dict]:
+    """A lone 2 Gbit/s TCP stream wire -> guest: NET_RX per packet under deferral."""
+    out = {"none": {}}
+    for gft in (50, 200):
+        out[f"phys {gft}us/2"] = {"nic": {"coalesce": _knobs(gft, 2)}}
+        out[f"all3 {gft}us/2"] = {k: {"coalesce": _knobs(gft, 2)} for k in ("nic", "backend", "frontend")}
+    return out
+
+
+def run_bulk(reps: int, out, rng: random.Random) -> list[dict]:
+    rows = []
+    configs = bulk_configs()
+    for rep in range(reps):
+        order = list(configs)
+        rng.shuffle(order)
+        for name in order:
+            spec = parse_scenario({**BULK, **configs[name]})
+            r = run_trial(spec, make_policy("static"), TrialOptions(window_s=1.0))
+            t = r.tenants[0]
+            row = {
+                "config": name, "rep": rep, "gbps": t.throughput_bps / 1e9, "pps": t.throughput_pps,
+                "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
+                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
+                "background_cpu": r.meta["background_cpu_frac"],
+            }
+            rows.append(row)
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            sys.stderr.write(f"{row}\n")
+    return rows
 
 
 def phys_grid_configs() -> dict[str, dict]:
@@ -139,7 +181,7 @@ def table(rows: list[dict], metrics: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("layers", "phys-grid", "policies"))
+    ap.add_argument("what", choices=("layers", "phys-grid", "bulk", "policies"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="policies: measured seconds per trial")
     ap.add_argument("--seed", type=int, default=1, help="shuffle seed")
@@ -151,6 +193,9 @@ def main() -> None:
             configs = layer_configs() if a.what == "layers" else phys_grid_configs()
             rows = run_layers(a.reps, out, rng, configs)
             sys.stdout.write(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
+        elif a.what == "bulk":
+            rows = run_bulk(a.reps, out, rng)
+            sys.stdout.write(table(rows, ["gbps", "pps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         else:
             rows = run_policies(a.reps, out, rng, a.duration)
             sys.stdout.write(table(rows, ["lat_p50_us", "lat_p99_us", "lat_tap_p99_us", "bulk_gbps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
