@@ -152,3 +152,19 @@ def scenarios(draw):
 @given(spec=scenarios(), policy=st.sampled_from([None, "static", "qos", "net_dim", "napi_defer", "off"]))
 def test_random_scenarios_identical(spec, policy):
     _both(spec, policy)
+
+
+@settings(max_examples=50, deadline=None)
+@given(values=st.lists(st.integers(0, 10**9), min_size=1, max_size=200), qs=st.lists(st.floats(0, 1), max_size=5))
+def test_arena_histogram_quantiles_equal_the_model(values, qs):
+    from vcoal.model.histogram import LatencyHistogram
+    from vcoal.sim.compiled import _Hist
+
+    a, b = LatencyHistogram(), _Hist()
+    b._cum = None
+    for v in values:
+        a.add(v)
+        b.add(v)
+    for q in [0.0, 0.5, 0.99, 1.0, *qs]:
+        assert a.quantile_ns(q) == b.quantile_ns(q)
+    assert a.summary_us() == b.summary_us()
