@@ -86,6 +86,10 @@ class _Hist(LatencyHistogram):
 
     __slots__ = ("_cum",)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._cum = None
+
     def add(self, value_ns: int) -> None:
         self._cum = None
         super().add(value_ns)
@@ -119,7 +123,6 @@ def _hist(counts: np.ndarray, stat: np.ndarray) -> LatencyHistogram:
     h = _Hist()
     h.counts = array("q", counts.tobytes())
     h.count, h.sum_ns, h.min_ns, h.max_ns = n, total, lo, hi
-    h._cum = None
     return h
 
 
