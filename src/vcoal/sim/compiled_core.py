@@ -31,6 +31,9 @@ from numba.extending import intrinsic
 
 from vcoal.model.histogram import _MAX_VALUE_NS, _NBUCKETS, GROWTH, LINEAR_LIMIT
 
+# the modules holding compiled functions (a new one must be added here)
+_COMPILED_MODULES = ("compiled_core.py", "compiled_engine.py", "compiled_hop.py", "compiled_tenant.py")
+
 
 def _stamp_all_sources() -> None:
     """Make numba's on-disk cache of the compiled_*.py functions depend on all those files.
@@ -38,7 +41,7 @@ def _stamp_all_sources() -> None:
     NOTE: numba checks a cached function only against its own source file, but LLVM inlines
     callees from the other compiled_*.py modules into it; after an edit of compiled_core.py, the
     cached compiled_engine.run would silently keep the old code. The locator registered here
-    stamps these functions with the contents of every compiled_*.py file (as numba stamps one).
+    stamps these functions with the contents of all those files (as numba stamps one).
     Any numba internals change leaves numba's own behaviour in place.
     """
     try:
@@ -49,7 +52,7 @@ def _stamp_all_sources() -> None:
 
     class Mixin:
         def get_source_stamp(self):
-            names = sorted(n for n in os.listdir(here) if n.startswith("compiled") and n.endswith(".py"))
+            names = _COMPILED_MODULES
             stamps = []
             for n in names:
                 st = os.stat(os.path.join(here, n))
@@ -59,7 +62,7 @@ def _stamp_all_sources() -> None:
         @classmethod
         def from_function(cls, py_func, py_file):
             name = os.path.basename(py_file)
-            if os.path.dirname(os.path.abspath(py_file)) != here or not name.startswith("compiled"):
+            if os.path.dirname(os.path.abspath(py_file)) != here or name not in _COMPILED_MODULES:
                 return None
             return super().from_function(py_func, py_file)
 
