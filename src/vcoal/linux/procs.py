@@ -105,11 +105,23 @@ class NsProcess:
 
     def wait_listening(self, port: int, proto: str = "tcp", timeout_s: float = 5.0) -> None:
         """Poll until the process listens on ``port``; RuntimeError (with its stderr) otherwise."""
-        ok = poll_until(lambda: self.popen.poll() is not None or port in listening_ports(self.pid, proto), timeout_s)
+        ok = poll_until(
+            lambda: self.popen.poll() is not None or (self.in_namespace() and port in listening_ports(self.pid, proto)),
+            timeout_s,
+        )
         if not ok or self.popen.poll() is not None:
             err = self.stderr().strip()[-400:]
             self.stop()
             raise RuntimeError(f"{self.label} in {self.ns} did not listen on {proto}/{port}: {err or 'timeout'}")
+
+    def in_namespace(self) -> bool:
+        """True once ``ip netns exec`` has moved the process into its namespace."""
+        ident = netns.ns_inode(self.ns)
+        try:
+            st = os.stat(f"/proc/{self.pid}/ns/net")
+        except OSError:
+            return False
+        return ident == (st.st_dev, st.st_ino)
 
     def wait(self, timeout_s: float) -> int:
         """Wait for a normal exit; on timeout end it by PID and raise RuntimeError."""
