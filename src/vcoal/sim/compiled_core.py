@@ -129,8 +129,8 @@ NGF = 2
 F_DRAWS, F_HEAP, F_PKT, F_JOB, F_DELIV = 1, 2, 4, 8, 16
 DRAW_MARGIN = 64
 
-# heap rows: time, (prio << 56) | seq, event kind, two arguments
-NE = 5
+# heap rows: time, (prio << 56) | seq, (event kind << 48) | first argument, second argument
+NE = 4
 PRIO_COMPLETION, PRIO_TIMER, PRIO_ARRIVAL, PRIO_CONTROL = 0, 1, 2, 3
 E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6)
 E_TOGGLE, E_ARRIVAL, E_ROW, E_REQUEST, E_PUMP_AT, E_OPEN = range(6, 12)
@@ -190,14 +190,12 @@ def at(m, x, t, prio, kind, a, b):
         m[ib + 1] = m[pb + 1]
         m[ib + 2] = m[pb + 2]
         m[ib + 3] = m[pb + 3]
-        m[ib + 4] = m[pb + 4]
         i = p
     ib = o + i * NE
     m[ib] = t
     m[ib + 1] = key
-    m[ib + 2] = kind
-    m[ib + 3] = a
-    m[ib + 4] = b
+    m[ib + 2] = (kind << 48) | a
+    m[ib + 3] = b
     if m[HN] > m[HEAP_CAP] - m[MARGIN]:
         m[FLAG] |= F_HEAP
 
@@ -207,9 +205,9 @@ def pop(m, x, out):
     """Remove the first event; its (time, kind, a, b) go to m[out .. out+3]."""
     o = m[O_HEAP]
     m[out] = m[o]
-    m[out + 1] = m[o + 2]
-    m[out + 2] = m[o + 3]
-    m[out + 3] = m[o + 4]
+    m[out + 1] = m[o + 2] >> 48
+    m[out + 2] = m[o + 2] & 0xFFFFFFFFFFFF
+    m[out + 3] = m[o + 3]
     n = m[HN] - 1
     m[HN] = n
     if n == 0:
@@ -217,9 +215,8 @@ def pop(m, x, out):
     lb = o + n * NE
     t = m[lb]
     key = m[lb + 1]
-    k = m[lb + 2]
-    a = m[lb + 3]
-    b = m[lb + 4]
+    ka = m[lb + 2]
+    b = m[lb + 3]
     i = 0
     while True:
         c = 2 * i + 1
@@ -239,14 +236,12 @@ def pop(m, x, out):
         m[ib + 1] = m[cb + 1]
         m[ib + 2] = m[cb + 2]
         m[ib + 3] = m[cb + 3]
-        m[ib + 4] = m[cb + 4]
         i = c
     ib = o + i * NE
     m[ib] = t
     m[ib + 1] = key
-    m[ib + 2] = k
-    m[ib + 3] = a
-    m[ib + 4] = b
+    m[ib + 2] = ka
+    m[ib + 3] = b
 
 
 # --- pools -------------------------------------------------------------------------------------
