@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vcoal.policies import make_policy
+from vcoal.sim import compiled_core as C
 from vcoal.sim import compiled_state, run_scenario
 from vcoal.spec import load_scenario, parse_scenario
 
@@ -79,7 +80,24 @@ def test_growth_and_refills_identical(monkeypatch):
     spec = load_scenario(EXAMPLES / "reference.toml").with_overrides(
         {"cost.service_dist": "exp", "cost.irq_dist": "exp", "guests.g3.workload.window_pkts": 512}
     )
-    _both(spec, "net_dim", duration_s=0.02)
+    _both(spec, "net_dim", duration_s=0.01)
+    grown = []
+    service = compiled_state.Feeder.service
+    monkeypatch.setattr(compiled_state.Feeder, "service", lambda self, a, drain: grown.append(int(a.m[C.FLAG])) or service(self, a, drain))
+    overload = parse_scenario({
+        "duration_s": 0.004, "seed": 5, "nic": {"queues": 2, "rx_ring": 100_000, "tx_ring": 100_000},
+        "cost": {"service_dist": "exp", "irq_dist": "exp", "nic_pkt_us": 0.05, "bridge_pkt_us": 0.05,
+                 "netback_pkt_us": 0.05, "byte_copy_ns": 0.0, "frontend_pkt_us": 0.05, "stack_pkt_us": 0.1},
+        "guests": [
+            {"name": "tx", "ring": 65536, "workload": {"kind": "poisson", "direction": "tx", "rate_pps": 2e6, "app_us": 0.2}},
+            {"name": "rx", "ring": 65536, "workload": {"kind": "poisson", "rate_pps": 3e6, "packet_bytes": 64}},
+        ],
+    })  # fmt: skip
+    _both(overload)
+    flags = 0
+    for f in grown:
+        flags |= f
+    assert flags == C.F_DRAWS | C.F_HEAP | C.F_PKT | C.F_JOB | C.F_DELIV  # every path ran
 
 
 def test_event_windows_and_one_layer_identical():
