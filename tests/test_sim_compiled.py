@@ -83,7 +83,12 @@ def test_growth_and_refills_identical(monkeypatch):
     _both(spec, "net_dim", duration_s=0.01)
     grown = []
     service = compiled_state.Feeder.service
-    monkeypatch.setattr(compiled_state.Feeder, "service", lambda self, a, drain: grown.append(int(a.m[C.FLAG])) or service(self, a, drain))
+
+    def spy(self, a, drain):
+        grown.append(int(a.m[C.FLAG]))
+        return service(self, a, drain)
+
+    monkeypatch.setattr(compiled_state.Feeder, "service", spy)
     overload = parse_scenario({
         "duration_s": 0.004, "seed": 5, "nic": {"queues": 2, "rx_ring": 100_000, "tx_ring": 100_000},
         "cost": {"service_dist": "exp", "irq_dist": "exp", "nic_pkt_us": 0.05, "bridge_pkt_us": 0.05,
