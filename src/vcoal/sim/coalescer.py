@@ -140,6 +140,7 @@ class Hop:
             if fire_at <= now:
                 self._fire()
                 return
+            self._count = 1  # counts from here if a policy switches the timer mode while waiting
             self._wait(fire_at)
             return
         if usecs == 0 and frames <= 1:

@@ -133,6 +133,7 @@ def arm_first(m, x, h):
         if fire_at <= now:
             fire(m, x, h)
             return
+        m[hb + HP_COUNT] = 1
         wait(m, x, h, fire_at)
         return
     if usecs == 0 and frames <= 1:
