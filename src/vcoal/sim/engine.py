@@ -119,7 +119,7 @@ class Path:
             self.fe_tx.append(
                 Hop(k, direction="tx", gate=fe, napi=be, consumer=bcpu, capacity=g.ring,
                     irq_cost=self.virq_cost, pkt_cost=tx_backend_cost, poll_ns=poll_ns,
-                    deliver=self._to_nic_tx, drop=self._drop, sender=None, sender_cost_ns=0)
+                    deliver=self._to_nic_tx, drop=self._drop, sender=vcpus[-1], sender_cost_ns=evt_ns)
             )
 
     @staticmethod
