@@ -31,9 +31,11 @@ def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
     """Departures of packets ``t`` (sorted, ns) with service ``s``; interrupt k costs ``u[k]``.
 
     Fills ``dep`` and ``fire_t`` (fire time of interrupt k) and returns (interrupts, polls).
-    Pure Python reference of the compiled kernel ``napi_path_jit``.
+    A length-1 ``s`` or ``u`` is a constant cost. Pure Python reference of ``napi_path_jit``.
     """
     n = t.shape[0]
+    s_const = s.shape[0] == 1
+    u_const = u.shape[0] == 1
     d = -_BIG
     last_fire = -_BIG
     nirq = 0
@@ -57,7 +59,7 @@ def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
                 fire = t[j] if (frames > 0 and j - i + 1 == frames) else t[j] + usecs_ns
             last_fire = fire
             fire_t[nirq] = fire
-            d = fire + u[nirq] + poll_ns + s[i]
+            d = fire + (u[0] if u_const else u[nirq]) + poll_ns + (s[0] if s_const else s[i])
             nirq += 1
             polls += 1
             work = 1
@@ -66,7 +68,7 @@ def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
                 d += poll_ns
                 polls += 1
                 work = 0
-            d += s[i]
+            d += s[0] if s_const else s[i]
             work += 1
         dep[i] = d
     return nirq, polls
@@ -90,8 +92,23 @@ def eligible(spec, policy) -> bool:
 def _draws(seed: int, name: str, n: int) -> np.ndarray:
     """The first ``n`` unit exponentials of a stream, drawn in the DES's block sizes."""
     gen = stream(seed, name)
-    blocks = [gen.standard_exponential(_BLOCK) for _ in range(max(1, math.ceil(n / _BLOCK)))]
-    return np.concatenate(blocks)[:n]
+    nblocks = max(1, math.ceil(n / _BLOCK))
+    out = np.empty(nblocks * _BLOCK)
+    for b in range(nblocks):
+        gen.standard_exponential(out=out[b * _BLOCK:(b + 1) * _BLOCK])
+    return out[:n]
+
+
+@njit(cache=True, nogil=True)
+def _cumulate(draws, mean, end_ns, out):  # pragma: no cover - compiled
+    """Arrival times t_k = t_(k-1) + int(mean * draw_k + 0.5) up to end_ns; returns their count."""
+    t = 0
+    for i in range(draws.shape[0]):
+        t += int(mean * draws[i] + 0.5)
+        if t > end_ns:
+            return i
+        out[i] = t
+    return -1
 
 
 def _arrivals(spec, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,17 +124,17 @@ def _arrivals(spec, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
     n = expected + 8 * int(math.sqrt(expected + 1)) + 64
     mean = 1e9 / w.rate_pps
     while True:
-        gaps = (mean * _draws(spec.seed, f"workload/{spec.guests[0].name}", n) + 0.5).astype(np.int64)
-        t = np.cumsum(gaps)
-        if t[-1] > end_ns:
+        t = np.empty(n, dtype=np.int64)
+        count = _cumulate(_draws(spec.seed, f"workload/{spec.guests[0].name}", n), mean, end_ns, t)
+        if count >= 0:
             break
         n *= 2
-    t = t[t <= end_ns]
-    return t, np.full(t.shape[0], w.packet_bytes, dtype=np.int64)
+    return t[:count], np.full(1, w.packet_bytes, dtype=np.int64)  # one size for every packet
 
 
 def simulate_one_layer(spec, jit: bool = True):
-    """Arrays of the one-layer sample path: (t, dep, fire_t[:nirq], u, s, polls)."""
+    """Arrays of the one-layer sample path: (t, sizes, dep, fire_t, u of each interrupt, s, polls,
+    params); ``sizes`` and ``s`` have length 1 when every packet has the same."""
     end_ns = round(spec.duration_s * 1e9)
     c = spec.cost
     p = spec.site_params()[Site(Layer.NIC, "q0")]
@@ -125,36 +142,45 @@ def simulate_one_layer(spec, jit: bool = True):
     n = t.shape[0]
     mean = round(c.nic_pkt_us * 1000)
     if c.service_dist == "exp":
-        s = ((mean + c.byte_copy_ns * sizes) * _draws(spec.seed, "service", n) + 0.5).astype(np.int64)
+        sz = sizes if sizes.shape[0] == n else np.full(n, sizes[0], dtype=np.int64)
+        s = ((mean + c.byte_copy_ns * sz) * _draws(spec.seed, "service", n) + 0.5).astype(np.int64)
     else:
-        s = mean + (c.byte_copy_ns * sizes + 0.5).astype(np.int64)
+        s = mean + (c.byte_copy_ns * sizes + 0.5).astype(np.int64)  # length 1 when sizes are
     irq_ns = round(c.irq_us * 1000)
     if c.irq_dist == "exp" and irq_ns > 0:
         u = (irq_ns * _draws(spec.seed, "irq", n) + 0.5).astype(np.int64)
     else:
-        u = np.full(n, irq_ns, dtype=np.int64)
+        u = np.full(1, irq_ns, dtype=np.int64)
     dep = np.empty(n, dtype=np.int64)
     fire_t = np.empty(n, dtype=np.int64)
     kernel = napi_path_jit if jit else napi_path
     nirq, polls = kernel(t, s, u, MODE[p.timer], 1000 * p.rx_usecs, p.rx_frames, p.napi_budget,
                          round(c.poll_us * 1000), dep, fire_t)
-    return t, sizes, dep, fire_t[:nirq], u[:nirq], s, polls, p
+    u_fired = np.full(nirq, u[0], dtype=np.int64) if u.shape[0] == 1 else u[:nirq]
+    return t, sizes, dep, fire_t[:nirq], u_fired, s, polls, p
 
 
 _INV_LOG_G = 1.0 / math.log(GROWTH)
 
 
 @njit(cache=True, nogil=True)
-def _measure(t, dep, lo_ns, hi_ns, counts):  # pragma: no cover - compiled
-    """Histogram of dep - t for packets departing in (lo_ns, hi_ns]; returns (n, sum, min, max)."""
+def _measure(t, dep, lo_ns, hi_ns, counts, s, sizes):  # pragma: no cover - compiled
+    """Histogram of dep - t for packets departing in (lo_ns, hi_ns]; returns (n, sum, min, max,
+    their service time, their bytes). Length-1 ``s``/``sizes`` are constants."""
     n = 0
     total = 0
     vmin = 1 << 62
     vmax = 0
+    s_sum = 0
+    b_sum = 0
+    s_const = s.shape[0] == 1
+    z_const = sizes.shape[0] == 1
     for i in range(t.shape[0]):
         d = dep[i]
         if d <= lo_ns or d > hi_ns:
             continue
+        s_sum += s[0] if s_const else s[i]
+        b_sum += sizes[0] if z_const else sizes[i]
         v = d - t[i]
         if v < LINEAR_LIMIT:
             b = max(v, 0)
@@ -165,14 +191,15 @@ def _measure(t, dep, lo_ns, hi_ns, counts):  # pragma: no cover - compiled
         total += v
         vmin = min(vmin, v)
         vmax = max(vmax, v)
-    return n, total, vmin, vmax
+    return n, total, vmin, vmax, s_sum, b_sum
 
 
 def bucket_counts(latency_ns: np.ndarray) -> np.ndarray:
     """Histogram bucket counts of latencies (same buckets as LatencyHistogram)."""
     counts = np.zeros(_NBUCKETS, dtype=np.int64)
     lat = np.asarray(latency_ns, dtype=np.int64)
-    _measure(np.zeros_like(lat), lat, -1, 1 << 62, counts)
+    one = np.zeros(1, dtype=np.int64)
+    _measure(np.zeros_like(lat), lat, -1, 1 << 62, counts, one, one)
     return counts
 
 
@@ -182,31 +209,32 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     t, sizes, dep, fire_t, u, s, polls, params = simulate_one_layer(spec, jit)
     end_ns = round(spec.duration_s * 1e9)
     warm = round(spec.warmup_s * 1e9)
-    measured = (dep <= end_ns) & (dep > warm) if warm > 0 else dep <= end_ns
     counts = np.zeros(_NBUCKETS, dtype=np.int64)
-    nlat, total, vmin, vmax = _measure(t, dep, warm if warm > 0 else -(1 << 62), end_ns, counts)
+    nlat, total, vmin, vmax, s_sum, b_sum = _measure(t, dep, warm if warm > 0 else -(1 << 62), end_ns,
+                                                     counts, s, sizes)
     hist = LatencyHistogram()
     if nlat:
         hist.add_counts(counts, int(total), int(vmin), int(vmax))
     seconds = (end_ns - warm) / 1e9
     g = spec.guests[0]
-    in_win = (t > warm) & (t <= end_ns) if warm > 0 else t <= end_ns
+    lo, hi = (np.searchsorted(t, warm, side="right") if warm > 0 else 0), np.searchsorted(t, end_ns, side="right")
+    npk = int(hi - lo)
+    in_bytes = npk * int(sizes[0]) if sizes.shape[0] == 1 else int(sizes[lo:hi].sum())
     fired = (fire_t > warm) & (fire_t <= end_ns) if warm > 0 else fire_t <= end_ns
     nirq = int(fired.sum())
-    npk = int(in_win.sum())
     irq_busy = int(u[(fire_t + u > warm) & (fire_t + u <= end_ns)].sum())
-    soft_busy = int(s[measured].sum()) + polls * round(spec.cost.poll_us * 1000)
+    soft_busy = int(s_sum) + polls * round(spec.cost.poll_us * 1000)
     period = end_ns - warm
     irq_f, soft_f = min(1.0, irq_busy / period), min(1.0, soft_busy / period)
     tenant = TenantResult(
         name=g.name, kind=g.workload.kind, direction="rx", slo_p99_us=g.slo.p99_us,
         slo_min_throughput_bps=g.slo.min_throughput_bps, latency_us=hist.summary_us(), rtt_us=None,
-        throughput_pps=int(measured.sum()) / seconds, throughput_bps=int(sizes[measured].sum()) * 8 / seconds,
-        sent=npk, delivered=int(measured.sum()), drops=0,
+        throughput_pps=nlat / seconds, throughput_bps=int(b_sum) * 8 / seconds,
+        sent=npk, delivered=int(nlat), drops=0,
         slo_met=None if g.slo.p99_us is None else bool(hist.count) and hist.quantile_ns(0.99) / 1e3 <= g.slo.p99_us,
         latency_cdf_us=hist.cdf_us(),
     )
-    rx = DirResult(npk, int(sizes[in_win].sum()), nirq, polls, 0, nirq / seconds, npk / nirq if nirq else math.nan)
+    rx = DirResult(npk, in_bytes, nirq, polls, 0, nirq / seconds, npk / nirq if nirq else math.nan)
     tx = DirResult(0, 0, 0, 0, 0, 0.0, math.nan)
     site = SiteResult("nic:q0", "nic", rx, tx, irq_busy + soft_busy, params.to_dict())
     cpus = [CpuResult("dom0-c0", irq_f, soft_f, 0.0, max(0.0, 1 - irq_f - soft_f))]
