@@ -143,9 +143,14 @@ def test_sites_map_to_the_devices_whose_napi_moderates_them():
     stats = {"rx_packets": 10, "tx_packets": 20, "rx_bytes": 100, "tx_bytes": 200, "rx_dropped": 1, "tx_dropped": 2}
     back = counter_sample(d[Site.parse("backend:lat")], stats, 5, 77)
     # the vif transmits towards the guest (model rx) and receives what the guest sends (model tx)
-    assert (back.rx.packets, back.tx.packets, back.tx.interrupts, back.rx.interrupts) == (20, 10, 77, 0)
+    assert (back.rx.packets, back.tx.packets) == (20, 10)
+    # its own NAPI (tx) polls; both directions wake a NAPI (vif's own, geth0's on transmit): NET_RX
+    assert (back.tx.interrupts, back.tx.polls, back.rx.interrupts, back.rx.polls) == (77, 77, 77, 0)
+    front = counter_sample(d[Site.parse("frontend:lat")], stats, 5, 77)
+    assert (front.rx.interrupts, front.rx.polls, front.tx.interrupts, front.tx.polls) == (77, 77, 77, 0)
     nic = counter_sample(d[Site.parse("nic:q0")], stats, 5, 77)
     assert (nic.rx.packets, nic.rx.interrupts, nic.rx.drops) == (10, 77, 1)
+    assert (nic.tx.interrupts, nic.tx.polls) == (0, 0)  # a veth has no TX completions
 
 
 def test_merge_nic_takes_the_smallest_deferral():

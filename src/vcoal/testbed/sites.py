@@ -14,9 +14,18 @@ nic site reports peth0's counters.
 
 Counters per site come from the device's statistics, turned into the model's directions
 (``rx`` = towards the guest): for the vif, what it transmits goes to the guest (model ``rx``) and
-what it receives comes from the guest (model ``tx``). A veth has no interrupt line of its own; the
-site's ``interrupts``/``polls`` on its NAPI direction carry the host-wide NET_RX softirq count of
-the window (shared by every site, the same convention as ``vcoal.linux.counters``).
+what it receives comes from the guest (model ``tx``).
+
+A veth has no interrupt line of its own and the kernel counts NAPI schedules per host only, so
+``interrupts`` carry the host-wide NET_RX softirq count of the window (shared by every site, the
+same convention as ``vcoal.linux.counters``) on every direction whose packets are handed to a NAPI:
+the device's own NAPI direction (``polls`` too: those are its polls) **and** the direction it
+transmits to the next hop, whose ``veth_xmit`` schedules the peer's NAPI — the testbed's
+counterpart of the model's virtual interrupt to the guest (``backend`` rx) and notification to
+netback (``frontend`` tx). Only the NIC's ``tx`` has none (a veth has no TX completions) and stays 0.
+Reporting 0 there would claim that thousands of packets arrived without a single wake-up of their
+consumer, which the ``qos`` controller's exact-model inversion reads as a consumer that never
+goes idle (a busy CPU) and so marks the tenant capacity-bound.
 """
 
 from __future__ import annotations
@@ -61,12 +70,15 @@ def counter_sample(sd: SiteDevice, stats: dict[str, int], t_ns: int, net_rx: int
     dev_rx = (stats["rx_packets"], stats["rx_bytes"], stats["rx_dropped"])
     dev_tx = (stats["tx_packets"], stats["tx_bytes"], stats["tx_dropped"])
     m_rx, m_tx = (dev_tx, dev_rx) if sd.swap else (dev_rx, dev_tx)
-    irq_rx = net_rx if sd.napi_direction == "rx" else 0
-    irq_tx = net_rx if sd.napi_direction == "tx" else 0
+    # every direction wakes a NAPI (its own or the peer's), except the NIC's transmit to the wire
+    irq_rx = net_rx
+    irq_tx = 0 if sd.site.layer is Layer.NIC else net_rx
+    poll_rx = net_rx if sd.napi_direction == "rx" else 0
+    poll_tx = net_rx if sd.napi_direction == "tx" else 0
     return CounterSample(
         t_ns,
-        DirStats(m_rx[0], m_rx[1], irq_rx, irq_rx, m_rx[2]),
-        DirStats(m_tx[0], m_tx[1], irq_tx, irq_tx, m_tx[2]),
+        DirStats(m_rx[0], m_rx[1], irq_rx, poll_rx, m_rx[2]),
+        DirStats(m_tx[0], m_tx[1], irq_tx, poll_tx, m_tx[2]),
         0,
     )
 
