@@ -26,7 +26,14 @@ Every window the controller
    dropped packets or whose consumer CPU is busy (inferred by inverting the exact interrupt-rate
    formula, ``_qos_observe.busy_sites``) is capacity-bound: queueing dominates its latency and only
    more coalescing frees CPU, so it gets at least ``min(bulk_budget_us, p99_slo * (1 - slo_margin))``
-   until its load falls below 80 % of the load at which it was busy. A tenant missing its
+   until its load falls below 80 % of the load at which it was busy. The measured p99 tests this
+   hypothesis: coalescing a capacity-bound path should shorten its queues, so when a latency
+   tenant's measured p99 is above its target and more than ``refute_ratio`` times what it was when
+   the tenant became capacity-bound, the evidence (a drop count, or an interrupt count that does not
+   mean what the inversion assumes, e.g. host-wide softirqs on the real-kernel testbed) is
+   *refuted*: the tenant is treated as latency-bound again (its correction is learned, its budget
+   shrinks, the planner tightens) and busy/drop evidence is ignored for it until its load leaves
+   [0.5x, 2x] of the load at the refutation. A tenant missing its
    throughput floor while not dropping has its budget halved (window-limited flow), recovering by
    25 % per window once it is met again.
 5. **Plans** (``_qos_plan``): greedy minimisation of predicted interrupt + poll CPU cost over a
@@ -113,6 +120,8 @@ class Qos(PolicyBase):
         util_max: consumer utilisation (inferred from interrupts per packet) that marks a path busy.
         latency_price: CPU fraction one µs of added p99 of a latency tenant must save (0: use all slack).
         correct_latency: learn the additive correction from measured p99.
+        refute_ratio: a capacity-bound latency tenant whose measured p99 exceeds its target and this
+            multiple of its p99 when it became capacity-bound is latency-bound after all.
         """
 
         slo_margin: float = 0.15
@@ -135,6 +144,7 @@ class Qos(PolicyBase):
         util_max: float = 0.9
         latency_price: float = 0.0002
         correct_latency: bool = True
+        refute_ratio: float = 1.25
 
         def __post_init__(self) -> None:
             _check("slo_margin", self.slo_margin, 0.0, 0.9)
@@ -156,6 +166,7 @@ class Qos(PolicyBase):
             _check("min_change_cpu", self.min_change_cpu, 0.0, 1.0)
             _check("util_max", self.util_max, 0.0, 1.0, lo_open=True)
             _check("latency_price", self.latency_price, 0.0, 1.0)
+            _check("refute_ratio", self.refute_ratio, 1.0, 100.0)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -170,6 +181,9 @@ class Qos(PolicyBase):
         self.base_us: dict[str, float | None] = {t: None for t in context.tenants}
         self.scale: dict[str, float] = {t: 1.0 for t in context.tenants}
         self.capacity_load: dict[str, float | None] = {t: None for t in context.tenants}
+        # measured p99 when a tenant became capacity-bound; load at which that was refuted
+        self.capacity_p99: dict[str, float | None] = {t: None for t in context.tenants}
+        self.refuted_load: dict[str, float | None] = {t: None for t in context.tenants}
         self.measured: dict[str, float | None] = {t: None for t in context.tenants}
         self.saturated: set[Site] = set()
         self._memo: dict = {}
@@ -248,12 +262,27 @@ class Qos(PolicyBase):
             dropped = dropped_on(stats, info.path)
             busy = dropped or any(s in saturated for s in info.path)
             load = self._load_pps(name)
+            refuted = self.refuted_load[name]
+            if refuted is not None and not 0.5 * refuted <= load <= 2.0 * refuted:
+                self.refuted_load[name] = refuted = None  # a new load phase: the evidence may hold now
+            if refuted is not None:
+                busy = dropped = False
             cap = self.capacity_load[name]
+            ts = stats.tenants.get(name)
+            p99 = ts.p99_us if ts is not None and ts.packets >= p.min_samples else None
             if busy:
                 self.capacity_load[name] = max(load, cap or 0.0)
+                if cap is None or self.capacity_p99[name] is None:
+                    self.capacity_p99[name] = p99  # latency before coalescing for capacity
             elif cap is not None and load < 0.8 * cap:
-                self.capacity_load[name] = None
-            ts = stats.tenants.get(name)
+                self.capacity_load[name] = self.capacity_p99[name] = None
+            ref = self.capacity_p99[name]
+            if (self.capacity_load[name] is not None and info.slo.p99_us is not None and p99 is not None
+                    and ref is not None and p99 > info.slo.p99_us * (1.0 - p.slo_margin)
+                    and p99 > p.refute_ratio * ref):
+                # coalescing for capacity made the tail worse, not better: latency-bound after all
+                self.capacity_load[name] = self.capacity_p99[name] = None
+                self.refuted_load[name] = max(load, 1.0)
             if ts is None:
                 continue
             floor = info.slo.min_throughput_bps
@@ -313,6 +342,8 @@ class Qos(PolicyBase):
                 base = self.base_us[name] if self.base_us[name] is not None else self.prior_us
                 b = info.slo.p99_us * (1.0 - p.slo_margin) - base
                 why[name] = f"p99 target {info.slo.p99_us:g}us, base {base:.1f}us"
+                if self.refuted_load[name] is not None:
+                    why[name] += " (capacity-bound refuted: measured p99 rose while coalescing)"
             b *= self.scale[name]
             if self.capacity_load[name] is not None:
                 # queueing dominates the measured latency; only coalescing frees CPU. Allow up to the
