@@ -96,15 +96,14 @@ def summarise(result: TrialResult, params: dict[str, Any] | None = None) -> Row:
                result.all_slos_met(), params or result.policy_params)
 
 
-def _run_one(args: tuple[str, dict, str, dict, int | None, float | None]) -> dict[str, Any]:
+def _run_one(args: tuple[dict, str, dict, int | None, float | None]) -> dict[str, Any]:
     from vcoal.sim import run_scenario
 
-    spec_json, _unused, policy, params, seed, duration = args
+    spec_json, policy, params, seed, duration = args
     spec = ScenarioSpec.model_validate(spec_json)
     try:
         result = run_scenario(spec, make_policy(policy, params), seed=seed, duration_s=duration)
         row = summarise(result, params)
-        row.policy = policy if policy != "static" or not params else row.policy
     except Exception as exc:  # a failing trial is reported in its row, the comparison goes on
         row = Row(spec.name, policy, [], math.nan, math.nan, False, params, f"{type(exc).__name__}: {exc}")
     return row.to_dict()
@@ -123,7 +122,7 @@ def run_rows(
     on_done: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run (scenario, policy, params) jobs on a process pool; rows in job order."""
-    args = [(spec.model_dump(mode="json"), {}, pol, params, seed, duration_s) for spec, pol, params in jobs]
+    args = [(spec.model_dump(mode="json"), pol, params, seed, duration_s) for spec, pol, params in jobs]
     if workers <= 1:
         rows = []
         for a in args:
