@@ -50,6 +50,7 @@ def _register() -> None:
     __import__("vcoal.cli.report_cmd", fromlist=["register"]).register(app)
     __import__("vcoal.cli.demo_cmd", fromlist=["register"]).register(app)
     __import__("vcoal.cli.compare_cmd", fromlist=["register"]).register(app)
+    __import__("vcoal.cli.calibrate_cmd", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ EPILOG = """Examples:
   vcoal sim examples/reference.toml --policy static --set nic.rx_usecs=64 --set nic.rx_frames=64
 
   vcoal sim examples/validation/base.toml --duration 2 --seed 7 --json > base.json
+
+  vcoal sim examples/reference.toml --cost calibrated.toml
 """
 
 
@@ -46,6 +48,7 @@ def sim(
     seed: int = typer.Option(None, "--seed", help="root seed (overrides the spec)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as one JSON document"),
     out: Path = typer.Option(None, "--out", "-o", help="also write the versioned result file (as sweeps do)"),
+    cost: Path = typer.Option(None, "--cost", help="cost-model TOML ([cost] table, e.g. from 'vcoal calibrate fit'); its keys override the scenario's [cost]"),
 ) -> None:
     """Simulate one scenario and print per-tenant latency vs SLO, per-layer interrupts, CPU use."""
     from vcoal.policies import make_policy
@@ -54,6 +57,11 @@ def sim(
 
     try:
         spec = load_scenario(spec_path)
+        if cost is not None:
+            from vcoal.spec.scenario import read_cost_file
+
+            table = read_cost_file(cost, "--cost")
+            spec = spec.with_overrides({f"cost.{k}": v for k, v in table.items()})
         params = json.loads(params_json) if params_json else {}
         if not isinstance(params, dict):
             raise ValueError("--params: expected a JSON object")

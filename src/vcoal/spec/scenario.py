@@ -304,9 +304,12 @@ def parse_scenario(data: dict[str, Any], source: str = "spec", base_dir: Path | 
     """Validate a mapping into a ScenarioSpec; raises ValueError with one line on bad input.
 
     A trace workload's CSV (``trace = "file.csv"``) is read here, relative to ``base_dir``, into
-    ``trace_rows`` so that nothing downstream reads files.
+    ``trace_rows`` so that nothing downstream reads files. A top-level ``cost_file = "c.toml"``
+    (a cost-model file, e.g. from ``vcoal calibrate fit``) is read the same way: its ``[cost]``
+    replaces the defaults and the spec's own ``[cost]`` keys override it.
     """
     data = _inline_traces(data, base_dir, source)
+    data = _inline_cost_file(data, base_dir, source)
     try:
         return ScenarioSpec.model_validate(data)
     except ValidationError as exc:
@@ -325,6 +328,72 @@ def _inline_traces(data: dict[str, Any], base_dir: Path | None, source: str) -> 
                 path = base_dir / path
             w["trace_rows"] = read_trace_csv(path, f"{source}: guests.{g.get('name')}.workload.trace")
     return data
+
+
+def _inline_cost_file(data: dict[str, Any], base_dir: Path | None, source: str) -> dict[str, Any]:
+    """``cost_file = "costs.toml"`` (relative to the spec file): its ``[cost]`` replaces the
+    defaults and the spec's own ``[cost]`` keys override it (file under spec)."""
+    if not isinstance(data, dict) or "cost_file" not in data:
+        return data
+    data = dict(data)
+    ref = data.pop("cost_file")
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"{source}: cost_file: expected a file path (string)")
+    path = Path(ref)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    table = read_cost_file(path, f"{source}: cost_file")
+    own = data.get("cost", {})
+    if not isinstance(own, dict):
+        raise ValueError(f"{source}: cost: expected a table")
+    data["cost"] = {**table, **own}
+    return data
+
+
+COST_FILE_TABLES = ("cost", "calibration")
+
+
+def read_cost_file(path: str | Path, what: str | None = None) -> dict[str, Any]:
+    """Read a cost-model file: TOML with a ``[cost]`` table of CostSpec fields (validated: unknown
+    keys and out-of-range values are rejected) and an optional free-form ``[calibration]`` table
+    (provenance, ignored here). Returns the ``[cost]`` table as given (only the keys it sets)."""
+    path = Path(path)
+    what = what or str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{what}: {path}: not valid TOML: {exc}") from None
+    extra = sorted(set(data) - set(COST_FILE_TABLES))
+    if extra:
+        raise ValueError(f"{what}: {path}: {extra[0]}: unknown key (a cost file has [cost] and optional [calibration])")
+    table = data.get("cost")
+    if not isinstance(table, dict):
+        raise ValueError(f"{what}: {path}: cost: missing [cost] table")
+    try:
+        CostSpec.model_validate(table)
+    except ValidationError as exc:
+        raise ValueError(_cost_error_line(exc, f"{what}: {path}")) from None
+    return dict(table)
+
+
+def _cost_error_line(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(x) for x in err.get("loc", ()))
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    else:
+        info = CostSpec.model_fields.get(key)
+        lo, hi = "-inf", "inf"
+        for m in getattr(info, "metadata", ()):
+            lo = getattr(m, "ge", getattr(m, "gt", lo)) if hasattr(m, "ge") or hasattr(m, "gt") else lo
+            hi = getattr(m, "le", getattr(m, "lt", hi)) if hasattr(m, "le") or hasattr(m, "lt") else hi
+        ctx = err.get("ctx") or {}
+        if {"ge", "le", "gt", "lt"} & ctx.keys():
+            msg = f"{err.get('input')!r} out of range [{lo}, {hi}]"
+    return f"{source}: cost.{key}: {msg}"
 
 
 def read_trace_csv(path: Path, what: str) -> list[tuple[float, int, str]]:

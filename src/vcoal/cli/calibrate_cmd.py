@@ -1,0 +1,137 @@
+"""``vcoal calibrate measure|fit|report``: fit the simulator's cost model to testbed measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from vcoal.cli.main import fail
+
+app = typer.Typer(
+    help="Calibrate the simulator's cost model against the real-kernel testbed (measure as root; fit/report anywhere).",
+    no_args_is_help=True,
+)
+
+EPILOG = """Examples:
+
+  sudo vcoal calibrate measure calib.toml --reps 3 -o grid.json
+
+  vcoal calibrate fit grid.json -o cost.toml
+
+  vcoal calibrate report grid.json --cost cost.toml
+
+  vcoal sim SPEC.toml --cost cost.toml
+"""
+
+
+def _load_grid(path: Path):
+    from vcoal.experiments.calibrate import load_grid
+
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        fail(f"{path}: not valid JSON: {exc}")
+    try:
+        return load_grid(doc, str(path))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command("measure", epilog=EPILOG)
+def measure_cmd(
+    spec_path: Path = typer.Argument(..., help="scenario TOML: one guest with a request_response tenant (outstanding 1)"),
+    out: Path = typer.Option(..., "--out", "-o", help="grid JSON to write"),
+    reps: int = typer.Option(3, "--reps", help="interleaved repetitions (each runs every point once, shuffled)"),
+    duration: float = typer.Option(2.0, "--duration", help="measured seconds per run"),
+    point: list[str] = typer.Option([], "--point", help="grid point: none | LAYER:TIMEOUT_US/DEFER[,...] | all3:T/D (repeatable; default: the standard grid)"),
+    seed: int = typer.Option(1, "--seed", help="shuffle seed"),
+) -> None:
+    """Run a grid of NAPI deferral settings on the testbed (needs root) and write the measurements."""
+    from vcoal.experiments import calibrate as cal
+    from vcoal.spec import load_scenario
+
+    try:
+        spec = load_scenario(spec_path)
+        cal.check_spec(spec)
+        points = [cal.parse_point(p) for p in point] if point else cal.default_grid()
+        if not 1 <= reps <= 100:
+            raise ValueError(f"--reps {reps}: must be in [1, 100]")
+        if not 1.0 <= duration <= 600:
+            raise ValueError(f"--duration {duration}: must be in [1, 600] seconds")
+    except ValueError as exc:
+        fail(str(exc))
+    if os.geteuid() != 0:
+        fail("calibrate measure needs root (the testbed: network namespaces, veth, NAPI knobs)")
+    doc = cal.measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=cal._stderr)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    typer.echo(f"grid: {len(points)} points x {reps} reps -> {out}")
+
+
+@app.command("fit", epilog=EPILOG)
+def fit_cmd(
+    grid_path: Path = typer.Argument(..., help="grid JSON from 'vcoal calibrate measure'"),
+    out: Path = typer.Option(..., "--out", "-o", help="cost-model TOML to write"),
+    params: str = typer.Option("nic_pkt_us,stack_pkt_us,ctx_switch_us,poll_us", "--params", help="comma-separated cost parameters to fit"),
+    w_net_rx: float = typer.Option(1.0, "--net-rx-weight", help="weight of the NET_RX error against the latency error"),
+    rounds: int = typer.Option(6, "--rounds", help="coordinate-search rounds (step x4, x2, x1.4, x1.2, x1.1, x1.05)"),
+) -> None:
+    """Fit cost parameters to a measured grid (no root) and write a cost-model file."""
+    from vcoal.experiments import calibrate as cal
+
+    grid = _load_grid(grid_path)
+    names = [p.strip() for p in params.split(",") if p.strip()]
+    try:
+        if not names:
+            raise ValueError("--params: name at least one cost parameter")
+        if not 0 <= w_net_rx <= 100:
+            raise ValueError(f"--net-rx-weight {w_net_rx}: must be in [0, 100]")
+        if not 1 <= rounds <= 20:
+            raise ValueError(f"--rounds {rounds}: must be in [1, 20]")
+        res = cal.fit(grid, names, w_net_rx=w_net_rx, rounds=rounds, log=cal._stderr)
+    except ValueError as exc:
+        fail(str(exc))
+    out.write_text(cal.cost_toml(res, grid, str(grid_path)))
+    typer.echo(cal.fidelity_table(res.rows))
+    typer.echo("fitted: " + ", ".join(f"{k} = {v:.3g} µs" for k, v in res.cost.items())
+               + f"; NET_RX/s = {res.mapping[0]:.3g} x interrupts/s + {res.mapping[1]:.3g} x polls/s"
+               + f" ({res.evaluations} grid simulations) -> {out}")
+
+
+@app.command("report", epilog=EPILOG)
+def report_cmd(
+    grid_path: Path = typer.Argument(..., help="grid JSON from 'vcoal calibrate measure'"),
+    cost: Path = typer.Option(None, "--cost", help="cost-model TOML (default: the grid spec's own [cost])"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+) -> None:
+    """Fidelity per grid point: simulated vs measured median RTT and NET_RX/s, relative errors."""
+    from vcoal.experiments import calibrate as cal
+
+    grid = _load_grid(grid_path)
+    try:
+        table, mapping = cal.read_cost_model(cost) if cost is not None else ({}, None)
+        rows, mapping = cal.fidelity(grid, table, mapping)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        doc = {"cost": table, "net_rx_map": list(mapping), "points": [
+            {"name": r.name, "measured_p50_us": r.meas_p50, "simulated_p50_us": r.sim_p50, "err_p50": r.err_p50,
+             "measured_p99_us": r.meas_p99, "simulated_p99_us": r.sim_p99,
+             "measured_net_rx_per_s": r.meas_net_rx, "simulated_net_rx_per_s": r.sim_net_rx, "err_net_rx": r.err_net_rx}
+            for r in rows]}
+        typer.echo(json.dumps(doc))
+        return
+    typer.echo(cal.fidelity_table(rows))
+    src = "fitted in the cost file" if cost is not None and mapping is not None else "fitted here"
+    typer.echo(f"NET_RX/s = {mapping[0]:.3g} x interrupts/s + {mapping[1]:.3g} x polls/s ({src})")
+    sys.stdout.flush()
+
+
+def register(root: typer.Typer) -> None:
+    """Add the command group to the app."""
+    root.add_typer(app, name="calibrate")
