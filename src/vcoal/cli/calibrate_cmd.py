@@ -51,6 +51,7 @@ def measure_cmd(
     duration: float = typer.Option(2.0, "--duration", help="measured seconds per run"),
     point: list[str] = typer.Option([], "--point", help="grid point: none | LAYER:TIMEOUT_US/DEFER[,...] | all3:T/D (repeatable; default: the standard grid)"),
     seed: int = typer.Option(1, "--seed", help="shuffle seed"),
+    wait_quiet: float = typer.Option(0.0, "--wait-quiet", help="before each run wait up to this many seconds until no other sockperf/iperf3 runs on the host (NET_RX is host-wide)"),
 ) -> None:
     """Run a grid of NAPI deferral settings on the testbed (needs root) and write the measurements."""
     from vcoal.experiments import calibrate as cal
@@ -64,11 +65,13 @@ def measure_cmd(
             raise ValueError(f"--reps {reps}: must be in [1, 100]")
         if not 1.0 <= duration <= 600:
             raise ValueError(f"--duration {duration}: must be in [1, 600] seconds")
+        if not 0 <= wait_quiet <= 3600:
+            raise ValueError(f"--wait-quiet {wait_quiet}: must be in [0, 3600] seconds")
     except ValueError as exc:
         fail(str(exc))
     if os.geteuid() != 0:
         fail("calibrate measure needs root (the testbed: network namespaces, veth, NAPI knobs)")
-    doc = cal.measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=cal._stderr)
+    doc = cal.measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=cal._stderr, wait_quiet_s=wait_quiet)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     typer.echo(f"grid: {len(points)} points x {reps} reps -> {out}")
 
@@ -114,8 +117,8 @@ def report_cmd(
 
     grid = _load_grid(grid_path)
     try:
-        table, mapping = cal.read_cost_model(cost) if cost is not None else ({}, None)
-        rows, mapping = cal.fidelity(grid, table, mapping)
+        table, cal_map = cal.read_cost_model(cost) if cost is not None else ({}, None)
+        rows, mapping = cal.fidelity(grid, table, cal_map)
     except ValueError as exc:
         fail(str(exc))
     if as_json:
@@ -127,7 +130,10 @@ def report_cmd(
         typer.echo(json.dumps(doc))
         return
     typer.echo(cal.fidelity_table(rows))
-    src = "fitted in the cost file" if cost is not None and mapping is not None else "fitted here"
+    if cal.TIMER_EXTRA in table:
+        typer.echo(f"note: simulated with every active gro_flush_timeout + {table[cal.TIMER_EXTRA]:.3g} µs "
+                   f"(calibration.{cal.TIMER_EXTRA}; the simulator itself does not read it)")
+    src = "from the cost file" if cost is not None and cal_map is not None else "fitted here"
     typer.echo(f"NET_RX/s = {mapping[0]:.3g} x interrupts/s + {mapping[1]:.3g} x polls/s ({src})")
     sys.stdout.flush()
 

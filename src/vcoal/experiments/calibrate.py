@@ -137,8 +137,15 @@ def measure(
     seed: int = 1,
     log: Callable[[str], None] | None = None,
     trial_fn: Callable | None = None,
+    wait_quiet_s: float = 0.0,
 ) -> dict:
-    """Run the grid on the testbed: ``reps`` interleaved repetitions, shuffled order per repetition."""
+    """Run the grid on the testbed: ``reps`` interleaved repetitions, shuffled order per repetition.
+
+    NET_RX softirqs are host-wide, so other people's load tools distort them: with
+    ``wait_quiet_s`` > 0 every run first waits (up to that long) until no sockperf/iperf3 process
+    is left on the host (ours are all ended when a trial returns); each row records how many
+    others were running at its start (``others``).
+    """
     check_spec(spec)
     if trial_fn is None:
         from vcoal.policies import make_policy
@@ -155,6 +162,7 @@ def measure(
         rng.shuffle(order)
         for p in order:
             s = spec.with_overrides(p.overrides())
+            others = _wait_quiet(wait_quiet_s)
             r = trial_fn(s)
             t = r.tenants[0]
             row = {
@@ -166,11 +174,12 @@ def measure(
                 "net_rx_per_s": r.meta["net_rx_per_s"],
                 "net_rx_per_rt": r.meta["net_rx_per_s"] / t.throughput_pps if t.throughput_pps else None,
                 "background_cpu": r.meta.get("background_cpu_frac"),
+                "others": others,
             }
             runs[p.name].append(row)
             if log:
                 log(f"rep {rep} {p.name}: p50 {row['p50_us']:.1f} µs p99 {row['p99_us']:.1f} µs "
-                    f"NET_RX/s {row['net_rx_per_s']:.0f} bg {row['background_cpu']}")
+                    f"NET_RX/s {row['net_rx_per_s']:.0f} bg {row['background_cpu']:.2f} others {others}")
     from vcoal.linux.hostinfo import host_info
 
     try:
@@ -187,6 +196,28 @@ def measure(
         "host": host,
         "points": [{**p.to_json(), **_medians(runs[p.name]), "runs": runs[p.name]} for p in points],
     }
+
+
+def load_tools_running() -> int:
+    """Number of sockperf/iperf3 processes on the host (anyone's)."""
+    from pathlib import Path
+
+    n = 0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            n += comm.read_text().strip() in ("sockperf", "iperf3")
+        except OSError:
+            continue
+    return n
+
+
+def _wait_quiet(limit_s: float) -> int:
+    deadline = time.monotonic() + limit_s
+    n = load_tools_running()
+    while n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        n = load_tools_running()
+    return n
 
 
 def _medians(rows: list[dict]) -> dict:
