@@ -19,7 +19,7 @@ from typing import Protocol
 
 from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, Policy, PolicyContext
-from vcoal.model.stats import CounterSample, SiteStats, WindowStats
+from vcoal.model.stats import CounterSample, WindowStats, sites_from_samples
 from vcoal.model.units import Site
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ class Clock(Protocol):
 class CounterSource(Protocol):
     """The sites present now and their raw counters."""
 
-    def context(self) -> PolicyContext: ...
+    def context(self) -> PolicyContext:
+        """The sites now; a context once returned is never changed (a new object when sites change)."""
+        ...
 
     def sample(self) -> Mapping[Site, CounterSample]: ...
 
@@ -140,7 +142,7 @@ def run_loop(
         raise ValueError(f"window_ns={window_ns}: must be > 0")
     rng = rng or random.Random(0)
     result = LoopResult()
-    context = source.context()
+    context = checked = source.context()
     _reset(policy, context, rng, applier, result, keep_decisions, clock.now_ns(), on_window)
     prev = dict(source.sample())
     last_ns = clock.now_ns()
@@ -153,20 +155,17 @@ def run_loop(
         result.overruns += missed
         deadline += (missed + 1) * window_ns
         fresh = source.context()
-        if set(fresh.sites) != set(context.sites):
+        if fresh is not checked and set(fresh.sites) != set(context.sites):
             log.info(
                 "sites changed (%d -> %d): resetting policy %s", len(context.sites), len(fresh.sites), policy.name
             )
             context = fresh
             _reset(policy, context, rng, applier, result, keep_decisions, now, on_window)
             result.resets += 1
+        checked = fresh  # a source returns the same object until its sites may have changed
         applier.begin_window(result.windows)
         cur = dict(source.sample())
-        sites = {
-            s: SiteStats.from_samples(s, prev[s], cur[s], applier.params(s))
-            for s in context.sites  # the context's order, as the simulator iterates
-            if s in prev and s in cur
-        }
+        sites = sites_from_samples(context.sites, prev, cur, applier.params)  # the context's order, as the simulator
         stats = WindowStats(result.windows, now, max(0, now - last_ns), sites)
         policy.observe(stats)
         decision = policy.decide()

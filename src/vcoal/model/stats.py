@@ -7,7 +7,7 @@ computed once, the way lib/dim's ``dim_calc_stats`` does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from vcoal.model.params import CoalesceParams
@@ -50,13 +50,54 @@ class CounterSample:
     cpu_ns: int = 0
 
 
+# --- fast construction ---------------------------------------------------------------------------
+# A frozen dataclass's generated __init__ calls object.__setattr__ once per field; the agent builds a
+# few hundred of these objects per window. The ``new_*`` functions below build the same objects
+# (equal, same class, every slot set) by setting the slots directly, 2-3x faster. They require the
+# classes to have no __post_init__ and to be built from every field, positionally.
+_new = object.__new__
+
+
+def _setters(cls: type) -> tuple:
+    assert not hasattr(cls, "__post_init__"), f"{cls.__name__}: fast construction would skip __post_init__"
+    return tuple(cls.__dict__[name].__set__ for name in cls.__slots__)
+
+
+_DS = _setters(DirStats)
+_CS = _setters(CounterSample)
+
+
+def new_dir_stats(packets: int, bytes: int, interrupts: int, polls: int, drops: int) -> DirStats:
+    """``DirStats(packets, bytes, interrupts, polls, drops)``, faster (hot paths)."""
+    o = _new(DirStats)
+    s_packets, s_bytes, s_interrupts, s_polls, s_drops = _DS
+    s_packets(o, packets)
+    s_bytes(o, bytes)
+    s_interrupts(o, interrupts)
+    s_polls(o, polls)
+    s_drops(o, drops)
+    return o
+
+
+def new_counter_sample(t_ns: int, rx: DirStats, tx: DirStats, cpu_ns: int) -> CounterSample:
+    """``CounterSample(t_ns, rx, tx, cpu_ns)``, faster (hot paths)."""
+    o = _new(CounterSample)
+    s_t, s_rx, s_tx, s_cpu = _CS
+    s_t(o, t_ns)
+    s_rx(o, rx)
+    s_tx(o, tx)
+    s_cpu(o, cpu_ns)
+    return o
+
+
 def _delta(new: DirStats, old: DirStats, bits: int) -> DirStats:
-    return DirStats(
-        wrap_delta(new.packets, old.packets, bits),
-        wrap_delta(new.bytes, old.bytes, bits),
-        wrap_delta(new.interrupts, old.interrupts, bits),
-        wrap_delta(new.polls, old.polls, bits),
-        wrap_delta(new.drops, old.drops, bits),
+    mask = (1 << bits) - 1  # (a - b) & mask == (a - b) % 2**bits for Python ints
+    return new_dir_stats(
+        (new.packets - old.packets) & mask,
+        (new.bytes - old.bytes) & mask,
+        (new.interrupts - old.interrupts) & mask,
+        (new.polls - old.polls) & mask,
+        (new.drops - old.drops) & mask,
     )
 
 
@@ -76,13 +117,13 @@ class SiteStats:
         cls, site: Site, old: CounterSample, new: CounterSample, params: CoalesceParams, bits: int = 64
     ) -> SiteStats:
         """Wrap-safe deltas between two samples; a zero or negative interval gives interval 0."""
-        return cls(
-            site=site,
-            interval_ns=max(0, new.t_ns - old.t_ns),
-            rx=_delta(new.rx, old.rx, bits),
-            tx=_delta(new.tx, old.tx, bits),
-            cpu_ns=wrap_delta(new.cpu_ns, old.cpu_ns, bits),
-            params=params,
+        return _new_site_stats(
+            site,
+            max(0, new.t_ns - old.t_ns),
+            _delta(new.rx, old.rx, bits),
+            _delta(new.tx, old.tx, bits),
+            (new.cpu_ns - old.cpu_ns) & ((1 << bits) - 1),
+            params,
         )
 
     def pps(self, direction: str = "rx") -> float:
@@ -99,6 +140,85 @@ class SiteStats:
         """Interrupts per second in one direction."""
         d = self.rx if direction == "rx" else self.tx
         return d.interrupts * NS_PER_S / self.interval_ns if self.interval_ns else 0.0
+
+
+_SS = _setters(SiteStats)
+
+
+def _new_site_stats(
+    site: Site, interval_ns: int, rx: DirStats, tx: DirStats, cpu_ns: int, params: CoalesceParams
+) -> SiteStats:
+    o = _new(SiteStats)
+    s_site, s_interval, s_rx, s_tx, s_cpu, s_params = _SS
+    s_site(o, site)
+    s_interval(o, interval_ns)
+    s_rx(o, rx)
+    s_tx(o, tx)
+    s_cpu(o, cpu_ns)
+    s_params(o, params)
+    return o
+
+
+def sites_from_samples(
+    sites: Collection[Site],
+    old: Mapping[Site, CounterSample],
+    new: Mapping[Site, CounterSample],
+    params: Callable[[Site], CoalesceParams],
+    bits: int = 64,
+) -> dict[Site, SiteStats]:
+    """``{s: SiteStats.from_samples(s, old[s], new[s], params(s))}`` for the sites of ``sites`` present
+    in both samples, in that order.
+
+    Faster for many sites: samples keyed by the same Site objects in the same order are walked
+    without hashing; equal direction deltas (idle interfaces) share one DirStats (immutable), and a
+    DirStats object found in both samples has a zero delta.
+    """
+    mask = (1 << bits) - 1
+    zero = new_dir_stats(0, 0, 0, 0, 0)
+    shared: dict[tuple[int, ...], DirStats] = {}
+    set_site, set_interval, set_rx, set_tx, set_cpu, set_params = _SS
+    out = {}
+    rows = _aligned(sites, old, new)
+    if rows is None:
+        rows = [(s, old[s], new[s]) for s in sites if s in old and s in new]
+    for s, o, n in rows:
+        st = _new(SiteStats)
+        set_site(st, s)
+        set_interval(st, max(0, n.t_ns - o.t_ns))
+        for a, b, set_dir in ((n.rx, o.rx, set_rx), (n.tx, o.tx, set_tx)):
+            if a is b:
+                d = zero
+            else:
+                key = (
+                    (a.packets - b.packets) & mask,
+                    (a.bytes - b.bytes) & mask,
+                    (a.interrupts - b.interrupts) & mask,
+                    (a.polls - b.polls) & mask,
+                    (a.drops - b.drops) & mask,
+                )
+                d = shared.get(key)
+                if d is None:
+                    d = shared[key] = new_dir_stats(*key)
+            set_dir(st, d)
+        set_cpu(st, (n.cpu_ns - o.cpu_ns) & mask)
+        set_params(st, params(s))
+        out[s] = st
+    return out
+
+
+def _aligned(
+    sites: Collection[Site], old: Mapping[Site, CounterSample], new: Mapping[Site, CounterSample]
+) -> list[tuple[Site, CounterSample, CounterSample]] | None:
+    """[(site, old sample, new sample)] when both samples hold exactly ``sites``, as the same objects
+    in the same order; None otherwise."""
+    if not len(sites) == len(old) == len(new):
+        return None
+    rows = []
+    for s, (ko, o), (kn, n) in zip(sites, old.items(), new.items(), strict=True):
+        if s is not ko or s is not kn:
+            return None
+        rows.append((s, o, n))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
