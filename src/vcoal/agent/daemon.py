@@ -136,6 +136,7 @@ class Agent:
             )
         finally:
             self._shutdown()
+            source.close()
         return self.result
 
     def _shutdown(self) -> None:

@@ -12,7 +12,6 @@ entries are dropped: the administrator owns it now) for ``backoff_s``.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -120,6 +119,8 @@ class KnobApplier:
                 self.knobs.forget(ifname)
                 continue
             values = {**m.knob_values, **current[ifname]}
+            if values == m.knob_values:
+                continue  # as the agent left it (the usual case): nothing to update
             moved = {k: (m.knob_values.get(k), values[k]) for k in m.controlled if values.get(k) != m.knob_values.get(k)}
             if moved:
                 self.backoffs += 1
@@ -208,10 +209,13 @@ class LinuxSource:
         self._windows = 0
         self._rescan = True
         self._context: PolicyContext | None = None
+        self._context_of: tuple[str, ...] = ()  # the interfaces under control when it was built
+        self._order_of: tuple[Managed, ...] = ()
+        self._order: tuple[list[str], list[Site]] = ([], [])
 
     def scan(self) -> None:
         """Adopt matching interfaces that appeared, forget the ones that vanished."""
-        present = {name for _, name in socket.if_nameindex()}
+        present = self.counters.present()
         for ifname in sorted(set(self.applier.managed) - present):
             log.info("%s: vanished; forgetting it", ifname)
             self.applier.managed.pop(ifname, None)
@@ -220,7 +224,8 @@ class LinuxSource:
             group = self.config.group_of(ifname)
             if group is not None:
                 self.applier.adopt(ifname, group)
-        self._context = None
+        if tuple(self.applier.managed) != self._context_of:
+            self._context = None  # (unchanged: the loop would keep its context anyway)
 
     def context(self) -> PolicyContext:
         """The sites under control now (re-scanning when due)."""
@@ -230,15 +235,25 @@ class LinuxSource:
         self._windows += 1
         if self._context is None:
             self._context = build_context(self.config, self.applier.managed)
+            self._context_of = tuple(self.applier.managed)
         return self._context
 
     def sample(self) -> Mapping[Site, CounterSample]:
         """Counters of every interface under control (a vanished one triggers a re-scan)."""
         managed = self.applier.managed
-        raw = self.counters.sample(list(managed))
-        if len(raw) != len(managed):
+        now = tuple(managed.values())
+        if now != self._order_of:  # the names in the context's order, and their sites
+            self._order_of = now
+            names = sorted(managed)
+            self._order = (names, [managed[name].site for name in names])
+        out = self.counters.sample(*self._order)
+        if len(out) != len(managed):
             self._rescan = True
-        return {managed[name].site: s for name, s in raw.items() if name in managed}
+        return out
+
+    def close(self) -> None:
+        """Close the counter files."""
+        self.counters.close()
 
 
 def build_context(config: AgentConfig, managed: Mapping[str, Managed]) -> PolicyContext:

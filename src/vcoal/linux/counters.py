@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcoal.model.stats import CounterSample, DirStats
+from vcoal.model.stats import CounterSample, DirStats, new_counter_sample, new_dir_stats
 
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 NS_PER_TICK = 1_000_000_000 // USER_HZ
@@ -180,9 +180,83 @@ def irq_direction(line: IrqLine, ifname: str, device: str | None = None) -> str 
     return None
 
 
+def net_dev_rows(text: str, wanted: frozenset[str] | set[str]) -> dict[str, str]:
+    """/proc/net/dev -> {ifname: the text after its ``:``} for the ``wanted`` interfaces (unparsed)."""
+    out = {}
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        if sep:
+            name = name.strip()
+            if name in wanted:
+                out[name] = rest
+    return out
+
+
+def net_dev_names(text: str) -> set[str]:
+    """The interface names listed in /proc/net/dev (every interface of the namespace)."""
+    return {name.strip() for name, sep, _ in (line.partition(":") for line in text.splitlines()[2:]) if sep}
+
+
+def softirq_total(text: str, name: str) -> int:
+    """The count of one /proc/softirqs row (``NET_RX``...) summed over CPUs; 0 when absent."""
+    i = text.find(name + ":")
+    if i < 0 or (i and text[i - 1] not in " \n"):
+        return 0
+    end = text.find("\n", i)
+    return sum(map(int, text[i + len(name) + 1:end if end >= 0 else len(text)].split()))
+
+
+def irq_totals(text: str, wanted: frozenset[str] | set[str]) -> dict[str, int]:
+    """/proc/interrupts -> {irq: count summed over CPUs} for the ``wanted`` numbered IRQs."""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    ncpu = len(lines[0].split())
+    out = {}
+    for line in lines[1:]:
+        irq, sep, rest = line.partition(":")
+        irq = irq.strip()
+        if sep and irq in wanted:
+            out[irq] = sum(map(int, rest.split()[:ncpu]))
+    return out
+
+
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
+
+
+class ProcFile:
+    """A /proc file kept open and re-read from its start with pread (no open and close per read).
+
+    /proc/net files stay bound to the network namespace of the opener.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def read(self, first: int | None = None) -> str:
+        """The file's text; with ``first``, one read of at most that many bytes from the start (the
+        first line(s), for a caller that needs nothing else)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        if first is not None:
+            return os.pread(self._fd, first, 0).decode()
+        chunks = []
+        offset = 0
+        while chunk := os.pread(self._fd, 1 << 16, offset):  # seq files return a page or so per read
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks).decode()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def interface_device(ifname: str) -> str | None:
@@ -194,17 +268,27 @@ def interface_device(ifname: str) -> str | None:
 
 
 class InterfaceCounters:
-    """Samples counters of many interfaces at once, reading each /proc file once per sample."""
+    """Samples counters of many interfaces at once, reading each /proc file once per sample.
+
+    The files stay open between samples; /proc/net/dev rows equal to the previous sample's are not
+    parsed again; of /proc/softirqs and /proc/stat only the NET_RX/NET_TX rows and the ``cpu`` line
+    are parsed; /proc/interrupts is read only when an interface has IRQ vectors of its own.
+    """
 
     def __init__(self, clock_ns=time.monotonic_ns) -> None:
         self.clock_ns = clock_ns
         self._names: tuple[str, ...] | None = None
         self._vectors: dict[str, list[tuple[str, str]]] = {}
-        self._need_irqs = False
+        self._plan: tuple[list[tuple[str, str]], ...] = ()  # the vectors of each of _names
+        self._irqs: frozenset[str] = frozenset()
+        self._wanted: frozenset[str] = frozenset()
+        self._last: dict[str, tuple[str, int, int, int, DirStats]] = {}
+        self._files = {path: ProcFile(path) for path in ("/proc/net/dev", "/proc/softirqs", "/proc/stat",
+                                                          "/proc/interrupts")}
 
     def _map_vectors(self, names: tuple[str, ...]) -> None:
         """Which IRQ vectors belong to which interface; redone when the set of interfaces changes."""
-        irqs = parse_interrupts(_read("/proc/interrupts"))
+        irqs = parse_interrupts(self._files["/proc/interrupts"].read())
         self._vectors = {}
         for ifname in names:
             device = interface_device(ifname)
@@ -212,37 +296,55 @@ class InterfaceCounters:
                 (line.irq, direction) for line in irqs
                 if (direction := irq_direction(line, ifname, device)) is not None
             ]
-        self._need_irqs = any(self._vectors.values())
+        self._irqs = frozenset(irq for vectors in self._vectors.values() for irq, _ in vectors)
         self._names = names
+        self._plan = tuple(self._vectors[ifname] for ifname in names)
+        self._wanted = frozenset(names)
+        self._last = {}
 
-    def sample(self, ifnames: Iterable[str]) -> dict[str, CounterSample]:
-        """One CounterSample per interface present in /proc/net/dev (missing ones are left out)."""
+    def present(self) -> set[str]:
+        """Every interface of the namespace now (from /proc/net/dev)."""
+        return net_dev_names(self._files["/proc/net/dev"].read())
+
+    def sample(
+        self, ifnames: Iterable[str], keys: Sequence[Hashable] | None = None
+    ) -> dict[Hashable, CounterSample]:
+        """One CounterSample per interface present in /proc/net/dev (missing ones are left out),
+        keyed by name, or by ``keys`` (one per name, in the same order) when given."""
         t_ns = self.clock_ns()
         names = tuple(ifnames)
         if names != self._names:
             self._map_vectors(names)
-        dev = parse_net_dev(_read("/proc/net/dev"), set(names))
-        soft = parse_softirqs(_read("/proc/softirqs"))
-        stat = parse_proc_stat(_read("/proc/stat")).get("cpu")
-        totals = {line.irq: line.total for line in parse_interrupts(_read("/proc/interrupts"))} if self._need_irqs else {}
-        net_rx = sum(soft.get("NET_RX", ()))
-        net_tx = sum(soft.get("NET_TX", ()))
+        rows = net_dev_rows(self._files["/proc/net/dev"].read(), self._wanted)
+        soft = self._files["/proc/softirqs"].read()
+        net_rx = softirq_total(soft, "NET_RX")
+        net_tx = softirq_total(soft, "NET_TX")
+        stat_text = self._files["/proc/stat"].read(4096)
+        stat = parse_proc_stat(stat_text[:stat_text.find("\n") + 1]).get("cpu")
         cpu_ns = stat.softirq_ns if stat else 0
+        totals = irq_totals(self._files["/proc/interrupts"].read(), self._irqs) if self._irqs else {}
+        last = self._last
         out = {}
-        for ifname in names:
-            d = dev.get(ifname)
-            if d is None:
+        for key, ifname, vectors in zip(names if keys is None else keys, names, self._plan, strict=True):
+            row = rows.get(ifname)
+            if row is None:
                 continue
-            vectors = self._vectors.get(ifname)
             if vectors:
                 rx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction != "tx")
                 tx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction == "tx")
             else:
                 rx_irq, tx_irq = net_rx, 0
-            out[ifname] = CounterSample(
-                t_ns,
-                DirStats(d.rx_packets, d.rx_bytes, rx_irq, net_rx, d.rx_drops),
-                DirStats(d.tx_packets, d.tx_bytes, tx_irq, net_tx, d.tx_drops),
-                cpu_ns,
-            )
+            # (row, rx packets, bytes, drops, tx DirStats): parsed again only when the row changed
+            e = last.get(ifname)
+            if e is None or e[0] != row or e[4].interrupts != tx_irq or e[4].polls != net_tx:
+                c = row.split()
+                e = last[ifname] = (
+                    row, int(c[1]), int(c[0]), int(c[3]), new_dir_stats(int(c[9]), int(c[8]), tx_irq, net_tx, int(c[11]))
+                )
+            out[key] = new_counter_sample(t_ns, new_dir_stats(e[1], e[2], rx_irq, net_rx, e[3]), e[4], cpu_ns)
         return out
+
+    def close(self) -> None:
+        """Close the /proc files (they are reopened by the next sample)."""
+        for f in self._files.values():
+            f.close()
