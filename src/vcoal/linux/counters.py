@@ -316,7 +316,9 @@ class InterfaceCounters:
         if names != self._names:
             self._map_vectors(names)
         rows = net_dev_rows(self._files["/proc/net/dev"].read(), self._wanted)
-        soft = self._files["/proc/softirqs"].read()
+        soft = self._files["/proc/softirqs"].read(first=1 << 16)  # all of it in one read (one record)
+        if len(soft) == 1 << 16 or "NET_RX:" not in soft:
+            soft = self._files["/proc/softirqs"].read()
         net_rx = softirq_total(soft, "NET_RX")
         net_tx = softirq_total(soft, "NET_TX")
         stat_text = self._files["/proc/stat"].read(4096)
