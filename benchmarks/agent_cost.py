@@ -74,7 +74,7 @@ def _outer(args: argparse.Namespace) -> int:
 def _inner(args: argparse.Namespace) -> int:
     from vcoal.agent.config import parse_config
     from vcoal.agent.linux_io import KnobApplier, LinuxSource
-    from vcoal.agent.loop import MonotonicClock, run_loop
+    from vcoal.agent.loop import MonotonicClock, freeze_setup_objects, run_loop
     from vcoal.linux.journal import Journal
     from vcoal.linux.knobs import LinuxKnobs
     from vcoal.model.policy import Decision
@@ -115,8 +115,7 @@ def _inner(args: argparse.Namespace) -> int:
             applier = KnobApplier(cfg, knobs)
             source = LinuxSource(cfg, applier)
             policy = Flip() if case == "flip" else make_policy("static", cfg.policy.params)
-            parts = {"sample": 0.0, "apply": 0.0}
-            sample, apply = source.sample, applier.apply
+            parts = {"sample": 0.0, "apply": 0.0, "verify": 0.0, "context": 0.0}
 
             def timed(fn, key, parts=parts):
                 def wrapper(*a):
@@ -127,30 +126,36 @@ def _inner(args: argparse.Namespace) -> int:
                         parts[key] += time.thread_time() - t0
                 return wrapper
 
-            source.sample = timed(sample, "sample")
-            applier.apply = timed(apply, "apply")
+            source.sample = timed(source.sample, "sample")
+            source.context = timed(source.context, "context")
+            applier.apply = timed(applier.apply, "apply")
+            applier.begin_window = timed(applier.begin_window, "verify")
             stop = threading.Event()
-            marks: list[tuple[float, int]] = []
+            marks: list[tuple[float, dict[str, float]]] = []  # CPU time and parts after each window
 
-            def on_window(report, marks=marks, stop=stop, hz=hz):
-                marks.append((time.thread_time(), report.overruns))
-                if len(marks) > hz * args.seconds:
+            def on_window(report, marks=marks, stop=stop, hz=hz, parts=parts):
+                marks.append((time.thread_time(), dict(parts)))
+                if len(marks) > hz * args.seconds + 1:
                     stop.set()
 
+            freeze_setup_objects()  # as the daemon does before its loop
             res = run_loop(MonotonicClock(), source, policy, applier, stop, cfg.window_ns, on_window=on_window)
             knobs.restore()
             knobs.close()
-            n = len(marks) - 1
-            cpu_us = (marks[-1][0] - marks[0][0]) / n * 1e6
+            # from the end of the first window (setup, initial decision and first sample excluded)
+            (t0, p0), (t1, p1) = marks[1], marks[-1]
+            n = len(marks) - 2
+            cpu_us = (t1 - t0) / n * 1e6
             key = f"{case}_{hz}hz"
             figures[f"cpu_us_per_window_{key}"] = round(cpu_us, 1)
             figures[f"cpu_percent_of_core_{key}"] = round(cpu_us * hz / 1e4, 3)
-            figures[f"sample_us_per_window_{key}"] = round(parts["sample"] / res.windows * 1e6, 1)
-            figures[f"apply_us_per_window_{key}"] = round(parts["apply"] / res.windows * 1e6, 1)
+            for part in ("sample", "apply", "verify", "context"):
+                figures[f"{part}_us_per_window_{key}"] = round((p1[part] - p0[part]) / n * 1e6, 1)
             figures[f"overruns_{key}"] = res.overruns
             print(f"{case:4s} {hz:3d} Hz, {len(applier.managed)} interfaces: {cpu_us:8.1f} µs CPU/window "
                   f"= {cpu_us * hz / 1e4:6.2f} % of a core (sample {figures[f'sample_us_per_window_{key}']} µs, "
-                  f"apply {figures[f'apply_us_per_window_{key}']} µs), {res.overruns} overruns in {res.windows} windows")
+                  f"apply {figures[f'apply_us_per_window_{key}']} µs, verify {figures[f'verify_us_per_window_{key}']} µs, "
+                  f"context {figures[f'context_us_per_window_{key}']} µs), {res.overruns} overruns in {res.windows} windows")
     figures.update(_reaction(args.peer, tmp))
     print(json.dumps(figures, sort_keys=True))
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vcoal.agent.config import AgentConfig
 from vcoal.agent.linux_io import KnobApplier, LinuxSource
-from vcoal.agent.loop import LoopResult, MonotonicClock, WindowReport, run_loop
+from vcoal.agent.loop import LoopResult, MonotonicClock, WindowReport, freeze_setup_objects, run_loop
 from vcoal.agent.metrics import AgentMetrics
 from vcoal.linux.hostinfo import driver_of, has_cap_net_admin, host_info
 from vcoal.linux.journal import Journal, atomic_write_json
@@ -130,6 +130,7 @@ class Agent:
                         "change [metrics] port or set enabled = false"
                     ) from None
                 log.info("metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
+            freeze_setup_objects()
             self.result = run_loop(
                 MonotonicClock(), source, policy, self.applier, self.stop, cfg.window_ns,
                 rng=random.Random(cfg.policy.seed), on_window=self._on_window,

