@@ -303,3 +303,30 @@ def window_from_dict(d: dict) -> WindowStats:
 
 def _dir_tuple(d: DirStats) -> tuple[int, int, int, int, int]:
     return (d.packets, d.bytes, d.interrupts, d.polls, d.drops)
+
+
+def window_series_row(w: WindowStats) -> dict:
+    """A window as a row of ``TrialResult.windows``: per site the parameters in force, packet and
+    interrupt rates, drops and CPU share; per tenant p50/p99 and throughput (same keys everywhere)."""
+    s_ns = w.interval_ns or 1
+    return {
+        "index": w.index,
+        "t_ns": w.t_ns,
+        "sites": {
+            str(site): {
+                "params": st.params.to_dict(),
+                "rx_pps": st.rx.packets * 1e9 / s_ns,
+                "tx_pps": st.tx.packets * 1e9 / s_ns,
+                "rx_irq_per_s": st.rx.interrupts * 1e9 / s_ns,
+                "tx_irq_per_s": st.tx.interrupts * 1e9 / s_ns,
+                "rx_drops": st.rx.drops,
+                "tx_drops": st.tx.drops,
+                "cpu_util": st.cpu_ns / s_ns,
+            }
+            for site, st in w.sites.items()
+        },
+        "tenants": {
+            name: {"p50_us": t.p50_us, "p99_us": t.p99_us, "pps": t.packets * 1e9 / s_ns, "bps": t.bytes * 8e9 / s_ns}
+            for name, t in w.tenants.items()
+        },
+    }

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.policy import Decision, Policy
 from vcoal.model.result import TrialResult
-from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats
+from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats, window_series_row
 from vcoal.sim.engine import Path
 from vcoal.sim.kernel import Kernel
 from vcoal.sim.summary import summarise
@@ -96,7 +96,7 @@ class Simulation:
         interval = t_ns - (self.windows[-1]["t_ns"] if self.windows else 0)
         stats = WindowStats(self._win_index, t_ns, interval, sites, tenants)
         self._win_index += 1
-        row = _series_row(stats)
+        row = window_series_row(stats)
         row["cpus"] = {}
         for c in self.all_cpus():
             prev = self._prev_busy[c.name]
@@ -158,27 +158,3 @@ class Simulation:
         """Packets created and neither delivered nor dropped."""
         return sum(t.sent - t.delivered - t.dropped for t in self.tenants)
 
-
-def _series_row(w: WindowStats) -> dict:
-    s_ns = w.interval_ns or 1
-    return {
-        "index": w.index,
-        "t_ns": w.t_ns,
-        "sites": {
-            str(site): {
-                "params": st.params.to_dict(),
-                "rx_pps": st.rx.packets * 1e9 / s_ns,
-                "tx_pps": st.tx.packets * 1e9 / s_ns,
-                "rx_irq_per_s": st.rx.interrupts * 1e9 / s_ns,
-                "tx_irq_per_s": st.tx.interrupts * 1e9 / s_ns,
-                "rx_drops": st.rx.drops,
-                "tx_drops": st.tx.drops,
-                "cpu_util": st.cpu_ns / s_ns,
-            }
-            for site, st in w.sites.items()
-        },
-        "tenants": {
-            name: {"p50_us": t.p50_us, "p99_us": t.p99_us, "pps": t.packets * 1e9 / s_ns, "bps": t.bytes * 8e9 / s_ns}
-            for name, t in w.tenants.items()
-        },
-    }

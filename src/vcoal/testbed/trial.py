@@ -30,7 +30,7 @@ from vcoal.linux.hostinfo import host_info
 from vcoal.linux.knobs import LinuxKnobs
 from vcoal.model.policy import Policy
 from vcoal.model.result import TrialResult
-from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats
+from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats, window_series_row
 from vcoal.model.units import Site
 from vcoal.spec import ScenarioSpec, context_from_spec
 from vcoal.testbed import measure, tap
@@ -348,30 +348,10 @@ def _window(
 
 
 def _row(w: WindowStats, net_rx: int) -> dict:
-    """A window as stored in TrialResult.windows (same keys as the simulator's rows, plus NET_RX)."""
-    s_ns = w.interval_ns or 1
-    return {
-        "index": w.index,
-        "t_ns": w.t_ns,
-        "net_rx_per_s": net_rx * 1e9 / s_ns,
-        "sites": {
-            str(site): {
-                "params": st.params.to_dict(),
-                "rx_pps": st.rx.packets * 1e9 / s_ns,
-                "tx_pps": st.tx.packets * 1e9 / s_ns,
-                "rx_irq_per_s": st.rx.interrupts * 1e9 / s_ns,
-                "tx_irq_per_s": st.tx.interrupts * 1e9 / s_ns,
-                "rx_drops": st.rx.drops,
-                "tx_drops": st.tx.drops,
-                "cpu_util": st.cpu_ns / s_ns,
-            }
-            for site, st in w.sites.items()
-        },
-        "tenants": {
-            name: {"p50_us": t.p50_us, "p99_us": t.p99_us, "pps": t.packets * 1e9 / s_ns, "bps": t.bytes * 8e9 / s_ns}
-            for name, t in w.tenants.items()
-        },
-    }
+    """A window as stored in TrialResult.windows (the simulator's row, plus NET_RX)."""
+    row = window_series_row(w)
+    row["net_rx_per_s"] = net_rx * 1e9 / (w.interval_ns or 1)
+    return row
 
 
 __all__ = ["TenantLoad", "TrialOptions", "run_trial"]
