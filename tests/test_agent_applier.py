@@ -117,7 +117,7 @@ def test_change_rate_limit():
 
 
 def test_external_change_backs_off_and_gives_up_the_journal(caplog):
-    app, knobs, clock = _setup()
+    app, knobs, clock = _setup(verify_every_windows=1)
     app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)
     knobs.devices["vif1.0"]["napi_defer_hard_irqs"] = 7  # an administrator
     with caplog.at_level(logging.WARNING):

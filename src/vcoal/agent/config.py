@@ -103,7 +103,7 @@ class SafetyConfig(_Model):
 
     max_changes_per_minute: Annotated[int, Field(ge=1, le=6000)] = 60
     backoff_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
-    verify_every_windows: Annotated[int, Field(ge=1, le=10000)] = 1
+    verify_every_windows: Annotated[int, Field(ge=1, le=10000)] = 10
 
 
 class MetricsConfig(_Model):
