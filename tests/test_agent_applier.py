@@ -172,3 +172,38 @@ def test_verification_interval(window, reads):
     knobs.devices["vif1.0"]["napi_defer_hard_irqs"] = 9
     app.begin_window(window)
     assert (app.managed["vif1.0"].backoff_until > 0) is reads
+
+
+class _QueueFakeKnobs(FakeKnobs):
+    def queue_stats(self, ifname):
+        return {("rx", q): (0, 0) for q in range(4)}
+
+
+class _Counters:
+    def __init__(self, present):
+        self.now = set(present)
+
+    def present(self):
+        return set(self.now)
+
+
+def test_queues_become_sites_and_are_decided_alone():
+    from vcoal.agent.linux_io import LinuxSource
+
+    napi = {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}
+    knobs = _QueueFakeKnobs({"eth0:q0": dict(napi), "eth0:q2": dict(napi), "vif1.0": dict(napi)})
+    cfg = parse_config({"interfaces": [
+        {"match": ["eth0"], "layer": "nic", "queues": [0, 2]}, {"match": ["vif*"], "layer": "backend"},
+    ]})
+    app = KnobApplier(cfg, knobs)
+    counters = _Counters({"eth0", "vif1.0", "lo"})
+    src = LinuxSource(cfg, app, counters)
+    ctx = src.context()
+    q2 = Site.parse("nic:eth0:q2")
+    assert q2 == Site(Layer.NIC, "eth0:q2")
+    assert set(ctx.sites) == {Site(Layer.NIC, "eth0:q0"), q2, Site(Layer.BACKEND, "vif1.0")}
+    app.apply(_decide(q2, gro_flush_timeout_ns=20_000), 1)
+    assert knobs.writes == [("eth0:q2", {"gro_flush_timeout_ns": 20_000})]
+    counters.now = {"vif1.0"}  # eth0 vanished: both of its queues go
+    src.scan()
+    assert set(app.managed) == {"vif1.0"} and {"eth0:q0", "eth0:q2"} <= set(knobs.forgotten)

@@ -59,3 +59,33 @@ def test_missing_and_broken_files(tmp_path):
     (tmp_path / "x.toml").write_text("window_ms = [")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(tmp_path / "x.toml")
+
+
+@pytest.mark.parametrize(
+    "queues, words",
+    [
+        ("some", "non-empty list"),
+        ([], "non-empty list"),
+        ([0, -1], "non-empty list"),
+        ([0, "1"], "non-empty list"),
+        ([1, 1], "repeated"),
+    ],
+)
+def test_invalid_queues_give_one_line_naming_the_field(queues, words):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"interfaces": [{"match": ["eth*"], "layer": "nic", "queues": queues}]})
+    text = str(err.value)
+    assert "\n" not in text and "config: interfaces.0.queues:" in text and words in text
+
+
+def test_queues_take_only_the_napi_knobs():
+    with pytest.raises(ConfigError, match=r"^config: interfaces\.0\.queues: per-queue control takes only .*rx_usecs"):
+        parse_config({"interfaces": [{"match": ["eth*"], "layer": "nic", "knobs": ["rx_usecs"], "queues": [0]}]})
+
+
+def test_queues_make_one_site_per_queue():
+    cfg = parse_config({"interfaces": [
+        {"match": ["eth*"], "layer": "nic", "queues": [0, 2]}, {"match": ["vif*"], "layer": "backend"},
+    ]})
+    assert cfg.interfaces[0].units("eth0") == ["eth0:q0", "eth0:q2"]
+    assert cfg.interfaces[1].queues == "all" and cfg.interfaces[1].units("vif1.0") == ["vif1.0"]

@@ -11,9 +11,12 @@ from vcoal.linux.knobs import (
     KnobUnsupported,
     LinuxKnobs,
     apply_knobs,
+    queue_unit,
     read_knobs,
     restore_journal,
+    split_unit,
 )
+from vcoal.linux.netlink import NapiInfo, QueueInfo
 from vct_netns import netns, read_sysfs, root, sh, veth_pair
 
 
@@ -83,3 +86,84 @@ def test_context_manager_restores_and_dry_run_writes_nothing(tmp_path):
                 k.set("vctap0", {"rx_usecs": 10})
         assert read_knobs("vctap0", ns)["rx_frames"] == 0
         assert not (tmp_path / "j.json").exists()
+
+
+class _FakeNetdev:
+    """netdev with 4 rx queues on 4 NAPIs (as a multi-queue NIC reports them), recording writes."""
+
+    def __init__(self):
+        self.napi = {100 + q: [0, 0] for q in range(4)}
+        self.sets = []
+
+    def napi_get(self, ifindex=None):
+        return [NapiInfo(i, 7, v[0], v[1]) for i, v in self.napi.items()]
+
+    def queue_get(self, ifindex):
+        return [QueueInfo(7, q, "rx", 100 + q) for q in range(4)] + [QueueInfo(7, q, "tx") for q in range(4)]
+
+    def napi_set(self, napi_id, defer_hard_irqs=None, gro_flush_timeout_ns=None):
+        self.sets.append(napi_id)
+        if defer_hard_irqs is not None:
+            self.napi[napi_id][0] = defer_hard_irqs
+        if gro_flush_timeout_ns is not None:
+            self.napi[napi_id][1] = gro_flush_timeout_ns
+
+    def close(self):
+        pass
+
+
+def test_queue_unit_names():
+    assert queue_unit("vif1.0", 2) == "vif1.0:q2"
+    assert split_unit("vif1.0:q2") == ("vif1.0", 2) and split_unit("eth0") == ("eth0", None)
+    assert split_unit("abcdefghijklmno:q3") == ("abcdefghijklmno", 3)  # a 15-character name and a queue
+
+
+def test_queue_knobs_go_to_that_queues_napi_only_and_restore(tmp_path):
+    k = LinuxKnobs(journal=Journal(tmp_path / "j.json"))
+    nd = k._netdev = _FakeNetdev()
+    k.ifindex = lambda name: 7
+    assert k.supported("eth9:q2") == {"napi_defer_hard_irqs", "gro_flush_timeout_ns"}  # no per-queue ethtool
+    got = k.set("eth9:q2", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000})
+    assert got == {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}
+    assert nd.sets == [102] and nd.napi == {100: [0, 0], 101: [0, 0], 102: [2, 50_000], 103: [0, 0]}
+    assert k.read_many({"eth9:q2": ("gro_flush_timeout_ns",), "eth9:q1": ("gro_flush_timeout_ns",)}) == {
+        "eth9:q2": {"gro_flush_timeout_ns": 50_000}, "eth9:q1": {"gro_flush_timeout_ns": 0}}
+    assert {e.ifname for e in k.journal.entries.values()} == {"eth9:q2"}
+    assert k.restore() == 2
+    assert nd.napi[102] == [0, 0] and set(nd.sets) == {102}
+    with pytest.raises(KnobUnsupported, match="no queue 9"):
+        k.read("eth9:q9")
+
+
+def test_queue_counters_from_per_queue_stats():
+    from vcoal.linux.counters import InterfaceCounters
+
+    c = InterfaceCounters(queue_stats=lambda ifname: {("rx", 1): (10, 1000), ("tx", 1): (4, 400)})
+    got = c.sample(["lo:q1", "lo:q5"], ["a", "b"])
+    assert list(got) == ["a"]  # lo has no queue 5 in these statistics
+    assert (got["a"].rx.packets, got["a"].rx.bytes, got["a"].tx.packets, got["a"].tx.bytes) == (10, 1000, 4, 400)
+    c.close()
+
+
+@root
+def test_multiqueue_veth_queue_is_refused_in_knobs_and_agent(tmp_path):
+    from vcoal.agent.config import ConfigError, parse_config
+    from vcoal.agent.linux_io import KnobApplier
+
+    with netns() as ns:
+        sh("ip", "-n", ns, "link", "add", "vq0", "numrxqueues", "4", "numtxqueues", "4", "type", "veth",
+           "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
+        for dev in ("vq0", "vq1"):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on")
+        k = LinuxKnobs(ns, Journal(tmp_path / "j.json"))
+        try:
+            assert len(k.napis("vq0")) == 4
+            with pytest.raises(KnobUnsupported, match="no NAPI of its own"):
+                k.set("vq0:q2", {"gro_flush_timeout_ns": 50_000})
+            assert {n.gro_flush_timeout_ns for n in k.napis("vq0")} == {0} and not (tmp_path / "j.json").exists()
+            cfg = parse_config({"interfaces": [{"match": ["vq*"], "layer": "backend", "queues": [2]}]})
+            with pytest.raises(ConfigError, match=r"^interfaces\.0\.queues: vq0:q2: queue 2 is served by no NAPI"):
+                KnobApplier(cfg, k).adopt("vq0:q2", cfg.interfaces[0])
+        finally:
+            k.close()

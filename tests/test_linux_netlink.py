@@ -12,8 +12,11 @@ from vcoal.linux.netlink import (
     EthtoolCoalesce,
     KnobUnsupported,
     Netdev,
+    QueueInfo,
     decode_coalesce_reply,
     decode_napi_reply,
+    decode_qstats_reply,
+    decode_queue_reply,
     encode_coalesce_set,
     fast_decode_napi,
     uint_value,
@@ -135,3 +138,52 @@ def test_veth_has_no_coalescing_but_napi_set_works():
             assert (got.defer_hard_irqs, got.gro_flush_timeout_ns) == (2, 50_000)
             nd.napi_set(napis[0].id, gro_flush_timeout_ns=6_000_000_000)  # needs the 8-byte uint
             assert {n.id: n for n in nd.napi_get()}[napis[0].id].gro_flush_timeout_ns == 6_000_000_000
+
+
+def _hex_lines(name: str) -> list[bytes]:
+    return [bytes.fromhex(line) for line in (GOLDEN / name).read_text().split()]
+
+
+def test_queue_dump_of_a_real_virtio_net_maps_rx_queue_to_its_napi():
+    got = [decode_queue_reply(m) for m in _hex_lines("queue_dump_virtio_net.hex")]
+    assert got == [QueueInfo(4, 0, "rx", 257), QueueInfo(4, 0, "tx", None)]
+
+
+def test_queue_dump_of_a_real_multiqueue_veth_names_no_napi():
+    """veth (Linux 6.18) lists its queues but links none of them to a NAPI."""
+    got = [decode_queue_reply(m) for m in _hex_lines("queue_dump_veth4.hex")]
+    assert [(q.id, q.type) for q in got] == [(i, t) for t in ("rx", "tx") for i in range(4)]
+    assert {q.napi_id for q in got} == {None} and {q.ifindex for q in got} == {3}
+
+
+def test_qstats_dump_of_a_real_virtio_net():
+    got = [decode_qstats_reply(m) for m in _hex_lines("qstats_dump_virtio_net.hex")]
+    assert [(q.ifindex, q.id, q.type) for q in got] == [(4, 0, "rx"), (4, 0, "tx")]
+    assert got[0].packets == 19392 and got[0].bytes == 723144967
+    assert got[1].packets == 10716 and got[1].bytes == 979025
+
+
+def test_queue_reply_decoded_by_attribute_length():
+    head = struct.pack("=IHHII", 0, 0x18, 0, 1, 0) + struct.pack("=BBH", 10, 1, 0)
+    body = struct.pack("=HHI", 8, 1, 2) + struct.pack("=HHI", 8, 2, 7) + struct.pack("=HHI", 8, 3, 0)
+    body += struct.pack("=HHQ", 12, 4, 99) + struct.pack("=HH4s", 8, 0x8005, b"\0\0\0\0")  # 8-byte napi-id
+    assert decode_queue_reply(head + body) == QueueInfo(7, 2, "rx", 99)
+    assert decode_queue_reply(head + struct.pack("=HHI", 8, 1, 2)) is None  # no ifindex, no type
+
+
+@root
+def test_multiqueue_veth_queue_get_and_qstats():
+    with netns() as ns:
+        sh("ip", "-n", ns, "link", "add", "vq0", "numrxqueues", "4", "numtxqueues", "4", "type", "veth",
+           "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
+        for dev in ("vq0", "vq1"):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on")
+        ifindex = int(sh("ip", "-n", ns, "-o", "link", "show", "vq0").stdout.split(":")[0])
+        with Netdev(ns) as nd:
+            assert len(nd.napi_get(ifindex)) == 4  # one NAPI per rx queue with GRO on
+            queues = nd.queue_get(ifindex)
+            assert sorted((q.type, q.id) for q in queues) == [(t, i) for t in ("rx", "tx") for i in range(4)]
+            assert {q.napi_id for q in queues} == {None}  # ...but no queue names its NAPI
+            with pytest.raises(KnobUnsupported):
+                nd.qstats_get(ifindex)  # and veth has no per-queue statistics

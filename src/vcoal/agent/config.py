@@ -28,9 +28,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from vcoal.linux.knobs import KNOBS
+from vcoal.linux.knobs import KNOBS, NAPI_KNOBS, queue_unit
 from vcoal.model.params import _RANGES
 
 KnobName = Literal[
@@ -55,6 +55,23 @@ class InterfaceGroup(_Model):
     knobs: Annotated[list[KnobName], Field(min_length=1)] = ["napi_defer_hard_irqs", "gro_flush_timeout_ns"]
     bounds: dict[KnobName, tuple[int, int]] = {}
     exclude: list[str] = []
+    queues: str | list[int] = "all"
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _queues(cls, v: Any, info: ValidationInfo) -> Any:
+        if v == "all":
+            return v
+        if not isinstance(v, list) or not v or not all(type(q) is int and 0 <= q <= 65535 for q in v):
+            raise ValueError('must be "all" or a non-empty list of queue numbers 0-65535, e.g. [0, 2]')
+        if len(set(v)) != len(v):
+            raise ValueError(f"queue numbers repeated in {v}")
+        device_wide = [k for k in info.data.get("knobs", ()) if k not in NAPI_KNOBS]
+        if device_wide:
+            raise ValueError(
+                f"per-queue control takes only {', '.join(NAPI_KNOBS)}; knobs also lists {device_wide[0]}"
+            )
+        return v
 
     @field_validator("match", "exclude")
     @classmethod
@@ -72,6 +89,10 @@ class InterfaceGroup(_Model):
             if not rlo <= lo <= hi <= rhi:
                 raise ValueError(f"{knob}: bounds [{lo}, {hi}] must satisfy {rlo} <= low <= high <= {rhi}")
         return v
+
+    def units(self, ifname: str) -> list[str]:
+        """The sites' names this group makes of a matching interface: the interface, or its queues."""
+        return [ifname] if self.queues == "all" else [queue_unit(ifname, q) for q in self.queues]
 
     def matches(self, ifname: str) -> bool:
         """True when ``ifname`` matches a pattern and no exclusion."""

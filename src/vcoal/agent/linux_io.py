@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from vcoal.agent.config import AgentConfig, InterfaceGroup
+from vcoal.agent.config import AgentConfig, ConfigError, InterfaceGroup
 from vcoal.agent.loop import Applied
 from vcoal.linux.counters import InterfaceCounters
-from vcoal.linux.knobs import InterfaceGone, KnobUnsupported, LinuxKnobs
+from vcoal.linux.knobs import InterfaceGone, KnobUnsupported, LinuxKnobs, split_unit
 from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, PolicyContext, SiteInfo, TenantInfo
 from vcoal.model.slo import Slo
@@ -73,12 +73,21 @@ class KnobApplier:
 
     # --- the set of interfaces ------------------------------------------------------------
     def adopt(self, ifname: str, group: InterfaceGroup) -> Managed | None:
-        """Start managing an interface (reads its knobs); None when it vanished meanwhile."""
+        """Start managing an interface or a queue ``IF:qN`` (reads its knobs); None when it vanished
+        meanwhile. A queue without a NAPI of its own or per-queue statistics raises ConfigError."""
+        base, queue = split_unit(ifname)
         try:
             values = self.knobs.read(ifname)
             supported = self.knobs.supported(ifname)
+            if queue is not None:
+                self.knobs.queue_stats(base)  # per-queue statistics, or refuse the config
         except InterfaceGone:
             return None
+        except KnobUnsupported as exc:
+            if queue is None:
+                raise
+            index = next(i for i, g in enumerate(self.config.interfaces) if g is group)
+            raise ConfigError(f"interfaces.{index}.queues: {exc.strerror or exc}; use queues = \"all\"") from None
         site = Site(Layer(group.layer), ifname)
         m = Managed(ifname, group, site, supported, params_from_knobs(values), values)
         unsupported = sorted(set(group.knobs) - supported)
@@ -205,8 +214,9 @@ class LinuxSource:
     def __init__(self, config: AgentConfig, applier: KnobApplier, counters: InterfaceCounters | None = None) -> None:
         self.config = config
         self.applier = applier
-        self.counters = counters or InterfaceCounters()
+        self.counters = counters or InterfaceCounters(queue_stats=applier.knobs.queue_stats)
         self._windows = 0
+        self._queued = any(g.queues != "all" for g in config.interfaces)
         self._rescan = True
         self._context: PolicyContext | None = None
         self._context_of: tuple[str, ...] = ()  # the interfaces under control when it was built
@@ -216,14 +226,18 @@ class LinuxSource:
     def scan(self) -> None:
         """Adopt matching interfaces that appeared, forget the ones that vanished."""
         present = self.counters.present()
-        for ifname in sorted(set(self.applier.managed) - present):
+        managed = self.applier.managed
+        bases = {split_unit(n)[0] for n in managed} if self._queued else set(managed)
+        for ifname in sorted(name for name in managed if (split_unit(name)[0] if self._queued else name) not in present):
             log.info("%s: vanished; forgetting it", ifname)
             self.applier.managed.pop(ifname, None)
             self.applier.knobs.forget(ifname)
-        for ifname in sorted(present - set(self.applier.managed)):
+        for ifname in sorted(present - bases):
             group = self.config.group_of(ifname)
             if group is not None:
-                self.applier.adopt(ifname, group)
+                for unit in group.units(ifname):
+                    if unit not in self.applier.managed:
+                        self.applier.adopt(unit, group)
         if tuple(self.applier.managed) != self._context_of:
             self._context = None  # (unchanged: the loop would keep its context anyway)
 

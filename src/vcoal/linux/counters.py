@@ -13,6 +13,11 @@ What a site's ``CounterSample`` holds (``InterfaceCounters.sample``):
   rx (its ``napi_schedule`` raises NET_RX), which is shared by all such interfaces;
 - ``polls``: host-wide NET_RX softirqs (rx), NET_TX (tx);
 - ``cpu_ns``: host-wide softirq CPU time from /proc/stat.
+
+A queue ``IF:qN`` (see ``vcoal.linux.knobs.split_unit``) takes its rx/tx packets and bytes from
+netdev ``qstats-get`` of rx and tx queue N (``queue_stats``, a callable ifname ->
+{(type, queue): (packets, bytes)}, e.g. ``LinuxKnobs.queue_stats``); drops are 0 (not per queue);
+interrupts and polls are the interface's.
 """
 
 from __future__ import annotations
@@ -275,8 +280,10 @@ class InterfaceCounters:
     are parsed; /proc/interrupts is read only when an interface has IRQ vectors of its own.
     """
 
-    def __init__(self, clock_ns=time.monotonic_ns) -> None:
+    def __init__(self, clock_ns=time.monotonic_ns, queue_stats=None) -> None:
         self.clock_ns = clock_ns
+        self.queue_stats = queue_stats
+        self._units: tuple[tuple[str, int | None], ...] = ()
         self._names: tuple[str, ...] | None = None
         self._vectors: dict[str, list[tuple[str, str]]] = {}
         self._plan: tuple[list[tuple[str, str]], ...] = ()  # the vectors of each of _names
@@ -289,8 +296,11 @@ class InterfaceCounters:
     def _map_vectors(self, names: tuple[str, ...]) -> None:
         """Which IRQ vectors belong to which interface; redone when the set of interfaces changes."""
         irqs = parse_interrupts(self._files["/proc/interrupts"].read())
+        from vcoal.linux.knobs import split_unit
+
         self._vectors = {}
-        for ifname in names:
+        self._units = tuple(split_unit(name) for name in names)
+        for ifname in {unit for unit, _ in self._units}:
             device = interface_device(ifname)
             self._vectors[ifname] = [
                 (line.irq, direction) for line in irqs
@@ -298,8 +308,8 @@ class InterfaceCounters:
             ]
         self._irqs = frozenset(irq for vectors in self._vectors.values() for irq, _ in vectors)
         self._names = names
-        self._plan = tuple(self._vectors[ifname] for ifname in names)
-        self._wanted = frozenset(names)
+        self._plan = tuple(self._vectors[ifname] for ifname, _ in self._units)
+        self._wanted = frozenset(ifname for ifname, _ in self._units)
         self._last = {}
 
     def present(self) -> set[str]:
@@ -327,9 +337,27 @@ class InterfaceCounters:
         totals = irq_totals(self._files["/proc/interrupts"].read(), self._irqs) if self._irqs else {}
         last = self._last
         out = {}
-        for key, ifname, vectors in zip(names if keys is None else keys, names, self._plan, strict=True):
+        qstats: dict[str, dict] = {}
+        for key, (ifname, queue), vectors in zip(names if keys is None else keys, self._units, self._plan, strict=True):
             row = rows.get(ifname)
             if row is None:
+                continue
+            if queue is not None:
+                if ifname not in qstats:
+                    try:
+                        qstats[ifname] = self.queue_stats(ifname) if self.queue_stats else {}
+                    except OSError:
+                        qstats[ifname] = {}
+                per = qstats[ifname]
+                if ("rx", queue) not in per and ("tx", queue) not in per:
+                    continue
+                rx_irq = sum(totals.get(irq, 0) for irq, d in vectors if d != "tx") if vectors else net_rx
+                tx_irq = sum(totals.get(irq, 0) for irq, d in vectors if d == "tx") if vectors else 0
+                rxp, rxb = per.get(("rx", queue), (0, 0))
+                txp, txb = per.get(("tx", queue), (0, 0))
+                out[key] = new_counter_sample(
+                    t_ns, new_dir_stats(rxp, rxb, rx_irq, net_rx, 0), new_dir_stats(txp, txb, tx_irq, net_tx, 0), cpu_ns
+                )
                 continue
             if vectors:
                 rx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction != "tx")

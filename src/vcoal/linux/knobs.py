@@ -23,6 +23,13 @@ caller's own namespace; sockets are opened inside that namespace, sysfs is reach
 - ``restore_journal(path) -> int``: restore every entry of a journal file (any namespace) and
   delete it; returns the number of knobs restored.
 
+Queues: a name ``IF:qN`` (``queue_unit(ifname, n)``; ``split_unit`` parses it) stands for queue N of
+interface IF wherever an interface name is accepted. Its NAPI knobs go to the NAPIs that netdev
+``queue-get`` lists for rx and tx queue N only (never sysfs, which is per device); a queue that
+lists no NAPI (veth on Linux 6.18 lists none) raises ``KnobUnsupported``. Ethtool coalescing is per
+device, so a queue supports only the NAPI knobs. ``queue_stats(ifname)`` reads netdev
+``qstats-get`` (KnobUnsupported when the driver has no per-queue statistics).
+
 Errors: ``InterfaceGone`` (the device vanished), ``KnobUnsupported`` (driver/kernel cannot),
 ``PermissionError`` (no CAP_NET_ADMIN).
 """
@@ -49,6 +56,7 @@ _SYSFS_NAME = {"napi_defer_hard_irqs": "napi_defer_hard_irqs", "gro_flush_timeou
 _NAPI_FIELD = {"napi_defer_hard_irqs": "defer_hard_irqs", "gro_flush_timeout_ns": "gro_flush_timeout_ns"}
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
 _GONE = (errno.ENODEV, errno.ENXIO, errno.ENOENT)
+_QUEUE_UNIT = re.compile(r"^(.+):q(\d{1,5})$")
 
 __all__ = [
     "ETHTOOL_KNOBS",
@@ -58,9 +66,22 @@ __all__ = [
     "KnobUnsupported",
     "LinuxKnobs",
     "apply_knobs",
+    "queue_unit",
     "read_knobs",
     "restore_journal",
+    "split_unit",
 ]
+
+
+def queue_unit(ifname: str, queue: int) -> str:
+    """The name of queue ``queue`` of ``ifname`` (``eth0:q2``)."""
+    return f"{ifname}:q{int(queue)}"
+
+
+def split_unit(name: str) -> tuple[str, int | None]:
+    """``eth0:q2`` -> ("eth0", 2); a plain interface name -> (name, None)."""
+    m = _QUEUE_UNIT.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, None)
 
 
 class InterfaceGone(OSError):
@@ -68,7 +89,7 @@ class InterfaceGone(OSError):
 
 
 def _check_ifname(ifname: str) -> None:
-    if not _IFNAME.match(ifname):
+    if not _IFNAME.match(split_unit(ifname)[0]):
         raise ValueError(f"interface name {ifname!r}: not a valid Linux interface name")
 
 
@@ -143,8 +164,9 @@ class LinuxKnobs:
         return self._netdev
 
     def ifindex(self, ifname: str) -> int:
-        """Interface index; raises InterfaceGone."""
+        """Interface index (of a queue's interface); raises InterfaceGone."""
         _check_ifname(ifname)
+        ifname = split_unit(ifname)[0]
         if self.netns is None:
             try:
                 return socket.if_nametoindex(ifname)
@@ -160,15 +182,42 @@ class LinuxKnobs:
         return int(found[0])
 
     def napis(self, ifname: str) -> list[NapiInfo]:
-        """The NAPI instances of an interface (empty without netdev netlink)."""
+        """The NAPI instances of an interface, or of a queue ``IF:qN`` (empty without netdev netlink;
+        a queue without a NAPI of its own raises KnobUnsupported)."""
+        nd = self._nd()
+        queue = split_unit(ifname)[1]
+        if nd is None:
+            if queue is not None:
+                raise KnobUnsupported(errno.EOPNOTSUPP, f"{ifname}: per-queue NAPI knobs need netdev netlink")
+            return []
+        ifindex = self.ifindex(ifname)
+        napis = [n for n in nd.napi_get(ifindex) if n.ifindex]
+        if queue is None:
+            return napis
+        ids = self._queue_napi_ids(nd, ifname, ifindex, queue)
+        return [n for n in napis if n.id in ids]
+
+    def _queue_napi_ids(self, nd: Netdev, unit: str, ifindex: int, queue: int) -> set[int]:
+        queues = [q for q in nd.queue_get(ifindex) if q.id == queue]
+        if not queues:
+            raise KnobUnsupported(errno.ENOENT, f"{unit}: the interface has no queue {queue}")
+        ids = {q.napi_id for q in queues if q.napi_id}
+        if not ids:
+            raise KnobUnsupported(
+                errno.EOPNOTSUPP, f"{unit}: queue {queue} is served by no NAPI of its own (queue-get lists no napi-id)"
+            )
+        return ids
+
+    def queue_stats(self, ifname: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """Per-queue counters {("rx"|"tx", queue): (packets, bytes)} from netdev qstats-get."""
         nd = self._nd()
         if nd is None:
-            return []
-        return [n for n in nd.napi_get(self.ifindex(ifname)) if n.ifindex]
+            raise KnobUnsupported(errno.EOPNOTSUPP, f"{ifname}: per-queue statistics need netdev netlink")
+        return {(q.type, q.id): (q.packets or 0, q.bytes or 0) for q in nd.qstats_get(self.ifindex(ifname))}
 
     # --- reading --------------------------------------------------------------------------
     def _read_ethtool(self, ifname: str) -> dict[str, int]:
-        if ifname in self._no_ethtool:
+        if ifname in self._no_ethtool or split_unit(ifname)[1] is not None:
             return {}
         try:
             reply = self._eth().get(ifname)
@@ -183,7 +232,9 @@ class LinuxKnobs:
 
     def _read_napi(self, ifname: str) -> tuple[dict[str, int], dict[str, dict[str, int]], str]:
         napis = self.napis(ifname)
-        if napis:
+        if napis or split_unit(ifname)[1] is not None:
+            if not napis:
+                raise KnobUnsupported(errno.EOPNOTSUPP, f"{ifname}: the queue's NAPI is not listed")
             per = {k: {str(n.id): int(getattr(n, _NAPI_FIELD[k]) or 0) for n in napis} for k in NAPI_KNOBS}
             return {k: next(iter(per[k].values())) for k in NAPI_KNOBS}, per, "netlink"
         return {k: self._sysfs.read(ifname, k) for k in NAPI_KNOBS}, {}, "sysfs"
@@ -225,13 +276,20 @@ class LinuxKnobs:
                 values: dict[str, int] = {}
                 if any(k in ETHTOOL_KNOBS for k in wanted):
                     values.update(self._read_ethtool(ifname))
-                napis = by_index.get(self.ifindex(ifname), []) if nd is not None else []
+                index = self.ifindex(ifname)
+                napis = by_index.get(index, []) if nd is not None else []
+                queue = split_unit(ifname)[1]
+                if queue is not None:
+                    ids = self._queue_napi_ids(nd, ifname, index, queue) if nd is not None else set()
+                    napis = [n for n in napis if n.id in ids]
+                    if not napis:
+                        continue  # the queue (or its NAPI) is gone
                 for k in wanted:
                     if k in NAPI_KNOBS:
                         values[k] = (
                             int(getattr(napis[0], _NAPI_FIELD[k]) or 0) if napis else self._sysfs.read(ifname, k)
                         )
-            except InterfaceGone:
+            except (InterfaceGone, KnobUnsupported):
                 continue
             out[ifname] = {k: v for k, v in values.items() if k in wanted}
         return out
@@ -359,7 +417,10 @@ class LinuxKnobs:
         if e.knob in ETHTOOL_KNOBS:
             self._write(e.ifname, {e.knob: e.original}, "ethtool", {})
         elif e.backend == "netlink":
-            current = {str(n.id) for n in self.napis(e.ifname)}
+            try:
+                current = {str(n.id) for n in self.napis(e.ifname)}
+            except KnobUnsupported:  # the queue lost its NAPI: the journaled one is gone with it
+                current = set()
             for napi_id, value in e.per_napi.items():
                 if napi_id in current:  # a recreated NAPI already took the (untouched) sysfs value
                     self._write(e.ifname, {e.knob: value}, "netlink", {e.knob: {napi_id: value}})

@@ -5,8 +5,11 @@ the message classes (about what ``ethtool -c/-C`` and ``ynl netdev napi-get/napi
 
 - ``EthtoolCoalesce(netns=None)``: ``get(ifname) -> CoalesceReply`` (the attributes present in the
   reply are exactly the fields the driver supports) and ``set(ifname, {"rx_frames": 8})``.
-- ``Netdev(netns=None)``: ``napi_get(ifindex=None) -> list[NapiInfo]`` and
-  ``napi_set(napi_id, defer_hard_irqs=..., gro_flush_timeout_ns=...)``.
+- ``Netdev(netns=None)``: ``napi_get(ifindex=None) -> list[NapiInfo]``,
+  ``napi_set(napi_id, defer_hard_irqs=..., gro_flush_timeout_ns=...)``,
+  ``queue_get(ifindex) -> list[QueueInfo]`` (queue -> NAPI id) and
+  ``qstats_get(ifindex) -> list[QueueStats]`` (per-queue counters; KnobUnsupported when the driver
+  has no per-queue statistics, e.g. veth).
 
 Every socket may be created in a named network namespace (pyroute2 ``netns=``). The netdev
 timeouts are the variable-width netlink ``uint`` type (4 or 8 bytes): they are decoded by length
@@ -42,6 +45,10 @@ ETHTOOL_MSG_COALESCE_SET = 20
 ETHTOOL_MSG_COALESCE_GET_REPLY = 20
 NETDEV_CMD_NAPI_GET = 11
 NETDEV_CMD_NAPI_SET = 14
+NETDEV_CMD_QUEUE_GET = 10
+NETDEV_CMD_QSTATS_GET = 12
+QUEUE_TYPE_RX = 0
+QUEUE_TYPE_TX = 1
 
 _U32 = "uint32"
 _U8 = "uint8"
@@ -269,6 +276,65 @@ def _napi_values(data: bytes) -> list:
     return values
 
 
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """One queue as netdev ``queue-get`` reports it (``napi_id`` None: the queue has no NAPI)."""
+
+    ifindex: int
+    id: int
+    type: str  # "rx" or "tx"
+    napi_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Per-queue counters of netdev ``qstats-get`` (scope queue); None: not reported by the driver."""
+
+    ifindex: int
+    id: int
+    type: str
+    packets: int | None = None
+    bytes: int | None = None
+
+
+def _attr_ints(data: bytes) -> dict[int, int]:
+    """The 4- or 8-byte attributes of one generic-netlink message, by attribute number (decoded by
+    length, as netlink ``uint`` requires); other attributes (nests, strings) are left out."""
+    out: dict[int, int] = {}
+    offset = 20
+    while offset + 4 <= len(data):
+        length, kind = _HH.unpack_from(data, offset)
+        if length < 4:
+            break
+        size = length - 4
+        if size in (4, 8):
+            out[kind & 0x3FFF] = (_U32 if size == 4 else _U64).unpack_from(data, offset + 4)[0]
+        offset += (length + 3) & ~3
+    return out
+
+
+_QTYPE = {QUEUE_TYPE_RX: "rx", QUEUE_TYPE_TX: "tx"}
+
+
+def decode_queue_reply(data: bytes) -> QueueInfo | None:
+    """Parse one raw QUEUE_GET reply (attributes: 1 id, 2 ifindex, 3 type, 4 napi-id)."""
+    a = _attr_ints(data)
+    if 1 not in a or 2 not in a or a.get(3) not in _QTYPE:
+        return None
+    return QueueInfo(a[2], a[1], _QTYPE[a[3]], a.get(4))
+
+
+def decode_qstats_reply(data: bytes) -> QueueStats | None:
+    """Parse one raw QSTATS_GET reply of scope queue (1 ifindex, 2 queue-type, 3 queue-id,
+    8/9 rx-packets/bytes, 10/11 tx-packets/bytes)."""
+    a = _attr_ints(data)
+    if 1 not in a or 3 not in a or a.get(2) not in _QTYPE:
+        return None
+    kind = _QTYPE[a[2]]
+    pk, by = (8, 9) if kind == "rx" else (10, 11)
+    return QueueStats(a[1], a[3], kind, a.get(pk), a.get(by))
+
+
 def decode_napi_reply(data: bytes) -> NapiInfo:
     """Parse one raw NAPI_GET reply message (netlink header included)."""
     msg = netdev_napi_msg(data)
@@ -439,3 +505,23 @@ class Netdev(_GenlClient):
             self._request(msg, NLM_F_REQUEST | NLM_F_ACK)
         except NetlinkError as exc:
             raise _translate(exc, f"netdev napi-set {napi_id}") from None
+
+    def queue_get(self, ifindex: int) -> list[QueueInfo]:
+        """Dump the queues of one interface, with the NAPI id each is served by."""
+        try:
+            replies = self._request_raw(NETDEV_CMD_QUEUE_GET, _ATTR32.pack(8, 2, ifindex), NLM_F_REQUEST | NLM_F_DUMP)
+        except NetlinkError as exc:
+            raise _translate(exc, "netdev queue-get") from None
+        return [q for q in map(decode_queue_reply, replies) if q is not None and q.ifindex == ifindex]
+
+    def qstats_get(self, ifindex: int) -> list[QueueStats]:
+        """Per-queue counters of one interface (scope queue); KnobUnsupported when the driver has none."""
+        attrs = _ATTR32.pack(8, 1, ifindex) + _ATTR32.pack(8, 4, 1)  # IFINDEX, SCOPE = queue
+        try:
+            replies = self._request_raw(NETDEV_CMD_QSTATS_GET, attrs, NLM_F_REQUEST | NLM_F_DUMP)
+        except NetlinkError as exc:
+            raise _translate(exc, "netdev qstats-get") from None
+        out = [q for q in map(decode_qstats_reply, replies) if q is not None and q.ifindex == ifindex]
+        if not out or all(q.packets is None for q in out):
+            raise KnobUnsupported(errno.EOPNOTSUPP, f"netdev qstats-get {ifindex}: no per-queue statistics")
+        return out
