@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -145,25 +146,80 @@ def test_queue_counters_from_per_queue_stats():
     c.close()
 
 
+def _ctx_switches(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches" in line)
+
+
 @root
-def test_multiqueue_veth_queue_is_refused_in_knobs_and_agent(tmp_path):
+def test_multiqueue_veth_queue_knobs_change_only_that_queues_napi(tmp_path):
+    """Queue 2 of a 4-queue veth: only its NAPI changes, restore puts it back; the NAPI is the one
+    that really serves rx queue 2 (traffic steered to peer tx queue 2 with XPS wakes only its thread);
+    the agent refuses veth queues anyway: no per-queue statistics."""
+    import sys
+
     from vcoal.agent.config import ConfigError, parse_config
     from vcoal.agent.linux_io import KnobApplier
 
+    with netns() as ns, netns() as peer:
+        sh("ip", "-n", ns, "link", "add", "vq0", "numrxqueues", "4", "numtxqueues", "4", "type", "veth",
+           "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
+        sh("ip", "-n", ns, "link", "set", "vq1", "netns", peer)
+        sh("ip", "netns", "exec", ns, "ethtool", "-K", "vq0", "gro", "on")
+        sh("ip", "netns", "exec", peer, "ethtool", "-K", "vq1", "gro", "on", "tso", "off")  # NAPI path for UDP
+        sh("ip", "-n", ns, "addr", "add", "198.18.9.1/24", "dev", "vq0")
+        sh("ip", "-n", peer, "addr", "add", "198.18.9.2/24", "dev", "vq1")
+        sh("ip", "-n", ns, "link", "set", "vq0", "up")
+        sh("ip", "-n", peer, "link", "set", "vq1", "up")
+        journal = tmp_path / "j.json"
+        k = LinuxKnobs(ns, Journal(journal))
+        try:
+            before = {n.id: (n.defer_hard_irqs, n.gro_flush_timeout_ns) for n in k.napis("vq0")}
+            assert len(before) == 4 and set(before.values()) == {(0, 0)}
+            [q2] = k.napis("vq0:q2")
+            got = k.set("vq0:q2", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000})
+            assert got == {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}
+            after = {n.id: (n.defer_hard_irqs, n.gro_flush_timeout_ns) for n in k.napis("vq0")}
+            assert after == {**before, q2.id: (2, 50_000)}
+            assert k.read("vq0:q1") == {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}
+            assert read_sysfs(ns, "vq0", "gro_flush_timeout") == 0
+
+            sh("ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /sys/class/net/vq0/threaded")
+            for q in range(4):
+                sh("ip", "netns", "exec", peer, "sh", "-c",
+                   f"echo {3 if q == 2 else 0} > /sys/class/net/vq1/queues/tx-{q}/xps_cpus")
+            threads = {n.id: n.pid for n in k.napis("vq0")}
+            assert all(threads.values())
+            start = {i: _ctx_switches(pid) for i, pid in threads.items()}
+            sh("ip", "netns", "exec", peer, sys.executable, "-c",
+               "import socket; s = socket.socket(2, 2)\n"
+               "for _ in range(3000): s.sendto(bytes(100), ('198.18.9.1', 9))")
+            ran = {i for i, pid in threads.items() if _ctx_switches(pid) > start[i]}
+            assert ran == {q2.id}
+            sh("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /sys/class/net/vq0/threaded")
+
+            assert k.restore() == 2
+            assert {n.id: (n.defer_hard_irqs, n.gro_flush_timeout_ns) for n in k.napis("vq0")} == before
+            cfg = parse_config({"interfaces": [{"match": ["vq*"], "layer": "backend", "queues": [2]}]})
+            with pytest.raises(ConfigError, match=r"^interfaces\.0\.queues: netdev qstats-get \d+: no per-queue"):
+                KnobApplier(cfg, k).adopt("vq0:q2", cfg.interfaces[0])
+            assert not journal.exists() or not Journal(journal).entries
+        finally:
+            k.close()
+
+
+@root
+def test_veth_queue_without_napi_is_refused(tmp_path):
     with netns() as ns:
         sh("ip", "-n", ns, "link", "add", "vq0", "numrxqueues", "4", "numtxqueues", "4", "type", "veth",
            "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
         for dev in ("vq0", "vq1"):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on")
+            sh("ip", "-n", ns, "link", "set", dev, "up")  # GRO off: no NAPI at all
         k = LinuxKnobs(ns, Journal(tmp_path / "j.json"))
         try:
-            assert len(k.napis("vq0")) == 4
             with pytest.raises(KnobUnsupported, match="no NAPI of its own"):
                 k.set("vq0:q2", {"gro_flush_timeout_ns": 50_000})
-            assert {n.gro_flush_timeout_ns for n in k.napis("vq0")} == {0} and not (tmp_path / "j.json").exists()
-            cfg = parse_config({"interfaces": [{"match": ["vq*"], "layer": "backend", "queues": [2]}]})
-            with pytest.raises(ConfigError, match=r"^interfaces\.0\.queues: vq0:q2: queue 2 is served by no NAPI"):
-                KnobApplier(cfg, k).adopt("vq0:q2", cfg.interfaces[0])
+            with pytest.raises(KnobUnsupported, match="no queue 7"):
+                k.read("vq0:q7")
         finally:
             k.close()

@@ -26,7 +26,8 @@ caller's own namespace; sockets are opened inside that namespace, sysfs is reach
 Queues: a name ``IF:qN`` (``queue_unit(ifname, n)``; ``split_unit`` parses it) stands for queue N of
 interface IF wherever an interface name is accepted. Its NAPI knobs go to the NAPIs that netdev
 ``queue-get`` lists for rx and tx queue N only (never sysfs, which is per device); a queue that
-lists no NAPI (veth on Linux 6.18 lists none) raises ``KnobUnsupported``. Ethtool coalescing is per
+lists no NAPI raises ``KnobUnsupported``, except on veth: it names no NAPI in queue-get (Linux 6.18)
+but has one per rx queue (GRO on), ids ascending in queue order, so rx queue i takes the i-th. Ethtool coalescing is per
 device, so a queue supports only the NAPI knobs. ``queue_stats(ifname)`` reads netdev
 ``qstats-get`` (KnobUnsupported when the driver has no per-queue statistics).
 
@@ -145,6 +146,7 @@ class LinuxKnobs:
         self._netdev_missing = False
         self._ipr = None
         self._supported: dict[str, frozenset[str]] = {}
+        self._kinds: dict[int, str] = {}
         self._no_ethtool: set[str] = set()  # devices without ethtool coalescing (veth, bridge...)
         self.writes = 0
 
@@ -198,15 +200,36 @@ class LinuxKnobs:
         return [n for n in napis if n.id in ids]
 
     def _queue_napi_ids(self, nd: Netdev, unit: str, ifindex: int, queue: int) -> set[int]:
-        queues = [q for q in nd.queue_get(ifindex) if q.id == queue]
+        listed = nd.queue_get(ifindex)
+        queues = [q for q in listed if q.id == queue]
         if not queues:
             raise KnobUnsupported(errno.ENOENT, f"{unit}: the interface has no queue {queue}")
         ids = {q.napi_id for q in queues if q.napi_id}
+        if not ids and not any(q.napi_id for q in listed) and self._kind(ifindex) == "veth":
+            # veth names no NAPI in queue-get, but creates one per rx queue in queue order (ids
+            # ascending), and rx queue i is served by the i-th (checked with threaded NAPI + XPS)
+            napis = sorted(n.id for n in nd.napi_get(ifindex) if n.ifindex)
+            if len(napis) == sum(q.type == "rx" for q in listed) and any(q.type == "rx" for q in queues):
+                ids = {napis[queue]}
         if not ids:
             raise KnobUnsupported(
                 errno.EOPNOTSUPP, f"{unit}: queue {queue} is served by no NAPI of its own (queue-get lists no napi-id)"
             )
         return ids
+
+    def _kind(self, ifindex: int) -> str:
+        """The link kind (``veth``...) of an interface, "" for devices without one; cached."""
+        if ifindex not in self._kinds:
+            if self._ipr is None:
+                from pyroute2 import IPRoute
+
+                self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+            kind = ""
+            for link in self._ipr.get_links(ifindex):
+                info = link.get_attr("IFLA_LINKINFO")
+                kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+            self._kinds[ifindex] = str(kind)
+        return self._kinds[ifindex]
 
     def queue_stats(self, ifname: str) -> dict[tuple[str, int], tuple[int, int]]:
         """Per-queue counters {("rx"|"tx", queue): (packets, bytes)} from netdev qstats-get."""
