@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
+from itertools import accumulate
 
 GROWTH = 1.02
 RELATIVE_ERROR = (GROWTH - 1) / 2  # midpoint of a bucket vs any value in it: <= 1 %
@@ -38,10 +40,11 @@ def bucket_value(index: int) -> float:
 class LatencyHistogram:
     """Counts of latencies in nanoseconds, with exact count, sum, min and max."""
 
-    __slots__ = ("count", "counts", "max_ns", "min_ns", "sum_ns")
+    __slots__ = ("_cum", "count", "counts", "max_ns", "min_ns", "sum_ns")
 
     def __init__(self) -> None:
         self.counts = array("q", bytes(8 * _NBUCKETS))
+        self._cum: list[int] | None = None  # cumulative counts, built on the first quantile
         self.count = 0
         self.sum_ns = 0
         self.min_ns = 0
@@ -49,6 +52,7 @@ class LatencyHistogram:
 
     def add(self, value_ns: int) -> None:
         """Record one latency."""
+        self._cum = None
         self.counts[bucket_of(value_ns)] += 1
         if self.count == 0 or value_ns < self.min_ns:
             self.min_ns = value_ns
@@ -59,6 +63,7 @@ class LatencyHistogram:
 
     def add_counts(self, bucket_counts, total_ns: int, lo_ns: int, hi_ns: int) -> None:
         """Merge pre-bucketed counts (from a compiled kernel) into this histogram."""
+        self._cum = None
         n = 0
         for i, c in enumerate(bucket_counts):
             if c:
@@ -75,6 +80,7 @@ class LatencyHistogram:
         """Add another histogram's counts to this one."""
         if other.count == 0:
             return
+        self._cum = None
         for i, c in enumerate(other.counts):
             if c:
                 self.counts[i] += c
@@ -93,13 +99,12 @@ class LatencyHistogram:
             raise ValueError(f"quantile q={q}: must be in [0, 1]")
         if self.count == 0:
             return math.nan
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for i, c in enumerate(self.counts):
-            seen += c
-            if seen >= rank:
-                return min(max(bucket_value(i), float(self.min_ns)), float(self.max_ns))
-        return float(self.max_ns)
+        if self._cum is None:
+            self._cum = list(accumulate(self.counts))
+        i = bisect_left(self._cum, max(1, math.ceil(q * self.count)))
+        if i >= len(self._cum):
+            return float(self.max_ns)
+        return min(max(bucket_value(i), float(self.min_ns)), float(self.max_ns))
 
     def summary_us(self) -> dict[str, float]:
         """mean, p50, p90, p99, p99.9, max in microseconds."""

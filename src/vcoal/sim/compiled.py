@@ -20,12 +20,11 @@ for the Python engine; on the one-layer model about 10 M packets/s. The first ca
 
 from __future__ import annotations
 
-import math
 from array import array
 
 import numpy as np
 
-from vcoal.model.histogram import LatencyHistogram, bucket_value
+from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.result import TrialResult
 from vcoal.sim import compiled_core as C
 from vcoal.sim import compiled_tenant as T
@@ -77,51 +76,11 @@ def _noop() -> None:
     return None
 
 
-class _Hist(LatencyHistogram):
-    """A LatencyHistogram filled from the arena whose quantiles scan the buckets with numpy.
-
-    Same answer as ``LatencyHistogram.quantile_ns`` (the first bucket whose cumulative count
-    reaches the rank, clamped to [min, max]); the Python scan over ~1000 buckets was a good part
-    of the per-window cost once the event loop was compiled.
-    """
-
-    __slots__ = ("_cum",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cum = None
-
-    def add(self, value_ns: int) -> None:
-        self._cum = None
-        super().add(value_ns)
-
-    def add_counts(self, bucket_counts, total_ns: int, lo_ns: int, hi_ns: int) -> None:
-        self._cum = None
-        super().add_counts(bucket_counts, total_ns, lo_ns, hi_ns)
-
-    def merge(self, other: LatencyHistogram) -> None:
-        self._cum = None
-        super().merge(other)
-
-    def quantile_ns(self, q: float) -> float:
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile q={q}: must be in [0, 1]")
-        if self.count == 0:
-            return math.nan
-        if self._cum is None:
-            self._cum = np.cumsum(np.frombuffer(self.counts, dtype=np.int64))
-        rank = max(1, math.ceil(q * self.count))
-        i = int(np.searchsorted(self._cum, rank))
-        if i >= self._cum.shape[0]:
-            return float(self.max_ns)
-        return min(max(bucket_value(i), float(self.min_ns)), float(self.max_ns))
-
-
 def _hist(counts: np.ndarray, stat: np.ndarray) -> LatencyHistogram:
     n, total, lo, hi = (int(v) for v in stat)
     if not n:
         return LatencyHistogram()
-    h = _Hist()
+    h = LatencyHistogram()
     h.counts = array("q", counts.tobytes())
     h.count, h.sum_ns, h.min_ns, h.max_ns = n, total, lo, hi
     return h
