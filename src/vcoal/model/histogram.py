@@ -118,11 +118,6 @@ class LatencyHistogram:
             "max": self.max_ns / 1e3,
         }
 
-    def to_sparse(self) -> dict[str, list[int]]:
-        """Non-empty buckets as parallel lists (for result files)."""
-        idx = [i for i, c in enumerate(self.counts) if c]
-        return {"bucket": idx, "count": [self.counts[i] for i in idx]}
-
     def cdf_us(self, points: int = 200) -> list[tuple[float, float]]:
         """(latency_us, cumulative fraction) pairs, at most ``points`` of them."""
         if self.count == 0:

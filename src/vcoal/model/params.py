@@ -114,5 +114,3 @@ class CoalesceParams:
             )
         return replace(base or cls(), **data)
 
-
-NO_COALESCING = CoalesceParams()

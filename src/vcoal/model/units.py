@@ -10,11 +10,6 @@ NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 
 
-def us_to_ns(value_us: float) -> int:
-    """Convert microseconds to integer nanoseconds, rounding to nearest."""
-    return round(value_us * NS_PER_US)
-
-
 class Layer(StrEnum):
     """The three driver layers every packet of a guest crosses."""
 

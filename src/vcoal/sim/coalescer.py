@@ -221,9 +221,5 @@ class Hop:
                 return
         self.state = ARMED
 
-    def occupancy(self) -> int:
-        return len(self.ring)
-
-
 def _noop(_arg) -> None:
     return None

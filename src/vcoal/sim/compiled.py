@@ -67,10 +67,6 @@ class CompiledKernel:
         self.events = int(m[C.EVENTS])
         return int(budget)
 
-    def pending(self) -> int:
-        """Number of scheduled events (including stale ones)."""
-        return int(self.arena.m[C.HN])
-
 
 def _noop() -> None:
     return None

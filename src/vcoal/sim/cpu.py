@@ -44,12 +44,6 @@ class Cpu:
         elif self._run_cls == APP and cls < APP:
             self._preempt()
 
-    def busy(self) -> bool:
-        return self._run_job is not None
-
-    def queued(self) -> int:
-        return sum(len(q) for q in self._queues) + (self._run_job is not None)
-
     def _start(self, cls: int, job: list) -> None:
         self._run_job = job
         self._run_cls = cls

@@ -58,7 +58,3 @@ class Kernel:
         if budget != 0 or not heap or heap[0][0] > until_ns:
             self.now = until_ns
         return budget
-
-    def pending(self) -> int:
-        """Number of scheduled events (including stale ones)."""
-        return len(self._heap)
