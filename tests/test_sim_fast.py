@@ -27,6 +27,15 @@ def test_fast_path_equals_event_engine(name):
     assert des.cpus[0].softirq == pytest.approx(fst.cpus[0].softirq, rel=1e-3)
 
 
+@pytest.mark.parametrize(("p99_us", "floor_bps", "met"), [(1000.0, None, True), (1.0, None, False),
+                                                         (None, 1e12, False), (1000.0, 1e3, True)])
+def test_fast_path_judges_every_slo_like_the_event_engine(p99_us, floor_bps, met):
+    spec = load_scenario(VALIDATION / "base.toml").with_overrides(
+        {"duration_s": 0.02, "warmup_s": 0.002, "guests.*.slo": {"p99_us": p99_us, "min_throughput_bps": floor_bps}})
+    des, fst = run_scenario(spec, engine="des"), run_scenario(spec, engine="fast")
+    assert des.tenants[0].slo_met is fst.tenants[0].slo_met is met
+
+
 def test_compiled_kernel_equals_python_reference():
     spec = load_scenario(VALIDATION / "base.toml").with_overrides({"duration_s": 0.02, "warmup_s": 0.0})
     a = fast.simulate_one_layer(spec, jit=True)

@@ -26,3 +26,13 @@ class Slo:
         if self.min_throughput_bps is None:
             return None
         return throughput_bps >= self.min_throughput_bps
+
+    def verdict(self, p99_us: float, measured: bool, throughput_bps: float) -> bool | None:
+        """Every declared objective met (None when none is declared); ``measured`` is False when
+        no latency sample exists, which fails a latency target."""
+        met = None
+        if self.p99_us is not None:
+            met = measured and p99_us <= self.p99_us
+        if self.min_throughput_bps is not None:
+            met = (met is not False) and throughput_bps >= self.min_throughput_bps
+        return met

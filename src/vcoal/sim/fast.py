@@ -22,6 +22,7 @@ from vcoal.model.params import TimerMode
 from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
 from vcoal.model.units import Layer, Site
 from vcoal.sim.rng import _BLOCK, stream
+from vcoal.sim.summary import policy_params
 
 MODE = {TimerMode.ABSOLUTE: 0, TimerMode.PACKET: 1, TimerMode.ITR: 2}
 _BIG = 1 << 62
@@ -226,12 +227,13 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     soft_busy = int(s_sum) + polls * round(spec.cost.poll_us * 1000)
     period = end_ns - warm
     irq_f, soft_f = min(1.0, irq_busy / period), min(1.0, soft_busy / period)
+    lat = hist.summary_us()
+    tput_bps = int(b_sum) * 8 / seconds
     tenant = TenantResult(
         name=g.name, kind=g.workload.kind, direction="rx", slo_p99_us=g.slo.p99_us,
-        slo_min_throughput_bps=g.slo.min_throughput_bps, latency_us=hist.summary_us(), rtt_us=None,
-        throughput_pps=nlat / seconds, throughput_bps=int(b_sum) * 8 / seconds,
-        sent=npk, delivered=int(nlat), drops=0,
-        slo_met=None if g.slo.p99_us is None else bool(hist.count) and hist.quantile_ns(0.99) / 1e3 <= g.slo.p99_us,
+        slo_min_throughput_bps=g.slo.min_throughput_bps, latency_us=lat, rtt_us=None,
+        throughput_pps=nlat / seconds, throughput_bps=tput_bps, sent=npk, delivered=int(nlat), drops=0,
+        slo_met=g.slo.to_slo().verdict(lat["p99"], bool(hist.count), tput_bps),
         latency_cdf_us=hist.cdf_us(),
     )
     rx = DirResult(npk, in_bytes, nirq, polls, 0, nirq / seconds, npk / nirq if nirq else math.nan)
@@ -241,7 +243,7 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     return TrialResult(
         scenario=spec.name, spec_hash=spec.spec_hash(), seed=spec.seed,
         policy=policy.name if policy is not None else "scenario",
-        policy_params=policy.params_dict() if hasattr(policy, "params_dict") else {},
+        policy_params=policy_params(policy),
         duration_s=spec.duration_s, measured_s=seconds, tenants=[tenant], sites=[site], cpus=cpus,
         meta={"engine": "fast" if jit else "fast-python", "vcoal_version": __version__,
               "wall_s": time.perf_counter() - wall0, "site_packets": npk},

@@ -36,12 +36,8 @@ def summarise(sim, wall_s: float) -> TrialResult:
         lat = t.hist.summary_us()
         rtt = t.rtt.summary_us() if t.rtt.count else None
         judged = rtt if rtt else lat
-        met = None
-        if slo.p99_us is not None:
-            met = bool(judged["count"]) and judged["p99"] <= slo.p99_us
         tput_bps = t.m_bytes * 8 / seconds if seconds else 0.0
-        if slo.min_throughput_bps is not None:
-            met = (met is not False) and tput_bps >= slo.min_throughput_bps
+        met = slo.to_slo().verdict(judged["p99"], bool(judged["count"]), tput_bps)
         tenants.append(
             TenantResult(
                 name=t.name,
@@ -86,7 +82,7 @@ def summarise(sim, wall_s: float) -> TrialResult:
         spec_hash=spec.spec_hash(),
         seed=sim.seed,
         policy=sim.policy.name if sim.policy is not None else "scenario",
-        policy_params=_policy_params(sim.policy),
+        policy_params=policy_params(sim.policy),
         duration_s=spec.duration_s,
         measured_s=seconds,
         tenants=tenants,
@@ -105,7 +101,8 @@ def summarise(sim, wall_s: float) -> TrialResult:
     )
 
 
-def _policy_params(policy) -> dict:
+def policy_params(policy) -> dict:
+    """A policy's parameters as a dict ({} for none or a policy without ``params_dict``)."""
     if policy is None:
         return {}
     fn = getattr(policy, "params_dict", None)
