@@ -51,8 +51,8 @@ class FakeKnobs:
         self.restored.append(ifname)
         return 0
 
-    def forget(self, ifname):
-        self.forgotten.append(ifname)
+    def forget(self, ifname, knobs=None):
+        self.forgotten.append(ifname if knobs is None else (ifname, knobs))
 
 
 class Clock:
@@ -123,7 +123,7 @@ def test_external_change_backs_off_and_gives_up_the_journal(caplog):
     with caplog.at_level(logging.WARNING):
         app.begin_window(1)
     assert "changed by someone else" in caplog.text and "backing off" in caplog.text
-    assert knobs.forgotten == ["vif1.0"]
+    assert knobs.forgotten == [("vif1.0", ("napi_defer_hard_irqs",))]  # only what the administrator moved
     assert app.apply(_decide(VIF, napi_defer_hard_irqs=3), 2)[0].skipped == "backed off"
     assert knobs.devices["vif1.0"]["napi_defer_hard_irqs"] == 7
     clock.t += 61

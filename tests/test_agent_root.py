@@ -176,6 +176,7 @@ def test_external_change_makes_it_back_off(tmp_path):
             rc = agent.stop()
         assert rc == 0
         assert read_sysfs(ns, "vif1.0", "gro_flush_timeout") == 77777  # the administrator's value stays
+        assert read_sysfs(ns, "vif1.0", "napi_defer_hard_irqs") == 0  # the knob only the agent moved is restored
         assert "backing off" in agent.text()
 
 

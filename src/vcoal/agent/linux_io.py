@@ -138,7 +138,7 @@ class KnobApplier:
                     "%s: changed by someone else (%s); backing off for %.0f s and leaving it as set",
                     ifname, detail, self.config.safety.backoff_s,
                 )
-                self.knobs.forget(ifname)
+                self.knobs.forget(ifname, tuple(moved))
                 m.backoff_until = now + self.config.safety.backoff_s
                 m.last_reason = f"external change: {detail}"
             m.knob_values = values

@@ -331,8 +331,8 @@ class LinuxKnobs:
                 napi, per_napi, backend = (
                     self._read_napi(ifname) if any(k in NAPI_KNOBS for k in todo) else ({}, {}, "none")
                 )
-            except InterfaceGone:
-                continue
+            except (InterfaceGone, KnobUnsupported):
+                continue  # set() reports it for this site; the loop goes on
             now = {**napi, **eth}
             entries += [
                 JournalEntry(
@@ -451,12 +451,14 @@ class LinuxKnobs:
             self._sysfs.write(e.ifname, e.knob, e.original)
         log.info("restored %s %s=%s", e.ifname, e.knob, e.original)
 
-    def forget(self, ifname: str) -> None:
-        """Drop this interface's journal entries without restoring (an administrator took over)."""
-        self._no_ethtool.discard(ifname)
-        self._supported.pop(ifname, None)
+    def forget(self, ifname: str, knobs: tuple[str, ...] | None = None) -> None:
+        """Drop journal entries without restoring: every knob of a vanished interface, or only
+        ``knobs`` (those an administrator changed; the others are still restored on exit)."""
+        if knobs is None:
+            self._no_ethtool.discard(ifname)
+            self._supported.pop(ifname, None)
         if self.journal is not None:
-            self.journal.forget([entry_key(self.netns, ifname, k) for k in KNOBS])
+            self.journal.forget([entry_key(self.netns, ifname, k) for k in (KNOBS if knobs is None else knobs)])
 
     def close(self) -> None:
         """Close the netlink sockets."""
