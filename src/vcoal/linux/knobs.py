@@ -112,7 +112,7 @@ class _Sysfs:
                 raise InterfaceGone(errno.ENODEV, f"{ifname}: no such interface") from None
         out = subprocess.run(["ip", "netns", "exec", self.netns, "cat", path], capture_output=True, text=True)
         if out.returncode:
-            raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: {out.stderr.strip()}")
+            raise self._error(ifname, path, out.stderr)
         return int(out.stdout)
 
     def write(self, ifname: str, knob: str, value: int) -> None:
@@ -128,9 +128,17 @@ class _Sysfs:
             input=f"{int(value)}\n", capture_output=True, text=True,
         )
         if out.returncode:
-            if "Permission denied" in out.stderr:
-                raise PermissionError(errno.EACCES, f"{path}: permission denied (needs CAP_NET_ADMIN)")
-            raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: {out.stderr.strip()}")
+            raise self._error(ifname, path, out.stderr)
+
+    def _error(self, ifname: str, path: str, stderr: str) -> OSError:
+        """Only a missing file or namespace means the interface is gone; any other failure must
+        not be mistaken for it (restore would then drop the journal entry)."""
+        text = stderr.strip()
+        if "Permission denied" in text:
+            return PermissionError(errno.EACCES, f"{path}: permission denied (needs CAP_NET_ADMIN)")
+        if "No such file" in text or "Cannot open network namespace" in text:
+            return InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: {text}")
+        return OSError(errno.EIO, f"{path} in {self.netns}: {text or 'failed'}")
 
 
 class LinuxKnobs:
