@@ -101,10 +101,19 @@ def test_fit_recovers_known_costs_from_a_simulated_grid():
     assert res.mapping[0] == pytest.approx(0.5, rel=0.05) and res.mapping[1] == pytest.approx(0.25, rel=0.05)
 
 
-def test_net_rx_map_is_non_negative():
+def test_net_rx_map_recovers_known_coefficients():
+    sims = [cal.SimPoint(10, 10, 1, i, p) for i, p in ((100, 10), (50, 40), (10, 90), (70, 70))]
+    a, b = cal.net_rx_map(sims, [0.3 * s.interrupts_per_s + 0.6 * s.polls_per_s for s in sims])
+    assert a == pytest.approx(0.3, rel=1e-6) and b == pytest.approx(0.6, rel=1e-6)
+
+
+def test_net_rx_map_clamps_a_negative_coefficient_to_the_one_column_fit():
     sims = [cal.SimPoint(10, 10, 1, i, p) for i, p in ((100, 10), (50, 40), (10, 90))]
-    a, b = cal.net_rx_map(sims, [100 - 0.1 * p for _, p in ((0, 10), (0, 40), (0, 90))])
-    assert a >= 0 and b >= 0
+    measured = [1.0 * s.interrupts_per_s - 0.2 * s.polls_per_s for s in sims]  # least squares: b < 0
+    a, b = cal.net_rx_map(sims, measured)
+    assert b == 0.0
+    xs = [s.interrupts_per_s / m for s, m in zip(sims, measured, strict=True)]
+    assert a == pytest.approx(sum(xs) / sum(x * x for x in xs))  # the best a alone, in relative error
 
 
 def test_nelder_mead_minimises_a_quadratic():

@@ -77,3 +77,9 @@ def test_cli_sim_json_and_errors():
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "rx_usecs=-3" in r.stderr
     r = _vcoal("sim", "examples/reference.toml", "--set", "nic.rx_usecs=64", "--duration", "0.01")
     assert r.returncode == 0 and "64/" in r.stdout
+
+
+def test_override_naming_only_a_guest_is_refused():
+    spec = parse_scenario({"guests": [GUEST]})
+    with pytest.raises(ValueError, match=r"name a field of the guest"):
+        spec.with_overrides({"guests.g1": 3})

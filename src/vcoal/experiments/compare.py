@@ -69,7 +69,6 @@ def tenant_cpu_ns_per_packet(result: TrialResult) -> dict[str, float]:
         own[t.name] = sum(
             c.app * result.measured_s * 1e9 for name, c in cpus.items() if name.startswith(f"{t.name}-v")
         )
-        pkts[t.name] = 0
         for layer in ("backend", "frontend"):
             s = sites.get(f"{layer}:{t.name}")
             if s is not None:

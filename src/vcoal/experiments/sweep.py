@@ -153,9 +153,9 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep", base_dir: Path | No
         isinstance(duration_s, bool) or not isinstance(duration_s, int | float) or not 0 < duration_s <= 3600
     ):
         raise ValueError(f"{source}: duration_s: {duration_s!r} out of range (0, 3600]")
-    axes = dict(data.get("axes") or {})
-    if not isinstance(data.get("axes", {}), dict):
+    if not isinstance(data.get("axes") or {}, dict):
         raise ValueError(f"{source}: axes: expected a table")
+    axes = dict(data.get("axes") or {})
     seeds_raw = axes.pop("seed", axes.pop("seeds", data.get("seeds")))
     seeds = _seeds(seeds_raw, "seeds", source) if seeds_raw is not None else None
     policies = _policies(axes.pop("policy", axes.pop("policies", None)), source)

@@ -249,8 +249,10 @@ def _set_dotted(node: Any, parts: list[str], value: Any, full: str) -> None:
         targets = node if key == "*" else [g for g in node if isinstance(g, dict) and g.get("name") == key]
         if not targets:
             raise ValueError(f"override {full!r}: no guest named {key!r}")
+        if not rest:
+            raise ValueError(f"override {full!r}: name a field of the guest, e.g. 'guests.{key}.vcpus'")
         for t in targets:
-            _set_dotted(t, rest, value, full) if rest else None
+            _set_dotted(t, rest, value, full)
         return
     if not isinstance(node, dict):
         raise ValueError(f"override {full!r}: {key!r} is not a table")
