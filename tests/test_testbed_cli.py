@@ -52,6 +52,6 @@ def test_up_status_down_cli(tmp_path):
         assert "defer 2 gro_flush 20000 ns" in out.output
         out = runner.invoke(app, ["testbed", "down", "--tag", tag])
         assert out.exit_code == 0 and "removed 4 namespaces" in out.output
+        assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []  # `down` removed them, not the fixture
     finally:
         topology.down(tag)
-    assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []

@@ -71,9 +71,9 @@ def test_short_closed_loop_trial_gives_a_trial_result():
     tag = "t" + uuid.uuid4().hex[:8]
     try:
         r = run_trial(spec, policy, TrialOptions(window_s=1.0, tag=tag))
+        assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []  # run_trial removed its topology
     finally:
         topology.down(tag)
-    assert netns.list_namespaces(f"{netns.PREFIX}{tag}-") == []
     assert isinstance(r, TrialResult) and r.policy == "static"
     assert 1.9 < r.measured_s < 2.5 and len(r.windows) == 2
     lat, bulk = r.tenants

@@ -59,14 +59,9 @@ class Path:
 
         nic_pkt = ns(c.nic_pkt_us)
         if self.one_layer:
-            mean = nic_pkt
-            if c.service_dist == "exp":
-                rx_nic_cost = lambda pkt: int((mean + byte_ns * pkt.size) * svc_draws() + 0.5)  # noqa: E731
-            else:
-                rx_nic_cost = lambda pkt: mean + int(byte_ns * pkt.size + 0.5)  # noqa: E731
+            rx_nic_cost = self._svc(nic_pkt, byte_ns, c.service_dist, svc_draws)
         else:
-            fixed = nic_pkt + ns(c.bridge_pkt_us)
-            rx_nic_cost = self._svc(fixed, 0.0, c.service_dist, svc_draws)
+            rx_nic_cost = self._svc(nic_pkt + ns(c.bridge_pkt_us), 0.0, c.service_dist, svc_draws)
 
         self.nic_rx: list[Hop] = []
         self.nic_txc: list[Hop] = []

@@ -17,10 +17,11 @@ import numpy as np
 from numba import njit
 
 from vcoal import __version__
-from vcoal.model.histogram import _NBUCKETS, GROWTH, LINEAR_LIMIT, LatencyHistogram
+from vcoal.model.histogram import _NBUCKETS, LatencyHistogram
 from vcoal.model.params import TimerMode
 from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
 from vcoal.model.units import Layer, Site
+from vcoal.sim.compiled_core import bucket_of
 from vcoal.sim.rng import _BLOCK, stream
 from vcoal.sim.summary import policy_params
 
@@ -161,9 +162,6 @@ def simulate_one_layer(spec, jit: bool = True):
     return t, sizes, dep, fire_t[:nirq], u_fired, s, polls, p
 
 
-_INV_LOG_G = 1.0 / math.log(GROWTH)
-
-
 @njit(cache=True, nogil=True)
 def _measure(t, dep, lo_ns, hi_ns, counts, s, sizes):  # pragma: no cover - compiled
     """Histogram of dep - t for packets departing in (lo_ns, hi_ns]; returns (n, sum, min, max,
@@ -183,11 +181,7 @@ def _measure(t, dep, lo_ns, hi_ns, counts, s, sizes):  # pragma: no cover - comp
         s_sum += s[0] if s_const else s[i]
         b_sum += sizes[0] if z_const else sizes[i]
         v = d - t[i]
-        if v < LINEAR_LIMIT:
-            b = max(v, 0)
-        else:
-            b = min(LINEAR_LIMIT + int(math.log(v / LINEAR_LIMIT) * _INV_LOG_G), _NBUCKETS - 1)
-        counts[b] += 1
+        counts[bucket_of(v)] += 1
         n += 1
         total += v
         vmin = min(vmin, v)
