@@ -11,12 +11,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import math
-import multiprocessing as mp
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vcoal.experiments.executors import PoolHandle
 from vcoal.model.result import TrialResult
 from vcoal.policies import POLICIES, make_policy
 from vcoal.spec import ScenarioSpec, load_scenario
@@ -108,10 +108,6 @@ def _run_one(args: tuple[dict, str, dict, int | None, float | None]) -> dict[str
     return row.to_dict()
 
 
-def _pool(workers: int) -> cf.Executor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
-
-
 def run_rows(
     jobs: Sequence[tuple[ScenarioSpec, str, dict]],
     *,
@@ -130,8 +126,8 @@ def run_rows(
                 on_done(rows[-1])
         return rows
     out: list[dict | None] = [None] * len(args)
-    with _pool(workers) as ex:
-        futures = {ex.submit(_run_one, a): i for i, a in enumerate(args)}
+    with PoolHandle(workers) as pool:  # the sweep runner's pool: forkserver, numba cache, SIGINT left to us
+        futures = {pool.executor.submit(_run_one, a): i for i, a in enumerate(args)}
         for fut in cf.as_completed(futures):
             out[futures[fut]] = fut.result()
             if on_done:
