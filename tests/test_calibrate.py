@@ -66,7 +66,7 @@ def test_cost_file_errors_are_one_line(tmp_path, text, needle):
 
 def test_missing_cost_file(tmp_path):
     _write(tmp_path / "s.toml", 'cost_file = "nope.toml"\n[[guests]]\nname = "g1"\nworkload = { kind = "request_response" }\n')
-    with pytest.raises(ValueError, match="cost_file: cannot read"):
+    with pytest.raises(ValueError, match=r"cost_file: .*nope.toml: cannot read"):
         load_scenario(tmp_path / "s.toml")
 
 

@@ -543,13 +543,9 @@ def cost_toml(result: FitResult, grid: Grid, source: str = "") -> str:
 
 def read_cost_model(path) -> tuple[dict[str, float], tuple[float, float] | None]:
     """A cost file's [cost] table and, when present, its NET_RX map from [calibration]."""
-    import tomllib
-    from pathlib import Path
+    from vcoal.spec.scenario import read_cost_doc
 
-    from vcoal.spec.scenario import read_cost_file
-
-    table = read_cost_file(path, "--cost")
-    cal = tomllib.loads(Path(path).read_text()).get("calibration", {})
+    table, cal = read_cost_doc(path, "--cost")
     mapping = None
     out = {k: float(v) for k, v in table.items() if k in COST_FIELDS}
     if isinstance(cal, dict) and TIMER_EXTRA in cal:

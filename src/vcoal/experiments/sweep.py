@@ -35,7 +35,6 @@ import glob as globlib
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 from vcoal.policies import POLICIES, make_policy
 from vcoal.results.provenance import package_version
 from vcoal.spec import ScenarioSpec, load_scenario, parse_scenario
+from vcoal.spec.scenario import read_toml
 
 MAX_TRIALS = 1_000_000
 MAX_SEED = 2**63 - 1
@@ -128,12 +128,7 @@ def run_key(scenario: dict[str, Any], policy: str, policy_params: dict[str, Any]
 def load_sweep(path: str | Path) -> SweepSpec:
     """Load and validate a sweep TOML; ValueError with one line naming the field on any problem."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     data.setdefault("name", path.stem)
     return parse_sweep(data, str(path), path.parent)
 

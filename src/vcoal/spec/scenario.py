@@ -355,18 +355,30 @@ def _inline_cost_file(data: dict[str, Any], base_dir: Path | None, source: str) 
 COST_FILE_TABLES = ("cost", "calibration")
 
 
+def read_toml(path: str | Path, what: str | None = None) -> dict[str, Any]:
+    """A TOML file as a dict; ValueError with one line when it cannot be read or parsed."""
+    path = Path(path)
+    prefix = f"{what}: " if what else ""
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{prefix}{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{prefix}{path}: not valid TOML: {exc}") from None
+
+
 def read_cost_file(path: str | Path, what: str | None = None) -> dict[str, Any]:
+    """The validated ``[cost]`` table of a cost-model file (see ``read_cost_doc``)."""
+    return read_cost_doc(path, what)[0]
+
+
+def read_cost_doc(path: str | Path, what: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a cost-model file: TOML with a ``[cost]`` table of CostSpec fields (validated: unknown
-    keys and out-of-range values are rejected) and an optional free-form ``[calibration]`` table
-    (provenance, ignored here). Returns the ``[cost]`` table as given (only the keys it sets)."""
+    keys and out-of-range values are rejected) and an optional free-form ``[calibration]`` table.
+    Returns both tables as given (the cost table holds only the keys it sets)."""
     path = Path(path)
     what = what or str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{what}: {path}: not valid TOML: {exc}") from None
+    data = read_toml(path, what)
     extra = sorted(set(data) - set(COST_FILE_TABLES))
     if extra:
         raise ValueError(f"{what}: {path}: {extra[0]}: unknown key (a cost file has [cost] and optional [calibration])")
@@ -377,7 +389,8 @@ def read_cost_file(path: str | Path, what: str | None = None) -> dict[str, Any]:
         CostSpec.model_validate(table)
     except ValidationError as exc:
         raise ValueError(_cost_error_line(exc, f"{what}: {path}")) from None
-    return dict(table)
+    cal = data.get("calibration", {})
+    return dict(table), dict(cal) if isinstance(cal, dict) else {}
 
 
 def _cost_error_line(exc: ValidationError, source: str) -> str:
@@ -431,10 +444,4 @@ def _is_number(text: str) -> bool:
 def load_scenario(path: str | Path) -> ScenarioSpec:
     """Load and validate a scenario TOML file; ValueError with one line on any problem."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_scenario(data, str(path), path.parent)
+    return parse_scenario(read_toml(path), str(path), path.parent)
