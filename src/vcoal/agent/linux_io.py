@@ -124,8 +124,7 @@ class KnobApplier:
         for ifname, m in list(self.managed.items()):
             if ifname not in current:
                 log.info("%s: vanished; forgetting it", ifname)
-                self.managed.pop(ifname, None)
-                self.knobs.forget(ifname)
+                self.drop(ifname, restore=False)
                 continue
             values = {**m.knob_values, **current[ifname]}
             if values == m.knob_values:
@@ -191,8 +190,7 @@ class KnobApplier:
             got = self.knobs.set(m.ifname, changes)
         except InterfaceGone:
             log.info("%s: vanished while being set; forgetting it", m.ifname)
-            self.managed.pop(m.ifname, None)
-            self.knobs.forget(m.ifname)
+            self.drop(m.ifname, restore=False)
             return Applied(m.site, m.in_force, skipped="interface gone")
         except KnobUnsupported as exc:
             log.warning("%s: %s", m.ifname, exc)
@@ -230,8 +228,7 @@ class LinuxSource:
         bases = {split_unit(n)[0] for n in managed} if self._queued else set(managed)
         for ifname in sorted(name for name in managed if (split_unit(name)[0] if self._queued else name) not in present):
             log.info("%s: vanished; forgetting it", ifname)
-            self.applier.managed.pop(ifname, None)
-            self.applier.knobs.forget(ifname)
+            self.applier.drop(ifname, restore=False)
         for ifname in sorted(present - bases):
             group = self.config.group_of(ifname)
             if group is not None:
