@@ -202,5 +202,7 @@ def test_measure_two_points_on_the_testbed():
         topology.down(tag)
     grid = cal.load_grid(doc)
     none, deferred = grid.p50_us
-    assert deferred > none + 150  # 200 µs deferral on peth0 adds about 200 µs to the round trip
+    # With 200 µs deferral on peth0 the next request waits for the timer armed by the previous poll,
+    # so the round trip is paced by the timer: about 200 µs whatever the undeferred round trip was.
+    assert deferred > 150 and deferred > none + 50
     assert all(v > 0 for v in grid.net_rx_per_s)
