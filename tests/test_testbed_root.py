@@ -39,7 +39,7 @@ def _p50(ps: procs.ProcessSet, ns: str, ip: str, port: int) -> float:
 
 
 def test_deferral_on_one_hop_adds_latency(tag):
-    """gro_flush_timeout 200 µs + napi_defer_hard_irqs 2 on peth0: RTT p50 ≈ 200 µs + base."""
+    """gro_flush_timeout 200 µs + napi_defer_hard_irqs 2 on peth0: the round trip is paced by the timer (p50 ≈ 200 µs)."""
     p = topology.plan(tag, ["g1"])
     topology.up(p)
     g = p.guest("g1")
@@ -50,7 +50,7 @@ def test_deferral_on_one_hop_adds_latency(tag):
         assert got == {"gro_flush_timeout_ns": 200_000, "napi_defer_hard_irqs": 2}
         deferred = _p50(ps, p.wire_ns, g.ip, 11111)
     assert deferred > 180.0, (base, deferred)
-    assert deferred > base + 100.0, (base, deferred)
+    assert deferred > base + 50.0, (base, deferred)
 
 
 SPEC = {
