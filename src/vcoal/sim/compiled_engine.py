@@ -40,10 +40,13 @@ from vcoal.sim.compiled_core import (
     NB_BYTE,
     NB_FIX,
     NC,
+    NCPU,
+    NEVER,
     NJ,
     NOW,
     NP,
     NQ,
+    NSL,
     NX,
     O_CPU,
     O_CTR,
@@ -53,6 +56,7 @@ from vcoal.sim.compiled_core import (
     O_NICQ,
     O_PKT,
     O_SITECPU,
+    O_SLOT,
     O_TEN,
     ONE_LAYER,
     P_NEXT,
@@ -210,6 +214,32 @@ def start(m_, x_):
     start_all(data_ptr(m_), data_ptr(x_))
 
 
+@jit(ret=I64, inline="always")
+def earliest(m, x):
+    """The source of the next event: a CPU's completion slot (its index) or the heap top (-1).
+
+    Its time goes to m[SCRATCH] (NEVER when there is no event). Slots and heap rows share the
+    (time, key) order, so the events run in the order of a single heap.
+    """
+    if m[HN] > 0:
+        t = m[m[O_HEAP]]
+        key = m[m[O_HEAP] + 1]
+    else:
+        t = NEVER
+        key = NEVER
+    c = -1
+    so = m[O_SLOT]
+    for i in range(m[NCPU]):
+        sb = so + i * NSL
+        ts = m[sb]
+        if ts < t or (ts == t and m[sb + 1] < key):
+            c = i
+            t = ts
+            key = m[sb + 1]
+    m[SCRATCH] = t
+    return c
+
+
 @entry(I64, I64, ret=I64)
 def run(m_, x_, until, budget):
     """Kernel.run over the arena; returns the budget left (m[STATUS] = 1: stopped for Python)."""
@@ -220,15 +250,23 @@ def run(m_, x_, until, budget):
         if m[FLAG]:
             m[STATUS] = 1
             return budget
-        if m[HN] == 0 or m[m[O_HEAP]] > until:
+        c = earliest(m, x)
+        if m[SCRATCH] > until:
             break
+        m[EVENTS] += 1
+        budget -= 1
+        if c >= 0:
+            sb = m[O_SLOT] + c * NSL
+            m[NOW] = m[sb]
+            m[sb] = NEVER
+            m[sb + 1] = NEVER
+            cpu_complete(m, x, c, m[sb + 2])
+            continue
         pop(m, x, SCRATCH)
         kind = m[SCRATCH + 1]
         a = m[SCRATCH + 2]
         b = m[SCRATCH + 3]
         m[NOW] = m[SCRATCH]
-        m[EVENTS] += 1
-        budget -= 1
         if kind == E_CPU_DONE:
             cpu_complete(m, x, a, b)
         elif kind == E_WIRE_RX:
@@ -243,6 +281,10 @@ def run(m_, x_, until, budget):
             poll_start(m, x, a)
         else:
             tenant_event(m, x, kind, a, b)
-    if budget != 0 or m[HN] == 0 or m[m[O_HEAP]] > until:
+    if budget != 0:
         m[NOW] = until
+    else:
+        earliest(m, x)
+        if m[SCRATCH] > until:
+            m[NOW] = until
     return budget

@@ -27,7 +27,7 @@ MIN_CAP = 4096  # heap, packet and job pools: at least this, and 4 margins plus 
 CAP_SLACK = 4
 # region name -> (m index of its offset, m index of its row count or None)
 INT_REGIONS = {
-    "g": (None, None), "heap": (C.O_HEAP, C.HEAP_CAP), "cpu": (C.O_CPU, None), "job": (C.O_JOB, C.JOB_CAP),
+    "g": (None, None), "heap": (C.O_HEAP, C.HEAP_CAP), "slot": (C.O_SLOT, None), "cpu": (C.O_CPU, None), "job": (C.O_JOB, C.JOB_CAP),
     "pkt": (C.O_PKT, C.PKT_CAP), "hop": (C.O_HOP, None), "sp": (C.O_SP, None), "ctr": (C.O_CTR, None),
     "sitecpu": (C.O_SITECPU, None), "ten": (C.O_TEN, None), "nicq": (C.O_NICQ, None),
     "steps_t": (C.O_STEPS_T, None), "tr_t": (C.O_TR_T, None), "tr_size": (C.O_TR_SIZE, None),
@@ -257,7 +257,7 @@ def build(sim, feeder: Feeder) -> Arena:
 
     nsite = len(sites)
     shapes = {
-        "g": (C.NG, 1), "heap": (cap, C.NE), "cpu": (len(cpus), C.NC), "job": (cap, C.NJ), "pkt": (cap, C.NP),
+        "g": (C.NG, 1), "heap": (cap, C.NE), "slot": (len(cpus), C.NSL), "cpu": (len(cpus), C.NC), "job": (cap, C.NJ), "pkt": (cap, C.NP),
         "hop": (len(hop_rows), H.NH), "sp": (nsite, C.NS), "ctr": (2 * nsite, C.NX), "sitecpu": (nsite, 1),
         "ten": (nten, T.NT), "nicq": (spec.nic.queues, C.NQ), "steps_t": (len(steps_t), 1),
         "tr_t": (len(tr_t), 1), "tr_size": (len(tr_t), 1), "tr_dir": (len(tr_t), 1),
@@ -287,6 +287,8 @@ def build(sim, feeder: Feeder) -> Arena:
     m[C.PFREE] = m[C.JFREE] = 0
     _chain(a.view("pkt"), 0, cap, C.P_NEXT, -1)
     _chain(a.view("job"), 0, cap, C.J_NEXT, -1)
+    m[C.NCPU] = len(cpus)
+    a.view("slot")[:, :2] = C.NEVER
     cpu = a.view("cpu")
     cpu[:, C.C_RUN_JOB] = cpu[:, C.C_RUN_CLS] = -1
     cpu[:, C.C_QH : C.C_QH + 3] = -1
