@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -94,7 +94,7 @@ class CoalesceParams:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with JSON-friendly values."""
-        out = asdict(self)
+        out = {name: getattr(self, name) for name in _FIELDS}  # NOTE: asdict deep-copies: 10x slower
         out["timer"] = self.timer.value
         return out
 
@@ -114,3 +114,6 @@ class CoalesceParams:
             )
         return replace(base or cls(), **data)
 
+
+
+_FIELDS = CoalesceParams.field_names()
