@@ -95,7 +95,6 @@ class CompiledSimulation(Simulation):
     def run(self, progress=None) -> TrialResult:
         a = self.k.arena
         a.m[C.REC_DELIV] = int(self.deliveries is not None)
-        write_params(a, self.site_list)
         _start_all(a.m, a.x)
         result = super().run(progress)
         result.meta["engine"] = "compiled"
