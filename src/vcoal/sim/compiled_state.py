@@ -177,7 +177,6 @@ def build(sim, feeder: Feeder) -> Arena:
     spec, path = sim.spec, sim.path
     c = spec.cost
     ns = lambda us: round(us * 1000)  # noqa: E731
-    svc_exp = int(c.service_dist == "exp")
     cpus = sim.all_cpus()
     cpu_ix = {id(x): k for k, x in enumerate(cpus)}
     sites = list(path.sites.values())
@@ -191,26 +190,23 @@ def build(sim, feeder: Feeder) -> Arena:
 
     hopf: list = []
     hop_rows: list = []
-    nic_pkt = ns(c.nic_pkt_us)
+    terms = path.cost_terms
 
-    def add_hop(hop, fix: int, byte: float, exp: int, deliv: int) -> int:
+    def add_hop(hop, cost: str, deliv: int) -> int:
+        fix, byte, exp = terms[cost]
         hopf.append(float(byte))
         hop_rows.append([
             site_ix[id(hop.gate)], site_ix[id(hop.napi)], 0 if hop.direction == "rx" else 1,
             cpu_ix[id(hop.consumer)], min(hop.capacity, 1 << 62), 0 if hop.irq_cost is path.irq_cost else 1,
-            fix, exp, deliv, cpu_ix[id(hop.sender)] if hop.sender is not None else -1, hop.sender_cost_ns,
+            fix, int(exp), deliv, cpu_ix[id(hop.sender)] if hop.sender is not None else -1, hop.sender_cost_ns,
             -1, -1, 0, H.ARMED, 0, 0, -(1 << 62), 0, 0, 0,
         ])
         return len(hop_rows) - 1
 
     nicq = np.zeros((spec.nic.queues, C.NQ), dtype=_I64)
     for q in range(spec.nic.queues):
-        if path.one_layer:
-            fix, byte = nic_pkt, c.byte_copy_ns
-        else:
-            fix, byte = nic_pkt + ns(c.bridge_pkt_us), 0.0
-        nicq[q, C.Q_RX_HOP] = add_hop(path.nic_rx[q], fix, byte, svc_exp, H.D_AFTER_NIC_RX)
-        nicq[q, C.Q_TXC_HOP] = add_hop(path.nic_txc[q], ns(c.tx_clean_us), 0.0, 0, H.D_TX_CLEANED)
+        nicq[q, C.Q_RX_HOP] = add_hop(path.nic_rx[q], "nic_rx", H.D_AFTER_NIC_RX)
+        nicq[q, C.Q_TXC_HOP] = add_hop(path.nic_txc[q], "tx_clean", H.D_TX_CLEANED)
         nicq[q, C.Q_QD_HEAD] = nicq[q, C.Q_QD_TAIL] = -1
 
     ten = np.zeros((nten, T.NT), dtype=_I64)
@@ -227,10 +223,8 @@ def build(sim, feeder: Feeder) -> Arena:
         if path.one_layer:
             r[T.T_FERX] = r[T.T_FETX] = -1
         else:
-            fe_rx_fix = ns(c.frontend_pkt_us) + ns(c.stack_pkt_us)
-            tx_fix = ns(c.netback_pkt_us) + ns(c.bridge_pkt_us) + nic_pkt
-            r[T.T_FERX] = add_hop(path.fe_rx[i], fe_rx_fix, 0.0, svc_exp, H.D_TO_APP)
-            r[T.T_FETX] = add_hop(path.fe_tx[i], tx_fix, c.byte_copy_ns, svc_exp, H.D_TO_NIC_TX)
+            r[T.T_FERX] = add_hop(path.fe_rx[i], "frontend_rx", H.D_TO_APP)
+            r[T.T_FETX] = add_hop(path.fe_tx[i], "backend_tx", H.D_TO_NIC_TX)
         r[T.T_OUTSTANDING] = w.outstanding
         r[T.T_REQ_BYTES] = w.request_bytes
         r[T.T_RESP_BYTES] = w.response_bytes
@@ -276,14 +270,14 @@ def build(sim, feeder: Feeder) -> Arena:
     m[C.IRQ_NS] = ns(c.irq_us)
     m[C.VIRQ_NS] = ns(c.virq_us)
     m[C.IRQ_EXP] = int(c.irq_dist == "exp")
-    m[C.SVC_EXP] = svc_exp
+    m[C.SVC_EXP] = int(terms["netback_rx"][2])
     m[C.TX_RING] = spec.nic.tx_ring
     m[C.TXQLEN] = spec.nic.txqueuelen
     m[C.MARGIN] = margin
-    m[C.NB_FIX] = ns(c.netback_pkt_us)
+    m[C.NB_FIX] = terms["netback_rx"][0]
     m[C.NTEN] = nten
     a.x[C.SER_PS] = path.ser_ps_per_byte
-    a.x[C.NB_BYTE] = c.byte_copy_ns
+    a.x[C.NB_BYTE] = terms["netback_rx"][1]
     m[C.PFREE] = m[C.JFREE] = 0
     _chain(a.view("pkt"), 0, cap, C.P_NEXT, -1)
     _chain(a.view("job"), 0, cap, C.J_NEXT, -1)

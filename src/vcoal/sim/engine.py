@@ -25,6 +25,27 @@ from vcoal.sim.rng import ExpDraws, stream
 from vcoal.spec.scenario import ScenarioSpec
 
 
+def cost_terms(spec: ScenarioSpec) -> dict[str, tuple[int, float, bool]]:
+    """The per-packet CPU cost of each kind of hop work: (fixed ns, ns per byte, exponential?).
+
+    ``nic_rx``: NIC driver (+ bridge, or + the copy on a one-layer host); ``tx_clean``: NIC tx
+    completion; ``netback_rx``: netback's copy into the guest; ``frontend_rx``: netfront + stack;
+    ``backend_tx``: netback + bridge + NIC driver on transmit. Shared by both engines.
+    """
+    c = spec.cost
+    ns = lambda us: round(us * 1000)  # noqa: E731
+    exp = c.service_dist == "exp"
+    nic_pkt = ns(c.nic_pkt_us)
+    one_layer = spec.host.layers == ("nic",)
+    return {
+        "nic_rx": (nic_pkt, c.byte_copy_ns, exp) if one_layer else (nic_pkt + ns(c.bridge_pkt_us), 0.0, exp),
+        "tx_clean": (ns(c.tx_clean_us), 0.0, False),
+        "netback_rx": (ns(c.netback_pkt_us), c.byte_copy_ns, exp),
+        "frontend_rx": (ns(c.frontend_pkt_us) + ns(c.stack_pkt_us), 0.0, exp),
+        "backend_tx": (ns(c.netback_pkt_us) + ns(c.bridge_pkt_us) + nic_pkt, c.byte_copy_ns, exp),
+    }
+
+
 def _cost_fn(mean_ns: int, dist: str, draws: ExpDraws | None):
     if dist == "exp" and mean_ns > 0:
         return lambda: int(mean_ns * draws() + 0.5)
@@ -48,7 +69,8 @@ class Path:
         self.irq_cost = _cost_fn(ns(c.irq_us), c.irq_dist, irq_draws)
         self.virq_cost = _cost_fn(ns(c.virq_us), c.irq_dist, irq_draws)
         poll_ns = ns(c.poll_us)
-        byte_ns = c.byte_copy_ns
+        self.cost_terms = terms = cost_terms(spec)
+        svc = {name: self._svc(*t, svc_draws) for name, t in terms.items()}
 
         self.cpus: list[Cpu] = [Cpu(k, f"dom0-c{i}") for i in range(spec.host.driver_domain_cores)]
         self.sites: dict[Site, SiteState] = {
@@ -56,12 +78,6 @@ class Path:
         }
         self.tenants = None  # set by the simulation (workload runtimes), indexed by pkt.tenant
         ncores = len(self.cpus)
-
-        nic_pkt = ns(c.nic_pkt_us)
-        if self.one_layer:
-            rx_nic_cost = self._svc(nic_pkt, byte_ns, c.service_dist, svc_draws)
-        else:
-            rx_nic_cost = self._svc(nic_pkt + ns(c.bridge_pkt_us), 0.0, c.service_dist, svc_draws)
 
         self.nic_rx: list[Hop] = []
         self.nic_txc: list[Hop] = []
@@ -72,12 +88,12 @@ class Path:
             cpu = self.cpus[q % ncores]
             self.nic_rx.append(
                 Hop(k, direction="rx", gate=site, napi=site, consumer=cpu, capacity=spec.nic.rx_ring,
-                    irq_cost=self.irq_cost, pkt_cost=rx_nic_cost, poll_ns=poll_ns,
+                    irq_cost=self.irq_cost, pkt_cost=svc["nic_rx"], poll_ns=poll_ns,
                     deliver=self._after_nic_rx, drop=self._drop)
             )
             self.nic_txc.append(
                 Hop(k, direction="tx", gate=site, napi=site, consumer=cpu, capacity=1 << 62,
-                    irq_cost=self.irq_cost, pkt_cost=self._svc(ns(c.tx_clean_us), 0.0, "det", None),
+                    irq_cost=self.irq_cost, pkt_cost=svc["tx_clean"],
                     poll_ns=poll_ns, deliver=self._tx_cleaned, drop=self._drop)
             )
 
@@ -86,12 +102,7 @@ class Path:
         self.fe_rx: list[Hop | None] = []
         self.fe_tx: list[Hop | None] = []
         self.queue_of = [spec.queue_of(i) for i in range(len(spec.guests))]
-        netback_rx = self._svc(ns(c.netback_pkt_us), byte_ns, c.service_dist, svc_draws)
-        fe_rx_cost = self._svc(ns(c.frontend_pkt_us) + ns(c.stack_pkt_us), 0.0, c.service_dist, svc_draws)
-        tx_backend_cost = self._svc(
-            ns(c.netback_pkt_us) + ns(c.bridge_pkt_us) + nic_pkt, byte_ns, c.service_dist, svc_draws
-        )
-        self.netback_rx_cost = netback_rx
+        self.netback_rx_cost = svc["netback_rx"]
         self.send_cost_ns = ns(c.frontend_pkt_us) + ns(c.stack_pkt_us)
         self.ctx_switch_ns = ns(c.ctx_switch_us)
         evt_ns = ns(c.evtchn_send_us)
@@ -108,18 +119,18 @@ class Path:
             fe = self.sites[Site(Layer.FRONTEND, g.name)]
             self.fe_rx.append(
                 Hop(k, direction="rx", gate=be, napi=fe, consumer=vcpus[0], capacity=g.ring,
-                    irq_cost=self.virq_cost, pkt_cost=fe_rx_cost, poll_ns=poll_ns,
+                    irq_cost=self.virq_cost, pkt_cost=svc["frontend_rx"], poll_ns=poll_ns,
                     deliver=self._to_app, drop=self._drop, sender=bcpu, sender_cost_ns=evt_ns)
             )
             self.fe_tx.append(
                 Hop(k, direction="tx", gate=fe, napi=be, consumer=bcpu, capacity=g.ring,
-                    irq_cost=self.virq_cost, pkt_cost=tx_backend_cost, poll_ns=poll_ns,
+                    irq_cost=self.virq_cost, pkt_cost=svc["backend_tx"], poll_ns=poll_ns,
                     deliver=self._to_nic_tx, drop=self._drop, sender=vcpus[-1], sender_cost_ns=evt_ns)
             )
 
     @staticmethod
-    def _svc(fixed_ns: int, byte_ns: float, dist: str, draws: ExpDraws | None):
-        if dist == "exp":
+    def _svc(fixed_ns: int, byte_ns: float, exp: bool, draws: ExpDraws | None):
+        if exp:
             return lambda pkt: int((fixed_ns + byte_ns * pkt.size) * draws() + 0.5)
         if byte_ns == 0.0:
             return lambda pkt: fixed_ns
