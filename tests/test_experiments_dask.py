@@ -6,25 +6,13 @@ import tomllib
 
 import pytest
 
+import tiny_scenarios as tiny
 from vcoal.experiments import parse_sweep, run_sweep
 from vcoal.results import iter_documents, query
 
 pytest.importorskip("distributed", reason="Dask is the optional [cluster] extra")
 
-SCENARIO = """
-name = "tiny-dask"
-duration_s = 0.02
-warmup_s = 0.002
-[window]
-duration_us = 2000
-[[guests]]
-name = "rr"
-workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
-slo = { p99_us = 80.0 }
-[[guests]]
-name = "bg"
-workload = { kind = "poisson", rate_pps = 20000, steps = [[0.01, 60000]] }
-"""
+SCENARIO = tiny.scenario("tiny-dask", tiny.rr(), tiny.poisson("bg", step=(0.01, 60000)))
 
 
 def _comparable(root):

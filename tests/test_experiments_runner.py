@@ -13,25 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import tiny_scenarios as tiny
 from vcoal.experiments import parse_sweep, run_sweep
 from vcoal.experiments.synthetic import synthetic_trial
 from vcoal.results import connect, load_trial, query
 from vcoal.results.store import FAILED_DIR, TRIALS_DIR
 
-SCENARIO = """
-name = "tiny"
-duration_s = 0.02
-warmup_s = 0.002
-[window]
-duration_us = 2000
-[[guests]]
-name = "rr"
-workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
-slo = { p99_us = 80.0 }
-[[guests]]
-name = "bg"
-workload = { kind = "poisson", rate_pps = 20000, steps = [[0.01, 60000]] }
-"""
+SCENARIO = tiny.scenario("tiny", tiny.rr(), tiny.poisson("bg", step=(0.01, 60000)))
 
 COMPARED = (
     "SELECT run_key, status, scenario, policy, seed, p99_us_max, cpu_ns_per_packet, irq_per_s, slo_met, "

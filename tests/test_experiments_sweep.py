@@ -7,25 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import tiny_scenarios as tiny
 from vcoal.experiments import load_sweep, parse_sweep, single_trial
 from vcoal.policies import POLICIES
 from vcoal.spec import parse_scenario
 
-SCENARIO = """
-name = "tiny"
-duration_s = 0.02
-warmup_s = 0.002
-seed = 5
-[window]
-duration_us = 2000
-[[guests]]
-name = "rr"
-workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
-slo = { p99_us = 80.0 }
-[[guests]]
-name = "bg"
-workload = { kind = "poisson", rate_pps = 20000 }
-"""
+SCENARIO = tiny.scenario("tiny", tiny.rr(), tiny.poisson("bg"), seed=5)
 
 
 @pytest.fixture

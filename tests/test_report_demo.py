@@ -6,32 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tiny_scenarios as tiny
 from vcoal.policies import POLICIES
 from vcoal.results import query
 
 SCENARIOS = {
-    "a-rr.toml": """
-name = "rr"
-duration_s = 0.02
-warmup_s = 0.002
-[window]
-duration_us = 2000
-[[guests]]
-name = "rr"
-workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
-slo = { p99_us = 80.0 }
-""",
-    "b-step.toml": """
-name = "step"
-duration_s = 0.02
-warmup_s = 0.002
-[window]
-duration_us = 2000
-[[guests]]
-name = "rx"
-workload = { kind = "poisson", rate_pps = 20000, steps = [[0.01, 80000]] }
-slo = { p99_us = 150.0 }
-""",
+    "a-rr.toml": tiny.scenario("rr", tiny.rr()),
+    "b-step.toml": tiny.scenario("step", tiny.poisson("rx", step=(0.01, 80000), p99_us=150.0)),
 }
 
 

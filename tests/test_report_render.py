@@ -9,26 +9,13 @@ from pathlib import Path
 
 import pytest
 
+import tiny_scenarios as tiny
 from vcoal.experiments import parse_sweep, run_sweep
 from vcoal.experiments.worker import run_simulation
 from vcoal.report import render_report
 from vcoal.report.data import load_report_data, slo_table
 
-STEP = """
-name = "step"
-duration_s = 0.03
-warmup_s = 0.002
-[window]
-duration_us = 2000
-[[guests]]
-name = "rr"
-workload = { kind = "request_response", outstanding = 2, think_us = 50.0 }
-slo = { p99_us = 60.0 }
-[[guests]]
-name = "burst"
-workload = { kind = "poisson", rate_pps = 20000, steps = [[0.015, 90000]] }
-slo = { p99_us = 200.0 }
-"""
+STEP = tiny.scenario("step", tiny.rr(60.0), tiny.poisson("burst", step=(0.015, 90000), p99_us=200.0), duration_s=0.03)
 
 FLAT = """
 name = "flat"
