@@ -204,6 +204,25 @@ def bulk_open(m, x, i, n):
     pump(m, x, i)
 
 
+@jit(I64, I64, I64, ret=I64)
+def bulk_receive(m, x, i, p, lat):
+    """Bulk._receive: an ACK opens the sender's window (-1); data is delivered and counted: the
+    packets to acknowledge now, or 0."""
+    pb = m[O_PKT] + p * NP
+    if m[pb + P_KIND] == ACK:
+        finish(m, x, i, p)
+        bulk_open(m, x, i, m[pb + P_REF])
+        return -1
+    delivered(m, x, i, p, lat, True, True)
+    tb = m[O_TEN] + i * NT
+    m[tb + T_ACKED] += 1
+    if m[tb + T_ACKED] < m[tb + T_ACK_EVERY]:
+        return 0
+    n = m[tb + T_ACKED]
+    m[tb + T_ACKED] = 0
+    return n
+
+
 # --- arrivals at the application and on the wire -------------------------------------------------
 @jit(I64)
 def on_rx(m, x, p):
@@ -220,17 +239,11 @@ def on_rx(m, x, p):
     elif kind == W_RR:
         delivered(m, x, i, p, lat, False, True)
         send_from_app(m, x, i, m[tb + T_RESP_BYTES], RESP, m[pb + P_REF], m[tb + T_APP_NS] + m[CTX_NS])
-    elif m[pb + P_KIND] == ACK:
-        finish(m, x, i, p)
-        bulk_open(m, x, i, m[pb + P_REF])
     else:
-        delivered(m, x, i, p, lat, True, True)
-        m[tb + T_ACKED] += 1
-        if m[tb + T_ACKED] >= m[tb + T_ACK_EVERY]:
-            n = m[tb + T_ACKED]
-            m[tb + T_ACKED] = 0
+        n = bulk_receive(m, x, i, p, lat)
+        if n > 0:
             send_from_app(m, x, i, m[tb + T_ACK_BYTES], ACK, n, m[tb + T_APP_NS])
-        elif m[tb + T_APP_NS]:
+        elif n == 0 and m[tb + T_APP_NS]:
             cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
     pkt_free(m, x, p)
 
@@ -254,15 +267,9 @@ def on_wire(m, x, p):
         hist_add(m, x, HI_WINRTT, i, rtt)
         think = int(x[m[OF_TENF] + i * NTF + TF_THINK1000] * wl_draw(m, x, i) + 0.5) if m[tb + T_THINK] else 0
         at(m, x, now + think, PRIO_ARRIVAL, E_REQUEST, i, 0)
-    elif m[pb + P_KIND] == ACK:
-        finish(m, x, i, p)
-        bulk_open(m, x, i, m[pb + P_REF])
     else:
-        delivered(m, x, i, p, lat, True, True)
-        m[tb + T_ACKED] += 1
-        if m[tb + T_ACKED] >= m[tb + T_ACK_EVERY]:
-            n = m[tb + T_ACKED]
-            m[tb + T_ACKED] = 0
+        n = bulk_receive(m, x, i, p, lat)
+        if n > 0:
             wire_send(m, x, t_new(m, x, i, m[tb + T_ACK_BYTES], ACK, n))
 
 

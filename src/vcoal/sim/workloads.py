@@ -236,28 +236,30 @@ class Bulk(TenantRt):
         self.credit += n
         self._pump()
 
-    def on_rx(self, pkt) -> None:
-        if pkt.kind == ACK:  # TX stream: ACK from the remote receiver reached the application
+    def _receive(self, pkt) -> int:
+        """An ACK back at the sender opens the window (-1); data at the receiver is delivered and
+        counted: the number of packets to acknowledge now, or 0."""
+        if pkt.kind == ACK:
             self._finish(pkt)
             self._open(pkt.ref)
-            return
+            return -1
         self._delivered(pkt, self.k.now - pkt.t0)
         self.acked_pending += 1
-        if self.acked_pending >= self.w.ack_every:
-            n, self.acked_pending = self.acked_pending, 0
+        if self.acked_pending < self.w.ack_every:
+            return 0
+        n, self.acked_pending = self.acked_pending, 0
+        return n
+
+    def on_rx(self, pkt) -> None:  # data of an RX stream; ACKs of a TX stream
+        n = self._receive(pkt)
+        if n > 0:
             self.send_from_app(self.w.ack_bytes, ACK, n, self.app_ns)
-        elif self.app_ns:
+        elif n == 0 and self.app_ns:
             self.app_cpu.submit(APP, self.app_ns, _noop, None)
 
-    def on_wire(self, pkt) -> None:
-        if pkt.kind == ACK:  # RX stream: our ACK reached the sender
-            self._finish(pkt)
-            self._open(pkt.ref)
-            return
-        self._delivered(pkt, self.k.now - pkt.t0)
-        self.acked_pending += 1
-        if self.acked_pending >= self.w.ack_every:
-            n, self.acked_pending = self.acked_pending, 0
+    def on_wire(self, pkt) -> None:  # data of a TX stream; ACKs of an RX stream
+        n = self._receive(pkt)
+        if n > 0:
             self.path.wire_send(self._new(self.w.ack_bytes, ACK, n))
 
     def on_drop(self, pkt) -> None:
