@@ -91,21 +91,28 @@ def test_down_removes_leftovers_of_a_crashed_run(tag):
     assert procs.poll_until(lambda: not os.path.exists(f"/proc/{orphan}"), 5.0), "orphan still alive"
 
 
+def _rx_packets(ns: str, dev: str) -> int:
+    return int(netns.run_in(ns, ["cat", f"/sys/class/net/{dev}/statistics/rx_packets"]))
+
+
 def test_every_hop_uses_napi(tag):
     """All packets of a UDP ping-pong take the veth NAPI path (rx_queue_0_xdp_packets) on every hop."""
     p = topology.plan(tag, ["g1"])
     topology.up(p)
     g = p.guest("g1")
     hops = [(p.dom0_ns, "peth0"), (g.ns, "geth0"), (p.dom0_ns, g.vif), (p.wire_ns, "wire0")]
-    before = {h: _ethtool_s(*h) for h in hops}
+    before = {h: (_ethtool_s(*h)["rx_queue_0_xdp_packets"], _rx_packets(*h)) for h in hops}
     with procs.ProcessSet() as ps:
         ps.start(g.ns, ["sockperf", "sr", "-i", g.ip, "-p", "11111"]).wait_listening(11111, "udp")
         client = ps.start(p.wire_ns, ["sockperf", "pp", "-i", g.ip, "-p", "11111", "-t", "1", "-m", "64"])
         assert client.wait(15.0) == 0, client.stderr()
     for h in hops:
-        after = _ethtool_s(*h)
-        napi = after["rx_queue_0_xdp_packets"] - before[h]["rx_queue_0_xdp_packets"]
-        assert napi > 5000, (h, napi)
+        napi = _ethtool_s(*h)["rx_queue_0_xdp_packets"] - before[h][0]
+        rx = _rx_packets(*h) - before[h][1]
+        # "all packets" is the NAPI-path share of what the hop received (1.0 in every run measured);
+        # the packet count itself follows the round-trip rate: 12-57k idle, down to 5.5k with the
+        # CPUs 2x oversubscribed. 1000 = one round trip per ms for 1 s, just proof that traffic ran.
+        assert rx > 1000 and napi >= 0.99 * rx, (h, napi, rx)
     # the same ping-pong with GRO off on the receiver: no NAPI on that hop
     netns.run_in(p.dom0_ns, ["ethtool", "-K", "peth0", "gro", "off"])
     before = _ethtool_s(p.dom0_ns, "peth0")

@@ -49,7 +49,9 @@ def test_deferral_on_one_hop_adds_latency(tag):
         got = knobs.set("peth0", {"gro_flush_timeout_ns": 200_000, "napi_defer_hard_irqs": 2})
         assert got == {"gro_flush_timeout_ns": 200_000, "napi_defer_hard_irqs": 2}
         deferred = _p50(ps, p.wire_ns, g.ip, 11111)
-    assert deferred > 180.0, (base, deferred)
+    # Timer-paced: 212-237 µs measured idle and with 1-4 CPU burners; the floor 0.75 T = 150 µs (as in
+    # test_calibrate) leaves room for the client's turnaround and is still far above any undeferred p50.
+    assert deferred > 150.0, (base, deferred)
     assert deferred > base + 50.0, (base, deferred)
 
 
@@ -89,10 +91,17 @@ def test_short_closed_loop_trial_gives_a_trial_result():
     geth = [v for k, v in r.meta["knobs_after"].items() if k.endswith("/geth0")]
     assert geth == [{"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}] * 2
     assert r.windows[1]["tenants"]["lat"]["p99_us"] is not None
-    # the wire tap gave the policy the latency tenant's p50/p99 in every window
-    assert all(w["tenants"]["lat"]["tap_samples"] > 100 for w in r.windows)
-    assert all(5 < w["tenants"]["lat"]["tap_p50_us"] <= w["tenants"]["lat"]["tap_p99_us"] < 100_000 for w in r.windows)
-    assert r.meta["tap"]["lat"]["samples"] > 200
+    # the wire tap gave the policy the latency tenant's p50/p99 in every window, from 1 in tap_every (16)
+    # round trips: each round trip is one request received and one reply sent by lat's geth0 (its window
+    # pps), so the tap's count follows the round-trip rate (0.98-1.02 of pps/2/16 measured; the rate
+    # itself fell 6x under CPU contention, which is why this is a ratio and not an absolute count)
+    assert r.meta["tap_every"] == 16
+    for w in r.windows:
+        t = w["tenants"]["lat"]
+        expected = t["pps"] * r.meta["window_s"] / 2 / r.meta["tap_every"]
+        assert t["tap_samples"] > 10 and 0.5 < t["tap_samples"] / expected < 2, (t["tap_samples"], expected)
+        assert 5 < t["tap_p50_us"] <= t["tap_p99_us"] < 100_000
+    assert r.meta["tap"]["lat"]["samples"] >= sum(w["tenants"]["lat"]["tap_samples"] for w in r.windows)
     assert r.cpus[0].app > 0
     assert r.meta["host"]["cpus"] >= 1 and "3." in r.meta["host"]["iperf3"]
     assert TrialResult.from_dict(r.to_dict()).tenants[0].rtt_us == lat.rtt_us
