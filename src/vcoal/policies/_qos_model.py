@@ -226,7 +226,7 @@ def share_events(total_events: float, total_pkts: float, own_pkts: float) -> flo
     return min(own_pkts, total_events * (1.0 - (1.0 - f) ** k))
 
 
-def level_params(gate: Gate, base: CoalesceParams, level: dict, supported: frozenset[str] | None) -> CoalesceParams:
+def level_params(base: CoalesceParams, level: dict, supported: frozenset[str] | None) -> CoalesceParams:
     """``base`` with a level's fields applied (only supported fields)."""
     changes = {k: v for k, v in level.items() if supported is None or k in supported}
     return base.with_changes(**changes) if changes else base

@@ -110,7 +110,7 @@ class Planner:
         out = dict(self.current)
         for key, i in idx.items():
             g = self.gates[key]
-            out[g.site] = level_params(g, out[g.site], self.levels[key][i], self.supported.get(g.site))
+            out[g.site] = level_params(out[g.site], self.levels[key][i], self.supported.get(g.site))
         return out
 
     def _chain(self, c: Chain, params: Mapping[Site, CoalesceParams], feed: ChainPred | None,
@@ -170,7 +170,7 @@ class Planner:
         hit = self._lvl_memo.get(memo_key)
         if hit is None:
             g = self.gates[key]
-            hit = level_params(g, base, self.levels[key][lv], self.supported.get(g.site))
+            hit = level_params(base, self.levels[key][lv], self.supported.get(g.site))
             self._lvl_memo[memo_key] = hit
         return hit
 
