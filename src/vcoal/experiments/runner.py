@@ -33,6 +33,7 @@ from vcoal.results import (
     make_document,
     now_iso,
     package_version,
+    read_sweep_meta,
     store_document,
     sync_summary,
 )
@@ -138,11 +139,7 @@ def _harvest(in_flight: dict[cf.Future, TrialSpec], out: Path, writer: SummaryWr
 
 
 def _write_meta(out_dir: Path, trials: Sequence[TrialSpec], sweep: SweepSpec | None, engine: str) -> None:
-    path = out_dir / "sweep.json"
-    try:
-        history = json.loads(path.read_text()).get("runs", [])
-    except (OSError, ValueError):
-        history = []
+    history = read_sweep_meta(out_dir).get("runs", [])
     entry = {
         "name": sweep.name if sweep else (trials[0].sweep if trials else ""),
         "description": sweep.description if sweep else "",
@@ -154,7 +151,7 @@ def _write_meta(out_dir: Path, trials: Sequence[TrialSpec], sweep: SweepSpec | N
         **git_facts(),
     }
     meta = {**entry, "runs": [*history[-49:], entry]}
-    write_atomic(path, json.dumps(meta, indent=1))
+    write_atomic(out_dir / "sweep.json", json.dumps(meta, indent=1))
 
 
 def run_sweep(
