@@ -57,7 +57,7 @@ def test_missing_and_broken_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "none.toml")
     (tmp_path / "x.toml").write_text("window_ms = [")
-    with pytest.raises(ConfigError, match="invalid TOML"):
+    with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "x.toml")
 
 

@@ -24,7 +24,6 @@ Example (see examples/agent/ for complete files)::
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from vcoal.linux.knobs import KNOBS, NAPI_KNOBS, queue_unit
 from vcoal.model.params import _RANGES
+from vcoal.model.tomlfile import read_toml
 
 KnobName = Literal[
     "napi_defer_hard_irqs", "gro_flush_timeout_ns", "rx_usecs", "rx_frames", "tx_usecs", "tx_frames"
@@ -185,11 +185,8 @@ def parse_config(data: dict[str, Any], origin: str = "config") -> AgentConfig:
 
 def load_config(path: str | Path) -> AgentConfig:
     """Read and validate a TOML config file; raises ConfigError with one line."""
-    p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML ({exc})") from None
-    return parse_config(data, str(p))
+        data = read_toml(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return parse_config(data, str(path))

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vcoal.model.tomlfile import read_toml
 from vcoal.policies import POLICIES, make_policy
 from vcoal.results.provenance import package_version
 from vcoal.spec import ScenarioSpec, load_scenario, parse_scenario
-from vcoal.spec.scenario import read_toml
 
 MAX_TRIALS = 1_000_000
 MAX_SEED = 2**63 - 1

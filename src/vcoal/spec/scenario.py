@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vcoal.model.params import CoalesceParams
 from vcoal.model.slo import Slo
+from vcoal.model.tomlfile import read_toml
 from vcoal.model.units import Layer, Site
 
 
@@ -353,18 +353,6 @@ def _inline_cost_file(data: dict[str, Any], base_dir: Path | None, source: str) 
 
 
 COST_FILE_TABLES = ("cost", "calibration")
-
-
-def read_toml(path: str | Path, what: str | None = None) -> dict[str, Any]:
-    """A TOML file as a dict; ValueError with one line when it cannot be read or parsed."""
-    path = Path(path)
-    prefix = f"{what}: " if what else ""
-    try:
-        return tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{prefix}{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{prefix}{path}: not valid TOML: {exc}") from None
 
 
 def read_cost_file(path: str | Path, what: str | None = None) -> dict[str, Any]:
