@@ -25,6 +25,7 @@ from vcoal.agent.metrics import AgentMetrics
 from vcoal.linux.hostinfo import driver_of, has_cap_net_admin, host_info
 from vcoal.linux.journal import Journal, atomic_write_json
 from vcoal.linux.knobs import LinuxKnobs, restore_journal
+from vcoal.linux.procs import alive
 from vcoal.policies import make_policy
 
 log = logging.getLogger(__name__)
@@ -40,21 +41,11 @@ def restore_leftovers(journal_path: str | Path) -> int:
     if not path.exists():
         return 0
     j = Journal(path)
-    if j.owner_pid and j.owner_pid != os.getpid() and _alive(j.owner_pid) and _is_agent(j.owner_pid):
+    if j.owner_pid and j.owner_pid != os.getpid() and alive(j.owner_pid) and _is_agent(j.owner_pid):
         raise AgentError(f"journal {path} belongs to a running agent (pid {j.owner_pid}); stop it first")
     n = restore_journal(path)
     log.warning("restored %d knob(s) from leftover journal %s", n, path)
     return n
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_agent(pid: int) -> bool:

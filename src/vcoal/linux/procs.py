@@ -73,13 +73,14 @@ def end_pid(pid: int, grace_s: float = 2.0) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if not poll_until(lambda: not _alive(pid), grace_s):
+    if not poll_until(lambda: not alive(pid), grace_s):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        poll_until(lambda: not _alive(pid), grace_s)
+        poll_until(lambda: not alive(pid), grace_s)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             state = fh.read().rsplit(")", 1)[1].split()[0]
