@@ -116,6 +116,21 @@ def test_change_rate_limit():
     assert [w[1]["napi_defer_hard_irqs"] for w in knobs.writes] == [1, 2, 4]
 
 
+def test_rate_limited_and_backed_off_sites_are_not_journaled():
+    app, knobs, clock = _setup()
+    for i in range(2):
+        clock.t = 1000.0 + i
+        app.apply(_decide(VIF, napi_defer_hard_irqs=i + 1), i)
+    clock.t = 1002.0
+    [a] = app.apply(_decide(VIF, napi_defer_hard_irqs=3), 2)
+    assert a.skipped == "rate limit" and knobs.prepared == {}
+    app.managed["vif1.0"].backoff_until = 2000.0
+    [a] = app.apply(_decide(VIF, napi_defer_hard_irqs=3), 3)
+    assert a.skipped == "backed off" and knobs.prepared == {}
+    [a] = app.apply(_decide(ETH, rx_usecs=5), 4)
+    assert a.skipped == "" and a.changed == ("rx_usecs",) and knobs.prepared == {"eth0": ("rx_usecs",)}
+
+
 def test_external_change_backs_off_and_gives_up_the_journal(caplog):
     app, knobs, clock = _setup(verify_every_windows=1)
     app.apply(_decide(VIF, napi_defer_hard_irqs=2), 0)

@@ -145,22 +145,20 @@ class KnobApplier:
 
     def apply(self, decision: Decision, window: int) -> list[Applied]:
         """Apply each site's decided parameters within the safety rules."""
-        out = []
         now = self.clock_s()
-        todo = [
-            (m, params) for site, params in decision.params.items()
+        plans = [
+            (m, self._plan(m, params, now)) for site, params in decision.params.items()
             if (m := self.managed.get(site.instance)) is not None and m.site == site
         ]
         if not self.dry_run:  # one durable journal write for every first change of this window
-            plan = {m.ifname: tuple(self._changes(m, p)) for m, p in todo if now >= m.backoff_until}
-            self.knobs.prepare({name: knobs for name, knobs in plan.items() if knobs})
-        for m, params in todo:
-            out.append(self._apply_one(m, params, now))
-        return out
+            self.knobs.prepare({m.ifname: tuple(plan) for m, plan in plans if isinstance(plan, dict) and plan})
+        return [self._apply_one(m, plan) for m, plan in plans]
 
-    @staticmethod
-    def _changes(m: Managed, params: CoalesceParams) -> dict[str, int]:
-        """The controlled knobs whose decided value (clamped to the bounds) differs from the current."""
+    def _plan(self, m: Managed, params: CoalesceParams, now: float) -> dict[str, int] | str:
+        """The knob writes for ``params`` (clamped to the bounds, only those that differ from the
+        current values), or why there are none this window ("backed off", "rate limit")."""
+        if now < m.backoff_until:
+            return "backed off"
         wanted = {}
         for k in m.controlled:
             v = int(getattr(params, k))
@@ -168,20 +166,22 @@ class KnobApplier:
             if lo is not None:
                 v = min(max(v, lo), hi)
             wanted[k] = v
-        return {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
-
-    def _apply_one(self, m: Managed, params: CoalesceParams, now: float) -> Applied:
-        if now < m.backoff_until:
-            return Applied(m.site, m.in_force, skipped="backed off")
-        changes = self._changes(m, params)
+        changes = {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
         if not changes:
-            return Applied(m.site, m.in_force)
+            return changes
         while m.changes and now - m.changes[0] >= 60.0:
             m.changes.popleft()
         if len(m.changes) >= self.config.safety.max_changes_per_minute:
             log.debug("%s: change rate limit reached, keeping %s", m.ifname, m.knob_values)
-            return Applied(m.site, m.in_force, skipped="rate limit")
+            return "rate limit"
         m.changes.append(now)
+        return changes
+
+    def _apply_one(self, m: Managed, changes: dict[str, int] | str) -> Applied:
+        if isinstance(changes, str):
+            return Applied(m.site, m.in_force, skipped=changes)
+        if not changes:
+            return Applied(m.site, m.in_force)
         if self.dry_run:
             m.knob_values = {**m.knob_values, **changes}
             m.in_force = params_from_knobs(changes, m.in_force)
