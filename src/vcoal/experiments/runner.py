@@ -14,7 +14,6 @@ import concurrent.futures as cf
 import json
 import socket
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 from vcoal.experiments.executors import ExecutorHandle, open_executor
 from vcoal.experiments.progress import NoProgress, SweepProgress
 from vcoal.experiments.sweep import SweepSpec, TrialSpec
-from vcoal.experiments.worker import TrialFn, default_numba_cache_dir, execute_trial
+from vcoal.experiments.worker import TrialFn, default_numba_cache_dir, error_record, execute_trial
 from vcoal.results import (
     SummaryWriter,
     compact,
@@ -103,11 +102,7 @@ def _engine_failure(trial: TrialSpec, exc: BaseException) -> dict[str, Any]:
         "run_key": trial.run_key,
         "status": "failed",
         "result": None,
-        "error": {
-            "type": type(exc).__name__,
-            "message": str(exc).splitlines()[0] if str(exc) else "",
-            "traceback": "".join(traceback.format_exception(exc, limit=20)),
-        },
+        "error": error_record(exc),
         "finished_at": now_iso(),
     }
 

@@ -57,6 +57,15 @@ def run_simulation(spec: Any, policy: Any, seed: int | None = None, duration_s: 
     return run_scenario(spec, policy, seed=seed, duration_s=duration_s)
 
 
+def error_record(exc: BaseException) -> dict[str, str]:
+    """A failed trial's ``error``: exception type, first line of its message, traceback."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc).splitlines()[0] if str(exc) else "",
+        "traceback": "".join(traceback.format_exception(exc, limit=20)),
+    }
+
+
 def execute_trial(payload: dict[str, Any], trial_fn: TrialFn | None = None, cache_dir: str | None = None) -> dict:
     """Run one trial described by ``TrialSpec.payload()``.
 
@@ -79,11 +88,7 @@ def execute_trial(payload: dict[str, Any], trial_fn: TrialFn | None = None, cach
         res = (trial_fn or run_simulation)(spec, policy, seed=payload["seed"], duration_s=None)
         result = res.to_dict()
     except Exception as exc:
-        error = {
-            "type": type(exc).__name__,
-            "message": str(exc).splitlines()[0] if str(exc) else "",
-            "traceback": traceback.format_exc(limit=20),
-        }
+        error = error_record(exc)
     return {
         "run_key": payload["run_key"],
         "status": "ok" if error is None else "failed",
