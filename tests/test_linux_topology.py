@@ -113,6 +113,15 @@ def test_every_hop_uses_napi(tag):
         # the packet count itself follows the round-trip rate: 12-57k idle, down to 5.5k with the
         # CPUs 2x oversubscribed. 1000 = one round trip per ms for 1 s, just proof that traffic ran.
         assert rx > 1000 and napi >= 0.99 * rx, (h, napi, rx)
+    # the netlink counters the testbed samples (LinkCounters) agree with sysfs, read between two dumps
+    links = topology.LinkCounters({ns for ns, _ in hops})
+    try:
+        first, sysfs, second = links.read(), {h: _rx_packets(*h) for h in hops}, links.read()
+    finally:
+        links.close()
+    for ns, dev in hops:
+        assert first[ns][dev]["rx_packets"] <= sysfs[(ns, dev)] <= second[ns][dev]["rx_packets"]
+        assert second[ns][dev]["tx_packets"] > 1000
     # the same ping-pong with GRO off on the receiver: no NAPI on that hop
     netns.run_in(p.dom0_ns, ["ethtool", "-K", "peth0", "gro", "off"])
     before = _ethtool_s(p.dom0_ns, "peth0")

@@ -215,22 +215,28 @@ def status() -> list[dict]:
     return out
 
 
-def link_stats(ns: str, devs: list[str]) -> dict[str, dict[str, int]]:
-    """rx/tx packets/bytes/dropped of some devices of one namespace (one netlink dump)."""
-    from pyroute2 import IPRoute
-
-    wanted = set(devs)
-    out: dict[str, dict[str, int]] = {}
-    with IPRoute(netns=ns) as ipr:
-        for link in ipr.get_links():
-            name = link.get("IFLA_IFNAME")
-            if name in wanted:
-                s = link.get("IFLA_STATS64") or {}
-                out[name] = {k: int(s.get(k, 0)) for k in _STAT_KEYS}
-    missing = wanted - set(out)
-    if missing:
-        raise RuntimeError(f"netns {ns}: no device {sorted(missing)[0]!r}")
-    return out
-
-
 _STAT_KEYS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
+
+
+class LinkCounters:
+    """rx/tx packets/bytes/dropped of every device of some namespaces: one netlink socket per
+    namespace, kept open, and one dump per namespace per ``read``."""
+
+    def __init__(self, namespaces) -> None:
+        from pyroute2 import IPRoute
+
+        self._ipr = {ns: IPRoute(netns=ns) for ns in namespaces}
+
+    def read(self) -> dict[str, dict[str, dict[str, int]]]:
+        """namespace -> device -> counters."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for ns, ipr in self._ipr.items():
+            devs = out[ns] = {}
+            for link in ipr.get_links():
+                st = link.get("IFLA_STATS64") or {}
+                devs[link.get("IFLA_IFNAME")] = {k: int(st.get(k, 0)) for k in _STAT_KEYS}
+        return out
+
+    def close(self) -> None:
+        for ipr in self._ipr.values():
+            ipr.close()

@@ -111,24 +111,15 @@ class Counters:
     """Per-window counters: device statistics of every site and tenant, host NET_RX."""
 
     def __init__(self, devices: dict[Site, SiteDevice], topo: topology.TopologyPlan) -> None:
-        from pyroute2 import IPRoute
-
         self.devices = devices
         self.tenant_dev = {g.name: (g.ns, g.dev) for g in topo.guests}
         namespaces = {d.ns for d in devices.values()} | {ns for ns, _ in self.tenant_dev.values()}
-        self._ipr = {ns: IPRoute(netns=ns) for ns in namespaces}
+        self._links = topology.LinkCounters(sorted(namespaces))
         self.kthreads = measure.kernel_net_threads()
-
-    def _links(self, ns: str) -> dict[str, dict[str, int]]:
-        out = {}
-        for link in self._ipr[ns].get_links():
-            s = link.get("IFLA_STATS64") or {}
-            out[link.get("IFLA_IFNAME")] = {k: int(s.get(k, 0)) for k in topology._STAT_KEYS}
-        return out
 
     def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot]:
         host = measure.snapshot(self.kthreads)
-        links = {ns: self._links(ns) for ns in self._ipr}
+        links = self._links.read()
         sites = {
             s: counter_sample(d, links[d.ns][d.dev], host.t_ns, host.net_rx) for s, d in self.devices.items()
         }
@@ -136,8 +127,7 @@ class Counters:
         return sites, tenants, host
 
     def close(self) -> None:
-        for ipr in self._ipr.values():
-            ipr.close()
+        self._links.close()
 
 
 def _sleep_until(t_ns: int, clients: list[procs.NsProcess]) -> None:
