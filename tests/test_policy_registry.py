@@ -9,7 +9,7 @@ import pytest
 
 from test_policy_support import run_closed_loop
 from vcoal.model import CoalesceParams, Policy, PolicyContext, Site, SiteInfo, Slo, TenantInfo
-from vcoal.model.params import _RANGES
+from vcoal.model.params import PARAM_RANGES
 from vcoal.policies import POLICIES, make_policy
 
 SITES = [Site.parse(s) for s in ("nic:q0", "nic:q1", "backend:g1", "frontend:g1", "backend:g2", "frontend:g2")]
@@ -63,7 +63,7 @@ def test_defaults_run_the_canned_trace_within_bounds(name):
         assert set(d.params) <= set(ctx.sites)
         for p in d.params.values():
             assert isinstance(p, CoalesceParams)
-            for field, (lo, hi) in _RANGES.items():
+            for field, (lo, hi) in PARAM_RANGES.items():
                 assert lo <= getattr(p, field) <= hi, (field, p)
         for r in d.records:
             assert r.site in ctx.sites and r.reason

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vcoal.linux.knobs import KNOBS, NAPI_KNOBS, queue_unit
-from vcoal.model.params import _RANGES
+from vcoal.model.params import PARAM_RANGES
 from vcoal.model.tomlfile import read_toml
 
 KnobName = Literal[
@@ -85,7 +85,7 @@ class InterfaceGroup(_Model):
     @classmethod
     def _bounds(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         for knob, (lo, hi) in v.items():
-            rlo, rhi = _RANGES[knob]
+            rlo, rhi = PARAM_RANGES[knob]
             if not rlo <= lo <= hi <= rhi:
                 raise ValueError(f"{knob}: bounds [{lo}, {hi}] must satisfy {rlo} <= low <= high <= {rhi}")
         return v

@@ -29,7 +29,7 @@ class TimerMode(StrEnum):
     ITR = "itr"
 
 
-_RANGES: dict[str, tuple[int, int]] = {
+PARAM_RANGES: dict[str, tuple[int, int]] = {
     "rx_usecs": (0, MAX_USECS),
     "rx_frames": (0, MAX_FRAMES),
     "tx_usecs": (0, MAX_USECS),
@@ -67,7 +67,7 @@ class CoalesceParams:
     gro_flush_timeout_ns: int = 0
 
     def __post_init__(self) -> None:
-        for name, (lo, hi) in _RANGES.items():
+        for name, (lo, hi) in PARAM_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name}={value!r}: must be an integer in [{lo}, {hi}]")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vcoal.model.params import CoalesceParams
+from vcoal.model.params import PARAM_RANGES, CoalesceParams
 from vcoal.model.slo import Slo
 from vcoal.model.tomlfile import read_toml
 from vcoal.model.units import Layer, Site
@@ -20,17 +20,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _in_range(name: str):
+    """An optional field with the range CoalesceParams accepts (model.params.PARAM_RANGES)."""
+    lo, hi = PARAM_RANGES[name]
+    return Field(None, ge=lo, le=hi)
+
+
 class CoalesceSpec(_Strict):
     """Coalescing parameters (ethtool names); omitted fields keep their defaults."""
 
-    rx_usecs: int | None = Field(None, ge=0, le=100_000)
-    rx_frames: int | None = Field(None, ge=0, le=65_535)
-    tx_usecs: int | None = Field(None, ge=0, le=100_000)
-    tx_frames: int | None = Field(None, ge=0, le=65_535)
+    rx_usecs: int | None = _in_range("rx_usecs")
+    rx_frames: int | None = _in_range("rx_frames")
+    tx_usecs: int | None = _in_range("tx_usecs")
+    tx_frames: int | None = _in_range("tx_frames")
     timer: Literal["absolute", "packet", "itr"] | None = None
-    napi_budget: int | None = Field(None, ge=1, le=4096)
-    napi_defer_hard_irqs: int | None = Field(None, ge=0, le=2_147_483_647)
-    gro_flush_timeout_ns: int | None = Field(None, ge=0, le=100_000_000)
+    napi_budget: int | None = _in_range("napi_budget")
+    napi_defer_hard_irqs: int | None = _in_range("napi_defer_hard_irqs")
+    gro_flush_timeout_ns: int | None = _in_range("gro_flush_timeout_ns")
 
     def apply(self, base: CoalesceParams) -> CoalesceParams:
         return CoalesceParams.from_dict(self.model_dump(exclude_none=True), base)
