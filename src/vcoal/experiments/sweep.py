@@ -349,6 +349,13 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
     Raises ValueError with one line when an axis value makes an invalid scenario or parameter set.
     """
     trials: dict[str, TrialSpec] = {}
+    policy_sets = []  # (policy, its axis values, validated parameters): validated once, not per scenario
+    for policy in spec.policies:
+        p_axes = spec.param_axes.get(policy, {})
+        for p_combo in itertools.product(*p_axes.values()):
+            p_values = dict(zip(p_axes, p_combo, strict=True))
+            params = {**spec.policy_params.get(policy, {}), **p_values}
+            policy_sets.append((policy, p_values, _validated_params(spec, policy, params, f"params of {policy}")))
     axis_names = list(spec.scenario_axes)
     for base in spec.scenarios:
         for combo in itertools.product(*spec.scenario_axes.values()):
@@ -356,16 +363,11 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
             where = f"{spec.source}: axes " + ", ".join(f"{k}={v!r}" for k, v in axes.items())
             scen = _apply(base, axes, spec.duration_s, where)
             seeds = spec.seeds or (scen.seed,)
-            for policy in spec.policies:
-                p_axes = spec.param_axes.get(policy, {})
-                for p_combo in itertools.product(*p_axes.values()):
-                    p_values = dict(zip(p_axes, p_combo, strict=True))
-                    params = {**spec.policy_params.get(policy, {}), **p_values}
-                    params = _validated_params(spec, policy, params, f"params of {policy}")
-                    labels = {**axes, **{f"{policy}.{k}": v for k, v in p_values.items()}}
-                    for seed in seeds:
-                        t = _make_trial(spec, scen, labels, policy, params, seed)
-                        trials.setdefault(t.run_key, t)
+            for policy, p_values, params in policy_sets:
+                labels = {**axes, **{f"{policy}.{k}": v for k, v in p_values.items()}}
+                for seed in seeds:
+                    t = _make_trial(spec, scen, labels, policy, params, seed)
+                    trials.setdefault(t.run_key, t)
     for i, entry in enumerate(spec.explicit):
         where = f"{spec.source}: trials[{i}]"
         params = {**spec.policy_params.get(entry["policy"], {}), **entry["params"]}
