@@ -54,7 +54,7 @@ class Hop:
     """A ring gated by a Coalescer and drained by NAPI on a consumer CPU."""
 
     __slots__ = (
-        "_count", "_deadline", "_defer_left", "_last_fire", "_token", "_work",
+        "_count", "_deadline", "_defer_left", "_last_fire", "_rx", "_token", "_work",
         "capacity", "consumer", "deliver", "direction", "drop", "gate", "gate_ctr", "irq_cost",
         "k", "napi", "napi_ctr", "pkt_cost", "poll_ns", "ring", "sender", "sender_cost_ns", "state",
     )  # fmt: skip
@@ -78,6 +78,7 @@ class Hop:
     ) -> None:
         self.k = k
         self.direction = direction
+        self._rx = direction == "rx"
         self.gate = gate
         self.napi = napi
         self.gate_ctr = gate.rx if direction == "rx" else gate.tx
@@ -120,18 +121,18 @@ class Hop:
             p = self.gate.params
             if p.timer is TimerMode.ITR:
                 return
-            frames = p.rx_frames if self.direction == "rx" else p.tx_frames
+            frames = p.rx_frames if self._rx else p.tx_frames
             if 0 < frames <= self._count:
                 self._fire()
             elif p.timer is TimerMode.PACKET:
-                self._deadline = self.k.now + 1000 * (p.rx_usecs if self.direction == "rx" else p.tx_usecs)
+                self._deadline = self.k.now + 1000 * (p.rx_usecs if self._rx else p.tx_usecs)
         else:
             ctr.suppressed += 1
 
     def _arm_first(self) -> None:
         p = self.gate.params
         now = self.k.now
-        if self.direction == "rx":
+        if self._rx:
             usecs, frames = p.rx_usecs, p.rx_frames
         else:
             usecs, frames = p.tx_usecs, p.tx_frames
