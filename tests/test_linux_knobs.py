@@ -95,11 +95,13 @@ class _FakeNetdev:
     def __init__(self):
         self.napi = {100 + q: [0, 0] for q in range(4)}
         self.sets = []
+        self.queue_gets = 0
 
     def napi_get(self, ifindex=None):
         return [NapiInfo(i, 7, v[0], v[1]) for i, v in self.napi.items()]
 
     def queue_get(self, ifindex):
+        self.queue_gets += 1
         return [QueueInfo(7, q, "rx", 100 + q) for q in range(4)] + [QueueInfo(7, q, "tx") for q in range(4)]
 
     def napi_set(self, napi_id, defer_hard_irqs=None, gro_flush_timeout_ns=None):
@@ -127,8 +129,10 @@ def test_queue_knobs_go_to_that_queues_napi_only_and_restore(tmp_path):
     got = k.set("eth9:q2", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000})
     assert got == {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}
     assert nd.sets == [102] and nd.napi == {100: [0, 0], 101: [0, 0], 102: [2, 50_000], 103: [0, 0]}
+    gets = nd.queue_gets
     assert k.read_many({"eth9:q2": ("gro_flush_timeout_ns",), "eth9:q1": ("gro_flush_timeout_ns",)}) == {
         "eth9:q2": {"gro_flush_timeout_ns": 50_000}, "eth9:q1": {"gro_flush_timeout_ns": 0}}
+    assert nd.queue_gets == gets + 1  # one queue-get per interface, not per queue
     assert {e.ifname for e in k.journal.entries.values()} == {"eth9:q2"}
     assert k.restore() == 2
     assert nd.napi[102] == [0, 0] and set(nd.sets) == {102}

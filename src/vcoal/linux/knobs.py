@@ -207,8 +207,9 @@ class LinuxKnobs:
         ids = self._queue_napi_ids(nd, ifname, ifindex, queue)
         return [n for n in napis if n.id in ids]
 
-    def _queue_napi_ids(self, nd: Netdev, unit: str, ifindex: int, queue: int) -> set[int]:
-        listed = nd.queue_get(ifindex)
+    def _queue_napi_ids(self, nd: Netdev, unit: str, ifindex: int, queue: int, listed: list | None = None) -> set[int]:
+        """The NAPI ids serving ``queue`` (``listed``: the interface's queue-get, if already read)."""
+        listed = nd.queue_get(ifindex) if listed is None else listed
         queues = [q for q in listed if q.id == queue]
         if not queues:
             raise KnobUnsupported(errno.ENOENT, f"{unit}: the interface has no queue {queue}")
@@ -302,6 +303,7 @@ class LinuxKnobs:
             for n in nd.napi_get():
                 by_index.setdefault(n.ifindex, []).append(n)
         out: dict[str, dict[str, int]] = {}
+        queue_lists: dict[int, list] = {}  # one queue-get per interface, however many of its queues
         for ifname, wanted in knobs.items():
             try:
                 values: dict[str, int] = {}
@@ -311,7 +313,11 @@ class LinuxKnobs:
                 napis = by_index.get(index, []) if nd is not None else []
                 queue = split_unit(ifname)[1]
                 if queue is not None:
-                    ids = self._queue_napi_ids(nd, ifname, index, queue) if nd is not None else set()
+                    ids = set()
+                    if nd is not None:
+                        if index not in queue_lists:
+                            queue_lists[index] = nd.queue_get(index)
+                        ids = self._queue_napi_ids(nd, ifname, index, queue, queue_lists[index])
                     napis = [n for n in napis if n.id in ids]
                     if not napis:
                         continue  # the queue (or its NAPI) is gone
