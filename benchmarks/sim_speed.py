@@ -9,7 +9,8 @@ Runs on one core, in one process, and prints:
 - the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine and
   on the compiled event engine (same results; packets/s = packets the tenants sent, packet-hops/s
   = packets through every site, events/s = simulator events), wall clock and CPU time;
-- peak memory of the reference run at two lengths (streaming histograms: it must not grow).
+- peak memory of the reference run and of the one-layer fast path at two lengths each (streaming
+  histograms, chunked fast path: it must not grow).
 Ends with one JSON line of the figures.
 
     .venv/bin/python benchmarks/sim_speed.py [--quick]
@@ -105,7 +106,7 @@ def main() -> None:
     dep2 = np.empty_like(dep)
     fire2 = np.empty_like(dep)
     t1 = time.perf_counter()
-    fast.napi_path_jit(tt, ss, u, 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
+    fast.napi_path(tt, ss, u, 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
     kernel_pps = len(tt) / (time.perf_counter() - t1)
 
     n_des = 100_000 if QUICK else 400_000
@@ -153,6 +154,13 @@ def main() -> None:
         mem[dur] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
         print(f"reference {dur:.2f} s simulated: peak traced memory {mem[dur]:.2f} MiB")
+    fast_mem = {}
+    for dur in (0.4, 4.0):  # 0.2 M and 2 M packets through the one-layer fast path
+        tracemalloc.start()
+        fast.run_fast(base.with_overrides({"duration_s": dur, "warmup_s": 0.0}))
+        fast_mem[dur] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        print(f"one-layer fast path, {dur:.1f} s simulated: peak traced memory {fast_mem[dur]:.2f} MiB")
 
     print(f"one-layer model, SimPy 4.1.2:            {simpy_pps:14,.0f} pkts/s  (departures identical to vcoal: {100 * agree:.2f} %)")
     print(f"one-layer model, vcoal event engine:     {des_pps:14,.0f} pkts/s  ({des_pps / simpy_pps:.1f}x SimPy)")
@@ -187,6 +195,8 @@ def main() -> None:
         **comp,
         "reference_peak_mem_short_mib": round(mem[min(mem)], 1),
         "reference_peak_mem_long_mib": round(mem[max(mem)], 1),
+        "fast_peak_mem_short_mib": round(fast_mem[min(fast_mem)], 1),
+        "fast_peak_mem_long_mib": round(fast_mem[max(fast_mem)], 1),
     }
     print(json.dumps(figures))
 

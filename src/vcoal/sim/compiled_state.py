@@ -15,7 +15,7 @@ from vcoal.model.params import TimerMode
 from vcoal.sim import compiled_core as C
 from vcoal.sim import compiled_hop as H
 from vcoal.sim import compiled_tenant as T
-from vcoal.sim.rng import _BLOCK, stream
+from vcoal.sim.rng import DrawSource
 
 TIMER = {TimerMode.ABSOLUTE: C.TM_ABSOLUTE, TimerMode.PACKET: C.TM_PACKET, TimerMode.ITR: C.TM_ITR}
 KIND = {"poisson": T.W_POISSON, "trace": T.W_TRACE, "request_response": T.W_RR, "bulk": T.W_BULK}
@@ -85,23 +85,6 @@ class Arena:
             new.view(region)[: old.shape[0]] = old
         new._header()
         return new
-
-
-class DrawSource:
-    """The unit exponentials of one named stream, handed out in order."""
-
-    __slots__ = ("_carry", "_gen")
-
-    def __init__(self, seed: int, name: str) -> None:
-        self._gen = stream(seed, name)
-        self._carry = np.zeros(0)
-
-    def take(self, n: int) -> np.ndarray:
-        while self._carry.shape[0] < n:
-            k = max(1, -(-(n - self._carry.shape[0]) // _BLOCK))
-            self._carry = np.concatenate([self._carry, *(self._gen.standard_exponential(_BLOCK) for _ in range(k))])
-        out, self._carry = self._carry[:n], self._carry[n:]
-        return out
 
 
 def _pow2(n: int) -> int:

@@ -5,7 +5,9 @@ list (shared/reference/simulation.md, Part C): a packet that finds the system id
 interrupt and looks ahead for the fire time; every other packet is polled in the same run. This
 module generates exactly the arrivals, service and interrupt costs the event-driven engine draws
 (same named streams, same integer rounding), so both engines give identical departures; the tests
-hold them to that. ``run_fast`` is used for eligible scenarios without a policy in the loop.
+hold them to that. ``run_fast`` is used for eligible scenarios without a policy in the loop; it
+streams the path in chunks of ``CHUNK`` packets (state carried between them), so its memory does
+not grow with the run length.
 """
 
 from __future__ import annotations
@@ -22,28 +24,30 @@ from vcoal.model.params import TimerMode
 from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
 from vcoal.model.units import Layer, Site
 from vcoal.sim.compiled_core import bucket_of
-from vcoal.sim.rng import _BLOCK, stream
+from vcoal.sim.rng import DrawSource
 from vcoal.sim.summary import policy_params
 
 MODE = {TimerMode.ABSOLUTE: 0, TimerMode.PACKET: 1, TimerMode.ITR: 2}
 _BIG = 1 << 62
 
 
-def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
-    """Departures of packets ``t`` (sorted, ns) with service ``s``; interrupt k costs ``u[k]``.
+def napi_chunk(t, s, u, mode, usecs_ns, frames, budget, poll_ns, final, st, dep, fire_t):
+    """Departures of packets ``t`` (sorted, ns) with service ``s``; this call's k-th interrupt costs ``u[k]``.
 
-    Fills ``dep`` and ``fire_t`` (fire time of interrupt k) and returns (interrupts, polls).
-    A length-1 ``s`` or ``u`` is a constant cost. Pure Python reference of ``napi_path_jit``.
+    Continues the sample path from state ``st`` = [last departure, last fire, packets in the
+    current poll, polls so far] and updates it. Fills ``dep`` and ``fire_t`` (fire times) and
+    returns (packets done, interrupts fired). Unless ``final``, it stops before a packet whose
+    fire time depends on arrivals beyond ``t`` (the frame cap's look-ahead, or a packet-timer run
+    reaching the end of ``t``), so that the caller can append the next arrivals and go on.
+    A length-1 ``s`` or ``u`` is a constant cost. Pure Python reference of ``napi_chunk_jit``.
     """
     n = t.shape[0]
     s_const = s.shape[0] == 1
     u_const = u.shape[0] == 1
-    d = -_BIG
-    last_fire = -_BIG
+    d, last_fire, work, polls = st[0], st[1], st[2], st[3]
     nirq = 0
-    polls = 0
-    work = 0
-    for i in range(n):
+    i = 0
+    while i < n:
         ti = t[i]
         if ti >= d:
             if mode == 2:
@@ -52,13 +56,19 @@ def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
                 fire = ti
             elif mode == 0:
                 fire = ti + usecs_ns if usecs_ns > 0 else _BIG
-                if frames > 0 and i + frames - 1 < n and t[i + frames - 1] < fire:
-                    fire = t[i + frames - 1]
+                if frames > 0:
+                    if i + frames - 1 < n:
+                        fire = min(fire, t[i + frames - 1])
+                    elif not final:
+                        break
             else:
                 j = i
                 while j + 1 < n and t[j + 1] - t[j] < usecs_ns and (frames == 0 or j - i + 1 < frames):
                     j += 1
-                fire = t[j] if (frames > 0 and j - i + 1 == frames) else t[j] + usecs_ns
+                capped = frames > 0 and j - i + 1 == frames
+                if j + 1 == n and not capped and not final:
+                    break
+                fire = t[j] if capped else t[j] + usecs_ns
             last_fire = fire
             fire_t[nirq] = fire
             d = fire + (u[0] if u_const else u[nirq]) + poll_ns + (s[0] if s_const else s[i])
@@ -73,10 +83,21 @@ def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t):
             d += s[0] if s_const else s[i]
             work += 1
         dep[i] = d
-    return nirq, polls
+        i += 1
+    st[0], st[1], st[2], st[3] = d, last_fire, work, polls
+    return i, nirq
 
 
-napi_path_jit = njit(cache=True, nogil=True)(napi_path)
+napi_chunk_jit = njit(cache=True, nogil=True)(napi_chunk)
+
+
+def napi_path(t, s, u, mode, usecs_ns, frames, budget, poll_ns, dep, fire_t, jit: bool = True):
+    """The whole sample path of ``t`` at once (``napi_chunk`` from the idle state); returns
+    (interrupts, polls)."""
+    st = np.array([-_BIG, -_BIG, 0, 0], dtype=np.int64)
+    _, nirq = (napi_chunk_jit if jit else napi_chunk)(t, s, u, mode, usecs_ns, frames, budget, poll_ns, True, st,
+                                                      dep, fire_t)
+    return nirq, int(st[3])
 
 
 def eligible(spec, policy) -> bool:
@@ -91,20 +112,11 @@ def eligible(spec, policy) -> bool:
     return no_defer and (open_loop or w.kind == "trace") and spec.nic.rx_ring >= 10**6
 
 
-def _draws(seed: int, name: str, n: int) -> np.ndarray:
-    """The first ``n`` unit exponentials of a stream, drawn in the DES's block sizes."""
-    gen = stream(seed, name)
-    nblocks = max(1, math.ceil(n / _BLOCK))
-    out = np.empty(nblocks * _BLOCK)
-    for b in range(nblocks):
-        gen.standard_exponential(out=out[b * _BLOCK:(b + 1) * _BLOCK])
-    return out[:n]
-
-
 @njit(cache=True, nogil=True)
-def _cumulate(draws, mean, end_ns, out):  # pragma: no cover - compiled
-    """Arrival times t_k = t_(k-1) + int(mean * draw_k + 0.5) up to end_ns; returns their count."""
-    t = 0
+def _cumulate(draws, mean, t0, end_ns, out):  # pragma: no cover - compiled
+    """Arrival times t_k = t_(k-1) + int(mean * draw_k + 0.5) after ``t0``, up to end_ns; returns
+    their count, or -1 when every draw gave one (the stream goes on)."""
+    t = t0
     for i in range(draws.shape[0]):
         t += int(mean * draws[i] + 0.5)
         if t > end_ns:
@@ -113,53 +125,116 @@ def _cumulate(draws, mean, end_ns, out):  # pragma: no cover - compiled
     return -1
 
 
-def _arrivals(spec, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    w = spec.guests[0].workload
-    if w.kind == "trace":
-        rows = [(round(ts * 1000), size) for ts, size, d in w.trace_rows if d == "rx"]
-        t = np.array([r[0] for r in rows if r[0] < end_ns], dtype=np.int64)
-        sizes = np.array([r[1] for r in rows[: len(t)]], dtype=np.int64)
-        return t, sizes
-    if w.rate_pps <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    expected = int(w.rate_pps * end_ns / 1e9)
-    n = expected + 8 * int(math.sqrt(expected + 1)) + 64
-    mean = 1e9 / w.rate_pps
-    while True:
-        t = np.empty(n, dtype=np.int64)
-        count = _cumulate(_draws(spec.seed, f"workload/{spec.guests[0].name}", n), mean, end_ns, t)
+class _Arrivals:
+    """The tenant's arrivals (ns) and sizes, handed out ``n`` at a time (sizes: length 1 when all equal)."""
+
+    def __init__(self, spec, end_ns: int) -> None:
+        w = spec.guests[0].workload
+        self.end_ns = end_ns
+        self.done = False
+        self.trace = w.kind == "trace"
+        if self.trace:
+            rows = [(round(ts * 1000), size) for ts, size, d in w.trace_rows if d == "rx"]
+            self._t = np.array([r[0] for r in rows if r[0] < end_ns], dtype=np.int64)
+            self._sizes = np.array([r[1] for r in rows[: len(self._t)]], dtype=np.int64)
+            self._pos = 0
+        else:
+            self.done = w.rate_pps <= 0
+            self._src = DrawSource(spec.seed, f"workload/{spec.guests[0].name}")
+            self._mean = 1e9 / w.rate_pps if w.rate_pps > 0 else 0.0
+            self._last = 0
+            self._size = np.full(1, w.packet_bytes, dtype=np.int64)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.trace:
+            lo, self._pos = self._pos, min(self._pos + n, self._t.shape[0])
+            self.done = self._pos == self._t.shape[0]
+            return self._t[lo : self._pos], self._sizes[lo : self._pos]
+        if self.done:
+            return np.zeros(0, np.int64), self._size
+        out = np.empty(n, dtype=np.int64)
+        count = _cumulate(self._src.take(n), self._mean, self._last, self.end_ns, out)
         if count >= 0:
-            break
-        n *= 2
-    return t[:count], np.full(1, w.packet_bytes, dtype=np.int64)  # one size for every packet
+            self.done = True
+            out = out[:count]
+        elif n:
+            self._last = int(out[-1])
+        return out, self._size
 
 
-def simulate_one_layer(spec, jit: bool = True):
-    """Arrays of the one-layer sample path: (t, sizes, dep, fire_t, u of each interrupt, s, polls,
-    params); ``sizes`` and ``s`` have length 1 when every packet has the same."""
+CHUNK = 1 << 16  # packets per step of the chunked path: bounded memory whatever the run length
+
+
+def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
+    """The one-layer sample path, chunk by chunk: yields (t, sizes, dep, fire_t, u of those
+    interrupts, s, polls so far, params) with ``sizes`` and ``s`` of length 1 when constant.
+
+    Memory stays O(chunk) (plus a frame cap's look-ahead): arrivals and draws are generated as
+    the path advances, in the same stream order as the event-driven engine draws them.
+    """
     end_ns = round(spec.duration_s * 1e9)
     c = spec.cost
     p = spec.site_params()[Site(Layer.NIC, "q0")]
-    t, sizes = _arrivals(spec, end_ns)
-    n = t.shape[0]
     mean = round(c.nic_pkt_us * 1000)
-    if c.service_dist == "exp":
-        sz = sizes if sizes.shape[0] == n else np.full(n, sizes[0], dtype=np.int64)
-        s = ((mean + c.byte_copy_ns * sz) * _draws(spec.seed, "service", n) + 0.5).astype(np.int64)
-    else:
-        s = mean + (c.byte_copy_ns * sizes + 0.5).astype(np.int64)  # length 1 when sizes are
+    svc = DrawSource(spec.seed, "service") if c.service_dist == "exp" else None
     irq_ns = round(c.irq_us * 1000)
-    if c.irq_dist == "exp" and irq_ns > 0:
-        u = (irq_ns * _draws(spec.seed, "irq", n) + 0.5).astype(np.int64)
-    else:
-        u = np.full(1, irq_ns, dtype=np.int64)
-    dep = np.empty(n, dtype=np.int64)
-    fire_t = np.empty(n, dtype=np.int64)
-    kernel = napi_path_jit if jit else napi_path
-    nirq, polls = kernel(t, s, u, MODE[p.timer], 1000 * p.rx_usecs, p.rx_frames, p.napi_budget,
-                         round(c.poll_us * 1000), dep, fire_t)
-    u_fired = np.full(nirq, u[0], dtype=np.int64) if u.shape[0] == 1 else u[:nirq]
-    return t, sizes, dep, fire_t[:nirq], u_fired, s, polls, p
+    irq = DrawSource(spec.seed, "irq") if c.irq_dist == "exp" and irq_ns > 0 else None
+    u = np.full(1, irq_ns, dtype=np.int64) if irq is None else np.zeros(0, np.int64)
+    kernel = napi_chunk_jit if jit else napi_chunk
+    mode, usecs_ns, poll_ns = MODE[p.timer], 1000 * p.rx_usecs, round(c.poll_us * 1000)
+    st = np.array([-_BIG, -_BIG, 0, 0], dtype=np.int64)
+    arrivals = _Arrivals(spec, end_ns)
+    z_const, s_const = _constant(spec)
+    t = s = sizes = np.zeros(0, np.int64)
+    while True:
+        if not arrivals.done:
+            t_new, z_new = arrivals.take(chunk)
+            if svc is not None:
+                z = z_new if z_new.shape[0] == t_new.shape[0] else np.full(t_new.shape[0], z_new[0], dtype=np.int64)
+                s_new = ((mean + c.byte_copy_ns * z) * svc.take(t_new.shape[0]) + 0.5).astype(np.int64)
+            else:
+                s_new = mean + (c.byte_copy_ns * z_new + 0.5).astype(np.int64)  # length 1 with z_new
+            t = np.concatenate([t, t_new])
+            s = s_new if s_const else np.concatenate([s, s_new])
+            sizes = z_new if z_const else np.concatenate([sizes, z_new])
+        n = t.shape[0]
+        if n == 0:
+            return
+        if irq is not None and u.shape[0] < n:  # at most one interrupt per packet
+            u = np.concatenate([u, (irq_ns * irq.take(n - u.shape[0]) + 0.5).astype(np.int64)])
+        dep, fire_t = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        k, nirq = kernel(t, s, u, mode, usecs_ns, p.rx_frames, p.napi_budget, poll_ns, arrivals.done, st, dep, fire_t)
+        u_fired = u[:nirq] if irq is not None else np.full(nirq, irq_ns, dtype=np.int64)
+        yield (t[:k], sizes if z_const else sizes[:k], dep[:k], fire_t[:nirq], u_fired,
+               s if s_const else s[:k], int(st[3]), p)
+        t = t[k:]
+        s = s if s_const else s[k:]
+        sizes = sizes if z_const else sizes[k:]
+        if irq is not None:
+            u = u[nirq:]
+        if arrivals.done and t.shape[0] == 0:
+            return
+
+
+def simulate_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
+    """The whole one-layer sample path as arrays: (t, sizes, dep, fire_t, u of each interrupt, s,
+    polls, params); ``sizes`` and ``s`` have length 1 when every packet has the same. For tests
+    and benchmarks (memory grows with the run); ``run_fast`` streams ``iter_one_layer``."""
+    parts = list(iter_one_layer(spec, jit, chunk))
+    p = spec.site_params()[Site(Layer.NIC, "q0")]
+    if not parts:
+        e = np.zeros(0, np.int64)
+        return e, e, e, e, e, e, 0, p
+    cat = lambda k: np.concatenate([x[k] for x in parts])  # noqa: E731
+    z_const, s_const = _constant(spec)
+    return (cat(0), parts[0][1] if z_const else cat(1), cat(2), cat(3), cat(4), parts[0][5] if s_const else cat(5),
+            parts[-1][6], p)
+
+
+def _constant(spec) -> tuple[bool, bool]:
+    """Whether every packet has the same size, and the same service time."""
+    same_size = spec.guests[0].workload.kind != "trace"
+    return same_size, same_size and spec.cost.service_dist != "exp"
 
 
 @njit(cache=True, nogil=True)
@@ -201,23 +276,29 @@ def bucket_counts(latency_ns: np.ndarray) -> np.ndarray:
 def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     """The TrialResult of an eligible one-layer scenario, from the compiled recursion."""
     wall0 = time.perf_counter()
-    t, sizes, dep, fire_t, u, s, polls, params = simulate_one_layer(spec, jit)
     end_ns = round(spec.duration_s * 1e9)
     warm = round(spec.warmup_s * 1e9)
+    lo_ns = warm if warm > 0 else -_BIG
     counts = np.zeros(_NBUCKETS, dtype=np.int64)
-    nlat, total, vmin, vmax, s_sum, b_sum = _measure(t, dep, warm if warm > 0 else -(1 << 62), end_ns,
-                                                     counts, s, sizes)
+    nlat = total = s_sum = b_sum = npk = in_bytes = nirq = irq_busy = polls = 0
+    vmin, vmax = _BIG, 0
+    params = spec.site_params()[Site(Layer.NIC, "q0")]
+    for t, sizes, dep, fire_t, u, s, polls_so_far, _ in iter_one_layer(spec, jit):
+        polls = polls_so_far
+        n, tot, lo, hi, ss, bs = _measure(t, dep, lo_ns, end_ns, counts, s, sizes)
+        nlat, total, s_sum, b_sum = nlat + n, total + tot, s_sum + ss, b_sum + bs
+        vmin, vmax = min(vmin, lo), max(vmax, hi)
+        arrived = t > lo_ns  # arrivals end at end_ns
+        k = int(arrived.sum())
+        npk += k
+        in_bytes += k * int(sizes[0]) if sizes.shape[0] == 1 else int(sizes[arrived].sum())
+        nirq += int(((fire_t > lo_ns) & (fire_t <= end_ns)).sum())
+        irq_busy += int(u[(fire_t + u > warm) & (fire_t + u <= end_ns)].sum())
     hist = LatencyHistogram()
     if nlat:
         hist.add_counts(counts, int(total), int(vmin), int(vmax))
     seconds = (end_ns - warm) / 1e9
     g = spec.guests[0]
-    lo, hi = (np.searchsorted(t, warm, side="right") if warm > 0 else 0), np.searchsorted(t, end_ns, side="right")
-    npk = int(hi - lo)
-    in_bytes = npk * int(sizes[0]) if sizes.shape[0] == 1 else int(sizes[lo:hi].sum())
-    fired = (fire_t > warm) & (fire_t <= end_ns) if warm > 0 else fire_t <= end_ns
-    nirq = int(fired.sum())
-    irq_busy = int(u[(fire_t + u > warm) & (fire_t + u <= end_ns)].sum())
     soft_busy = int(s_sum) + polls * round(spec.cost.poll_us * 1000)
     period = end_ns - warm
     irq_f, soft_f = min(1.0, irq_busy / period), min(1.0, soft_busy / period)

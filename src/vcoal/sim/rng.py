@@ -31,3 +31,21 @@ class ExpDraws:
             i = 0
         self._i = i + 1
         return self._buf[i]
+
+
+class DrawSource:
+    """The unit exponentials of one named stream, handed out in order."""
+
+    __slots__ = ("_carry", "_gen")
+
+    def __init__(self, seed: int, name: str) -> None:
+        self._gen = stream(seed, name)
+        self._carry = np.zeros(0)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` draws (generated in ExpDraws' blocks: the values the Python engine draws)."""
+        while self._carry.shape[0] < n:
+            k = max(1, -(-(n - self._carry.shape[0]) // _BLOCK))
+            self._carry = np.concatenate([self._carry, *(self._gen.standard_exponential(_BLOCK) for _ in range(k))])
+        out, self._carry = self._carry[:n], self._carry[n:]
+        return out
