@@ -157,3 +157,13 @@ def test_summary_parts_views_sync_and_compact(tmp_path, result):
 
 def test_empty_directory_has_empty_views(tmp_path):
     assert query(tmp_path, "SELECT count(*) FROM trials")[1] == [(0,)]
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{", b"{not json", b""])
+def test_unreadable_sweep_meta_reads_as_empty(tmp_path, content):
+    from vcoal.results import read_sweep_meta
+
+    (tmp_path / "sweep.json").write_bytes(content)
+    assert read_sweep_meta(tmp_path) == {}
+    (tmp_path / "sweep.json").write_text('{"name": "s", "runs": []}')
+    assert read_sweep_meta(tmp_path) == {"name": "s", "runs": []}

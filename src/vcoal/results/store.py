@@ -361,7 +361,7 @@ def read_sweep_meta(root: Path) -> dict[str, Any]:
     path = Path(root) / "sweep.json"
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: not UTF-8, not JSON
         return {}
 
 

@@ -251,7 +251,7 @@ def run(m_, x_, until, budget):
             m[STATUS] = 1
             return budget
         c = earliest(m, x)
-        if m[SCRATCH] > until:
+        if (c < 0 and m[HN] == 0) or m[SCRATCH] > until:
             break
         m[EVENTS] += 1
         budget -= 1
@@ -284,7 +284,7 @@ def run(m_, x_, until, budget):
     if budget != 0:
         m[NOW] = until
     else:
-        earliest(m, x)
-        if m[SCRATCH] > until:
+        c = earliest(m, x)
+        if (c < 0 and m[HN] == 0) or m[SCRATCH] > until:
             m[NOW] = until
     return budget

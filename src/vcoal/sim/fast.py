@@ -169,8 +169,9 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
     """The one-layer sample path, chunk by chunk: yields (t, sizes, dep, fire_t, u of those
     interrupts, s, polls so far, params) with ``sizes`` and ``s`` of length 1 when constant.
 
-    Memory stays O(chunk) (plus a frame cap's look-ahead): arrivals and draws are generated as
-    the path advances, in the same stream order as the event-driven engine draws them.
+    Memory stays O(chunk) plus the backlog waiting for an interrupt (a frame cap's look-ahead; a
+    packet-timer run that has not ended): arrivals and draws are generated as the path advances,
+    in the same stream order as the event-driven engine draws them.
     """
     end_ns = round(spec.duration_s * 1e9)
     c = spec.cost
@@ -186,9 +187,10 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
     arrivals = _Arrivals(spec, end_ns)
     z_const, s_const = _constant(spec)
     t = s = sizes = np.zeros(0, np.int64)
+    want = chunk
     while True:
         if not arrivals.done:
-            t_new, z_new = arrivals.take(chunk)
+            t_new, z_new = arrivals.take(want)
             if svc is not None:
                 z = z_new if z_new.shape[0] == t_new.shape[0] else np.full(t_new.shape[0], z_new[0], dtype=np.int64)
                 s_new = ((mean + c.byte_copy_ns * z) * svc.take(t_new.shape[0]) + 0.5).astype(np.int64)
@@ -207,6 +209,9 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
         u_fired = u[:nirq] if irq is not None else np.full(nirq, irq_ns, dtype=np.int64)
         yield (t[:k], sizes if z_const else sizes[:k], dep[:k], fire_t[:nirq], u_fired,
                s if s_const else s[:k], int(st[3]), p)
+        # no progress: a packet-timer run (frame cap 0) has had no gap yet; its packets wait in the
+        # ring for an interrupt, so the backlog grows; take more each time so the rescans stay linear
+        want = chunk if k else 2 * want
         t = t[k:]
         s = s if s_const else s[k:]
         sizes = sizes if z_const else sizes[k:]
