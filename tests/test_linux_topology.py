@@ -10,23 +10,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 
 import pytest
 
 from vcoal.linux import netns, procs, topology
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")]
-
-
-@pytest.fixture
-def tag():
-    t = "t" + uuid.uuid4().hex[:8]
-    try:
-        yield t
-    finally:
-        topology.down(t)
-        assert netns.list_namespaces(f"{netns.PREFIX}{t}-") == []
 
 
 def _ethtool_k(ns: str, dev: str) -> dict[str, str]:

@@ -22,16 +22,6 @@ from vcoal.testbed.trial import TrialOptions, run_trial
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")]
 
 
-@pytest.fixture
-def tag():
-    t = "t" + uuid.uuid4().hex[:8]
-    try:
-        yield t
-    finally:
-        topology.down(t)
-        assert netns.list_namespaces(f"{netns.PREFIX}{t}-") == []
-
-
 def _p50(ps: procs.ProcessSet, ns: str, ip: str, port: int) -> float:
     c = ps.start(ns, sockperf.build_argv(sockperf.SockperfClient(ip, port, 1.0)))
     assert c.wait(15.0) == 0, c.stderr()
