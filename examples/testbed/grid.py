@@ -57,27 +57,39 @@ def bulk_configs() -> dict[str, dict]:
     return out
 
 
-def run_bulk(reps: int, out, rng: random.Random) -> list[dict]:
+def _interleaved(reps: int, out, rng: random.Random, names: list[str], trial) -> list[dict]:
+    """Every repetition runs every configuration once, in a shuffled order; ``trial(name)`` gives a
+    row, which is stored with its config and repetition, written to ``out`` and echoed to stderr."""
     rows = []
-    configs = bulk_configs()
     for rep in range(reps):
-        order = list(configs)
+        order = list(names)
         rng.shuffle(order)
         for name in order:
-            spec = parse_scenario({**BULK, **configs[name]})
-            r = run_trial(spec, make_policy("static"), TrialOptions(window_s=1.0))
-            t = r.tenants[0]
-            row = {
-                "config": name, "rep": rep, "gbps": t.throughput_bps / 1e9, "pps": t.throughput_pps,
-                "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
-                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
-                "background_cpu": r.meta["background_cpu_frac"],
-            }
+            row = {"config": name, "rep": rep, **trial(name)}
             rows.append(row)
             out.write(json.dumps(row) + "\n")
             out.flush()
             sys.stderr.write(f"{row}\n")
     return rows
+
+
+def _cost(r) -> dict:
+    """The CPU figures every row carries."""
+    return {
+        "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
+        "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3, "background_cpu": r.meta["background_cpu_frac"],
+    }
+
+
+def run_bulk(reps: int, out, rng: random.Random) -> list[dict]:
+    configs = bulk_configs()
+
+    def trial(name: str) -> dict:
+        r = run_trial(parse_scenario({**BULK, **configs[name]}), make_policy("static"), TrialOptions(window_s=1.0))
+        t = r.tenants[0]
+        return {"gbps": t.throughput_bps / 1e9, "pps": t.throughput_pps, **_cost(r)}
+
+    return _interleaved(reps, out, rng, list(configs), trial)
 
 
 def phys_grid_configs() -> dict[str, dict]:
@@ -110,55 +122,31 @@ POLICY_SET = {
 
 
 def run_layers(reps: int, out, rng: random.Random, configs: dict[str, dict]) -> list[dict]:
-    rows = []
-    for rep in range(reps):
-        order = list(configs)
-        rng.shuffle(order)
-        for name in order:
-            spec = parse_scenario({**PP, **configs[name]})
-            # "static" with no parameters keeps the scenario's settings ("off" would reset them to 0)
-            r = run_trial(spec, make_policy("static"), TrialOptions(window_s=1.0))
-            t = r.tenants[0]
-            row = {
-                "config": name, "rep": rep, "p50_us": t.rtt_us["p50"], "p99_us": t.rtt_us["p99"],
-                "tps": t.throughput_pps, "net_rx_per_s": r.meta["net_rx_per_s"],
-                "net_rx_per_packet": r.meta["net_rx_per_packet"],
-                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
-                "background_cpu": r.meta["background_cpu_frac"],
-            }
-            rows.append(row)
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            sys.stderr.write(f"{row}\n")
-    return rows
+    def trial(name: str) -> dict:
+        # "static" with no parameters keeps the scenario's settings ("off" would reset them to 0)
+        r = run_trial(parse_scenario({**PP, **configs[name]}), make_policy("static"), TrialOptions(window_s=1.0))
+        t = r.tenants[0]
+        return {"p50_us": t.rtt_us["p50"], "p99_us": t.rtt_us["p99"], "tps": t.throughput_pps, **_cost(r)}
+
+    return _interleaved(reps, out, rng, list(configs), trial)
 
 
 def run_policies(reps: int, out, rng: random.Random, duration_s: float) -> list[dict]:
-    rows = []
     spec = load_scenario(HERE / "mixed.toml")
-    names = [n for n in POLICY_SET if n.split("-")[0] in POLICIES]
-    for rep in range(reps):
-        order = list(names)
-        rng.shuffle(order)
-        for name in order:
-            pol = make_policy(name.split("-")[0], POLICY_SET[name])
-            r = run_trial(spec, pol, TrialOptions(measure_s=duration_s, window_s=1.0))
-            lat = next(t for t in r.tenants if t.name == "lat")
-            bulk = next(t for t in r.tenants if t.name == "bulk")
-            row = {
-                "config": name, "rep": rep, "lat_p50_us": lat.rtt_us["p50"], "lat_p99_us": lat.rtt_us["p99"],
-                "slo_p99_us": lat.slo_p99_us, "slo_met": lat.slo_met, "bulk_gbps": bulk.throughput_bps / 1e9,
-                "lat_tap_p99_us": (r.meta.get("tap") or {}).get("lat", {}).get("p99_us"),
-                "net_rx_per_s": r.meta["net_rx_per_s"], "net_rx_per_packet": r.meta["net_rx_per_packet"],
-                "cpu_us_per_packet": r.meta["tasks_cpu_ns_per_packet"] / 1e3,
-                "background_cpu": r.meta["background_cpu_frac"],
-                "final": {s: (p["napi_defer_hard_irqs"], p["gro_flush_timeout_ns"]) for s, p in r.meta["final_params"].items()},
-            }
-            rows.append(row)
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            sys.stderr.write(f"{row}\n")
-    return rows
+
+    def trial(name: str) -> dict:
+        pol = make_policy(name.split("-")[0], POLICY_SET[name])
+        r = run_trial(spec, pol, TrialOptions(measure_s=duration_s, window_s=1.0))
+        lat = next(t for t in r.tenants if t.name == "lat")
+        bulk = next(t for t in r.tenants if t.name == "bulk")
+        return {
+            "lat_p50_us": lat.rtt_us["p50"], "lat_p99_us": lat.rtt_us["p99"],
+            "slo_p99_us": lat.slo_p99_us, "slo_met": lat.slo_met, "bulk_gbps": bulk.throughput_bps / 1e9,
+            "lat_tap_p99_us": (r.meta.get("tap") or {}).get("lat", {}).get("p99_us"), **_cost(r),
+            "final": {s: (p["napi_defer_hard_irqs"], p["gro_flush_timeout_ns"]) for s, p in r.meta["final_params"].items()},
+        }
+
+    return _interleaved(reps, out, rng, [n for n in POLICY_SET if n.split("-")[0] in POLICIES], trial)
 
 
 def table(rows: list[dict], metrics: list[str]) -> str:
