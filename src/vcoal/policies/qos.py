@@ -90,6 +90,31 @@ def _check(name: str, value: float, lo: float, hi: float, lo_open: bool = False)
         raise ValueError(f"{name}={value}: out of range {left}{lo}, {hi}]")
 
 
+# Qos.Params ranges: name -> (low, high[, low excluded])
+_PARAM_RANGES: dict[str, tuple] = {
+    "slo_margin": (0.0, 0.9),
+    "bulk_budget_us": (0.0, 100_000.0),
+    "max_usecs": (0, 100_000),
+    "frames_cap": (0, 65_535),
+    "max_defer_us": (0, 100_000),
+    "defer_hard_irqs": (1, 1_000_000),
+    "nic_tx_usecs": (0, 100_000),
+    "rate_alpha": (0.0, 1.0, True),
+    "phase_change_ratio": (0.0, 100.0, True),
+    "correction_alpha": (0.0, 1.0, True),
+    "min_samples": (1, 1_000_000_000),
+    "hysteresis": (0.0, 1.0),
+    "budget_deadband": (0.0, 0.9),
+    "max_step_factor": (1.0, 1_000_000.0),
+    "first_step_us": (1, 100_000),
+    "min_gain_cpu": (0.0, 1.0),
+    "min_change_cpu": (0.0, 1.0),
+    "util_max": (0.0, 1.0, True),
+    "latency_price": (0.0, 1.0),
+    "refute_ratio": (1.0, 100.0),
+}
+
+
 class Qos(PolicyBase):
     """The QoS-aware multi-layer controller (see the module docstring for the design)."""
 
@@ -147,26 +172,8 @@ class Qos(PolicyBase):
         refute_ratio: float = 1.25
 
         def __post_init__(self) -> None:
-            _check("slo_margin", self.slo_margin, 0.0, 0.9)
-            _check("bulk_budget_us", self.bulk_budget_us, 0.0, 100_000.0)
-            _check("max_usecs", self.max_usecs, 0, 100_000)
-            _check("frames_cap", self.frames_cap, 0, 65_535)
-            _check("max_defer_us", self.max_defer_us, 0, 100_000)
-            _check("defer_hard_irqs", self.defer_hard_irqs, 1, 1_000_000)
-            _check("nic_tx_usecs", self.nic_tx_usecs, 0, 100_000)
-            _check("rate_alpha", self.rate_alpha, 0.0, 1.0, lo_open=True)
-            _check("phase_change_ratio", self.phase_change_ratio, 0.0, 100.0, lo_open=True)
-            _check("correction_alpha", self.correction_alpha, 0.0, 1.0, lo_open=True)
-            _check("min_samples", self.min_samples, 1, 1_000_000_000)
-            _check("hysteresis", self.hysteresis, 0.0, 1.0)
-            _check("budget_deadband", self.budget_deadband, 0.0, 0.9)
-            _check("max_step_factor", self.max_step_factor, 1.0, 1_000_000.0)
-            _check("first_step_us", self.first_step_us, 1, 100_000)
-            _check("min_gain_cpu", self.min_gain_cpu, 0.0, 1.0)
-            _check("min_change_cpu", self.min_change_cpu, 0.0, 1.0)
-            _check("util_max", self.util_max, 0.0, 1.0, lo_open=True)
-            _check("latency_price", self.latency_price, 0.0, 1.0)
-            _check("refute_ratio", self.refute_ratio, 1.0, 100.0)
+            for name, limits in _PARAM_RANGES.items():
+                _check(name, getattr(self, name), *limits)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
