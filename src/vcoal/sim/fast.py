@@ -24,6 +24,7 @@ from vcoal.model.params import TimerMode
 from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
 from vcoal.model.units import Layer, Site
 from vcoal.sim.compiled_core import bucket_of
+from vcoal.sim.engine import cost_terms
 from vcoal.sim.rng import DrawSource
 from vcoal.sim.summary import policy_params
 
@@ -176,8 +177,8 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
     end_ns = round(spec.duration_s * 1e9)
     c = spec.cost
     p = spec.site_params()[Site(Layer.NIC, "q0")]
-    mean = round(c.nic_pkt_us * 1000)
-    svc = DrawSource(spec.seed, "service") if c.service_dist == "exp" else None
+    fix_ns, byte_ns, svc_exp = cost_terms(spec)["nic_rx"]  # the event engine's NIC cost, one-layer host
+    svc = DrawSource(spec.seed, "service") if svc_exp else None
     irq_ns = round(c.irq_us * 1000)
     irq = DrawSource(spec.seed, "irq") if c.irq_dist == "exp" and irq_ns > 0 else None
     u = np.full(1, irq_ns, dtype=np.int64) if irq is None else np.zeros(0, np.int64)
@@ -193,9 +194,9 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
             t_new, z_new = arrivals.take(want)
             if svc is not None:
                 z = z_new if z_new.shape[0] == t_new.shape[0] else np.full(t_new.shape[0], z_new[0], dtype=np.int64)
-                s_new = ((mean + c.byte_copy_ns * z) * svc.take(t_new.shape[0]) + 0.5).astype(np.int64)
+                s_new = ((fix_ns + byte_ns * z) * svc.take(t_new.shape[0]) + 0.5).astype(np.int64)
             else:
-                s_new = mean + (c.byte_copy_ns * z_new + 0.5).astype(np.int64)  # length 1 with z_new
+                s_new = fix_ns + (byte_ns * z_new + 0.5).astype(np.int64)  # length 1 with z_new
             t = np.concatenate([t, t_new])
             s = s_new if s_const else np.concatenate([s, s_new])
             sizes = z_new if z_const else np.concatenate([sizes, z_new])
@@ -239,7 +240,7 @@ def simulate_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
 def _constant(spec) -> tuple[bool, bool]:
     """Whether every packet has the same size, and the same service time."""
     same_size = spec.guests[0].workload.kind != "trace"
-    return same_size, same_size and spec.cost.service_dist != "exp"
+    return same_size, same_size and not cost_terms(spec)["nic_rx"][2]
 
 
 @njit(cache=True, nogil=True)
