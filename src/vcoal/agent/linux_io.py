@@ -152,7 +152,7 @@ class KnobApplier:
         ]
         if not self.dry_run:  # one durable journal write for every first change of this window
             self.knobs.prepare({m.ifname: tuple(plan) for m, plan in plans if isinstance(plan, dict) and plan})
-        return [self._apply_one(m, plan) for m, plan in plans]
+        return [self._apply_one(m, plan, now) for m, plan in plans]
 
     def _plan(self, m: Managed, params: CoalesceParams, now: float) -> dict[str, int] | str:
         """The knob writes for ``params`` (clamped to the bounds, only those that differ from the
@@ -174,14 +174,14 @@ class KnobApplier:
         if len(m.changes) >= self.config.safety.max_changes_per_minute:
             log.debug("%s: change rate limit reached, keeping %s", m.ifname, m.knob_values)
             return "rate limit"
-        m.changes.append(now)
         return changes
 
-    def _apply_one(self, m: Managed, changes: dict[str, int] | str) -> Applied:
+    def _apply_one(self, m: Managed, changes: dict[str, int] | str, now: float) -> Applied:
         if isinstance(changes, str):
             return Applied(m.site, m.in_force, skipped=changes)
         if not changes:
             return Applied(m.site, m.in_force)
+        m.changes.append(now)  # counted toward the rate limit once it is written (or would be: dry run)
         if self.dry_run:
             m.knob_values = {**m.knob_values, **changes}
             m.in_force = params_from_knobs(changes, m.in_force)
