@@ -51,7 +51,7 @@ def test_no_packet_lost_or_duplicated_and_time_monotonic(spec):
     sim = Simulation(spec, None, spec.seed, audit=True)
     last = [-1, -1, -1]
 
-    def trace(t, prio, seq):
+    def trace(t, prio, seq, _fn, _arg):
         assert (t, prio, seq) > tuple(last), "events must run in (time, priority, sequence) order"
         last[:] = [t, prio, seq]
 

@@ -3,7 +3,8 @@
 Heap entries are ``(time_ns, prio, seq, fn, arg)``. At equal times lower ``prio`` runs first
 (CPU completions before timers before arrivals, which is what makes the one-layer model agree
 bit-exactly with the sample-path recursions); equal ``(time, prio)`` run in scheduling order.
-Cancellation is lazy: components keep a token and ignore stale events.
+Cancellation is lazy: components keep a token and ignore stale events. ``trace``, when set, is
+called with ``(time_ns, prio, seq, fn, arg)`` before each event runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Kernel:
         self._seq = 0
         self.now = 0
         self.events = 0
-        self.trace: Callable[[int, int, int], None] | None = None
+        self.trace: Callable[[int, int, int, Callable[[Any], None], Any], None] | None = None
 
     def at(self, t_ns: int, prio: int, fn: Callable[[Any], None], arg: Any = None) -> None:
         """Schedule ``fn(arg)`` at absolute time ``t_ns`` (never in the past)."""
@@ -50,7 +51,7 @@ class Kernel:
             t, prio, seq, fn, arg = heappop(heap)
             self.now = t
             if trace is not None:
-                trace(t, prio, seq)
+                trace(t, prio, seq, fn, arg)
             fn(arg)
             n += 1
             budget -= 1
