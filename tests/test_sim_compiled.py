@@ -182,9 +182,10 @@ def test_random_scenarios_identical(spec, policy):
 
 
 @settings(max_examples=50, deadline=None)
-@given(values=st.lists(st.integers(0, 10**9), min_size=1, max_size=200), qs=st.lists(st.floats(0, 1), max_size=5))
+@given(values=st.lists(st.integers(0, 2 * 10**13), min_size=1, max_size=200), qs=st.lists(st.floats(0, 1), max_size=5))
 def test_histogram_quantiles_equal_a_linear_scan_also_after_more_adds(values, qs):
-    """Both engines share LatencyHistogram; its cached cumulative must match the definition."""
+    """Both engines share LatencyHistogram; its cached cumulative (from the minimum's bucket to the
+    maximum's) must match the definition, after adds and after merges."""
     import math
 
     from vcoal.model.histogram import LatencyHistogram, bucket_value
@@ -204,3 +205,11 @@ def test_histogram_quantiles_equal_a_linear_scan_also_after_more_adds(values, qs
             h.add(v)
         for q in [0.0, 0.5, 0.99, 1.0, *qs]:
             assert h.quantile_ns(q) == scan(h, q)
+    merged = LatencyHistogram()
+    for part in (values[half:], values[:half]):
+        other = LatencyHistogram()
+        for v in part:
+            other.add(v)
+        merged.merge(other)
+        for q in [0.0, 0.5, 0.99, 1.0, *qs] if merged.count else []:
+            assert merged.quantile_ns(q) == scan(merged, q)

@@ -40,11 +40,13 @@ def bucket_value(index: int) -> float:
 class LatencyHistogram:
     """Counts of latencies in nanoseconds, with exact count, sum, min and max."""
 
-    __slots__ = ("_cum", "count", "counts", "max_ns", "min_ns", "sum_ns")
+    __slots__ = ("_cum", "_lo", "count", "counts", "max_ns", "min_ns", "sum_ns")
 
     def __init__(self) -> None:
         self.counts = array("q", bytes(8 * _NBUCKETS))
-        self._cum: list[int] | None = None  # cumulative counts, built on the first quantile
+        # cumulative counts from bucket _lo (the minimum's) to the maximum's, built on the first quantile
+        self._cum: list[int] | None = None
+        self._lo = 0
         self.count = 0
         self.sum_ns = 0
         self.min_ns = 0
@@ -99,10 +101,11 @@ class LatencyHistogram:
             raise ValueError(f"quantile q={q}: must be in [0, 1]")
         if self.count == 0:
             return math.nan
-        if self._cum is None:
-            self._cum = list(accumulate(self.counts))
-        i = bisect_left(self._cum, max(1, math.ceil(q * self.count)))
-        if i >= len(self._cum):
+        if self._cum is None:  # every count lies between the buckets of the exact min and max
+            self._lo = bucket_of(self.min_ns)
+            self._cum = list(accumulate(self.counts[self._lo : bucket_of(self.max_ns) + 1]))
+        i = self._lo + bisect_left(self._cum, max(1, math.ceil(q * self.count)))
+        if i >= self._lo + len(self._cum):
             return float(self.max_ns)
         return min(max(bucket_value(i), float(self.min_ns)), float(self.max_ns))
 
