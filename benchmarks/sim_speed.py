@@ -9,6 +9,10 @@ Runs on one core, in one process, and prints:
 - the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine and
   on the compiled event engine (same results; packets/s = packets the tenants sent, packet-hops/s
   = packets through every site, events/s = simulator events), wall clock and CPU time;
+- where the reference run's events go, per packet sent: CPU jobs that come once per packet
+  whatever the coalescing (per-hop packet jobs, the netback copy, application work), link and
+  workload events, and events per interrupt or poll; and the packets/s the first two kinds allow
+  at the measured events/s (interrupts and polls free), and the second kind alone;
 - peak memory of the reference run and of the one-layer fast path at two lengths each (streaming
   histograms, chunked fast path: it must not grow).
 Ends with one JSON line of the figures.
@@ -29,6 +33,8 @@ import numpy as np
 import simpy
 
 from vcoal.sim import fast, run_scenario
+from vcoal.sim.cpu import Cpu
+from vcoal.sim.simulation import Simulation
 from vcoal.spec import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +87,49 @@ def simpy_napi(t_ns, s_ns, u_ns: int, usecs_ns: int, frames: int) -> np.ndarray:
     return dep
 
 
+# what each event of the reference run is: once per packet on a CPU ("cpu"), once per packet on
+# the link or in the workload ("io"), or once per interrupt or poll ("irq"); CPU jobs are named by
+# their continuation and class
+EVENT_ROLES = {
+    ("job", "Hop._done_pkt", 1): ("cpu", "per-packet job at a hop"),
+    ("job", "Hop.push", 1): ("cpu", "netback copy into the guest ring"),
+    ("job", "TenantRt._sent_by_app", 2): ("cpu", "application send"),
+    ("job", "_noop", 2): ("cpu", "application receive"),
+    ("event", "Path.wire_rx", None): ("io", "arrival from the wire"),
+    ("event", "Path._wire_out", None): ("io", "departure to the wire"),
+    ("event", "Bulk._pump_at", None): ("io", "bulk sender pacing"),
+    ("event", "RequestResponse._request", None): ("io", "request issued"),
+    ("job", "Hop._poll_start", 0): ("irq", "interrupt handler"),
+    ("job", "Hop._poll_body", 1): ("irq", "NAPI poll"),
+    ("job", "_noop", 1): ("irq", "notification cost on the sender"),
+    ("event", "Hop._timer", None): ("irq", "coalescing timer"),
+    ("event", "Hop._poll_start", None): ("irq", "deferred re-poll"),
+    ("stale", "", None): ("irq", "stale completion of preempted work"),
+}
+
+
+def event_breakdown(spec, duration_s: float) -> tuple[dict, int]:
+    """Events of a run of ``spec`` on the Python engine (the compiled one runs the same events),
+    counted by role; returns ({(kind, name, class): count}, packets sent)."""
+    sim = Simulation(spec.with_overrides({"duration_s": duration_s}), None, spec.seed)
+    counts: dict = {}
+
+    def trace(_t, _prio, _seq, fn, arg):
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, Cpu):
+            if arg != owner._token:
+                key = ("stale", "", None)
+            else:
+                key = ("job", owner._run_job[1].__qualname__, owner._run_cls)
+        else:
+            key = ("event", fn.__qualname__, None)
+        counts[key] = counts.get(key, 0) + 1
+
+    sim.k.trace = trace
+    sim.run()
+    return counts, sum(t.sent for t in sim.tenants)
+
+
 def main() -> None:
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     base = load_scenario(ROOT / "examples/validation/base.toml")
@@ -105,6 +154,7 @@ def main() -> None:
     tt, _sz, dep, _fire, u, ss, _polls, p = fast.simulate_one_layer(long)
     dep2 = np.empty_like(dep)
     fire2 = np.empty_like(dep)
+    fast.napi_path(tt[:1000], ss, u[:1000], 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
     t1 = time.perf_counter()
     fast.napi_path(tt, ss, u, 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
     kernel_pps = len(tt) / (time.perf_counter() - t1)
@@ -147,6 +197,16 @@ def main() -> None:
         "reference_compiled_speedup_x": round((k_sent / kcpu) / (sum(x.sent for x in rr.tenants) / des_cpu), 1),
         "one_layer_compiled_pkts_per_s": round(comp_one_pps),
     }
+    roles, bd_sent = event_breakdown(ref, 0.05 if QUICK else 0.1)
+    per_role = {"cpu": 0.0, "io": 0.0, "irq": 0.0, "other": 0.0}
+    rows = []
+    for key, n in sorted(roles.items(), key=lambda kv: -kv[1]):
+        role, what = EVENT_ROLES.get(key, ("other", f"{key[0]} {key[1]}"))
+        per_role[role] += n / bd_sent
+        rows.append((what, role, n / bd_sent))
+    ev_s = rk.meta["events"] / kwall
+    bound_free_irq_pps = ev_s / (per_role["cpu"] + per_role["io"])
+    bound_io_only_pps = ev_s / per_role["io"]
     mem = {}
     for dur in (0.02, 0.08):
         tracemalloc.start()
@@ -179,6 +239,15 @@ def main() -> None:
         f"{100 * comp['reference_compiled_pkts_per_s'] / REFERENCE_GOAL_PPS:.0f} % of it "
         f"({rk.meta['events'] / k_sent:.1f} events per packet)"
     )
+    print("reference events per packet sent, by what they are (Python engine, same events as compiled):")
+    for what, role, v in rows:
+        print(f"  {v:5.2f}  {role:5s}  {what}")
+    print(
+        f"  per packet: {per_role['cpu']:.2f} CPU jobs + {per_role['io']:.2f} link/workload events + "
+        f"{per_role['irq']:.2f} interrupt/poll events; at the measured {ev_s / 1e6:.1f} M events/s this model "
+        f"cannot exceed {bound_free_irq_pps / 1e6:.1f} M packets/s even if interrupts and polls were free, "
+        f"nor {bound_io_only_pps / 1e6:.1f} M if all CPU work were too"
+    )
     figures = {
         "simpy_pkts_per_s": round(simpy_pps),
         "des_pkts_per_s": round(des_pps),
@@ -189,6 +258,11 @@ def main() -> None:
         "reference_pkts_per_s": comp["reference_compiled_pkts_per_s"],  # the default engine
         "reference_goal_fraction": round(comp["reference_compiled_pkts_per_s"] / REFERENCE_GOAL_PPS, 3),
         "reference_events_per_pkt": round(rk.meta["events"] / k_sent, 2),
+        "reference_cpu_job_events_per_pkt": round(per_role["cpu"], 2),
+        "reference_io_events_per_pkt": round(per_role["io"], 2),
+        "reference_irq_events_per_pkt": round(per_role["irq"], 2),
+        "reference_bound_free_irq_pkts_per_s": round(bound_free_irq_pps),
+        "reference_bound_io_only_pkts_per_s": round(bound_io_only_pps),
         "reference_des_pkts_per_s": round(ref_sent_pps),
         "reference_des_packet_hops_per_s": round(ref_pps),
         "simpy_departures_identical_frac": round(agree, 5),
