@@ -117,10 +117,8 @@ def event_breakdown(spec, duration_s: float) -> tuple[dict, int]:
     def trace(_t, _prio, _seq, fn, arg):
         owner = getattr(fn, "__self__", None)
         if isinstance(owner, Cpu):
-            if arg != owner._token:
-                key = ("stale", "", None)
-            else:
-                key = ("job", owner._run_job[1].__qualname__, owner._run_cls)
+            job = owner.running(arg)
+            key = ("stale", "", None) if job is None else ("job", job[1].__qualname__, job[0])
         else:
             key = ("event", fn.__qualname__, None)
         counts[key] = counts.get(key, 0) + 1

@@ -65,6 +65,13 @@ class Cpu:
         self._token += 1  # the scheduled completion is now stale
         self._next()
 
+    def running(self, token: int) -> tuple[int, object] | None:
+        """(class, continuation) of the running job whose completion event carries ``token``; None
+        when that event is stale (its job was preempted). For tracing; the engine does not call it."""
+        if token != self._token or self._run_job is None:
+            return None
+        return self._run_cls, self._run_job[FN]
+
     def _complete(self, token: int) -> None:
         if token != self._token:
             return
