@@ -38,6 +38,11 @@ class Kernel:
         self._seq += 1
         heappush(self._heap, (t_ns, prio, self._seq, fn, arg))
 
+    @property
+    def pending(self) -> int:
+        """Events scheduled and not yet run (stale ones included: cancellation is lazy)."""
+        return len(self._heap)
+
     def run(self, until_ns: int, budget: int = -1) -> int:
         """Run events with time <= ``until_ns``, at most ``budget`` of them (-1: no limit).
 
