@@ -13,6 +13,9 @@ Runs on one core, in one process, and prints:
   whatever the coalescing (per-hop packet jobs, the netback copy, application work), link and
   workload events, and events per interrupt or poll; and the packets/s the first two kinds allow
   at the measured events/s (interrupts and polls free), and the second kind alone;
+- the floor under any engine of that model: bare event loops (``event_floor.py``) holding the
+  reference run's mean number of pending events and running its sequence of event kinds, and the
+  packets/s the faster allows at the reference's events per packet if every handler were free;
 - peak memory of the reference run and of the one-layer fast path at two lengths each (streaming
   histograms, chunked fast path: it must not grow).
 Ends with one JSON line of the figures.
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import simpy
 
+from event_floor import floor_events_per_s
 from vcoal.sim import fast, run_scenario
 from vcoal.sim.cpu import Cpu
 from vcoal.sim.simulation import Simulation
@@ -108,11 +112,16 @@ EVENT_ROLES = {
 }
 
 
-def event_breakdown(spec, duration_s: float) -> tuple[dict, int]:
+def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarray]:
     """Events of a run of ``spec`` on the Python engine (the compiled one runs the same events),
-    counted by role; returns ({(kind, name, class): count}, packets sent)."""
+    counted by role; returns ({(kind, name, class): count}, packets sent, mean number of events
+    pending when one runs, the first 64 k events' kinds as small integers in order of first use)."""
     sim = Simulation(spec.with_overrides({"duration_s": duration_s}), None, spec.seed)
     counts: dict = {}
+    kind_ids: dict = {}
+    kinds: list[int] = []
+    pending = [0]
+    k = sim.k
 
     def trace(_t, _prio, _seq, fn, arg):
         owner = getattr(fn, "__self__", None)
@@ -122,10 +131,17 @@ def event_breakdown(spec, duration_s: float) -> tuple[dict, int]:
         else:
             key = ("event", fn.__qualname__, None)
         counts[key] = counts.get(key, 0) + 1
+        pending[0] += k.pending + 1  # + 1: the event being run was pending until now
+        if len(kinds) < KINDS_LEN:
+            kinds.append(kind_ids.setdefault(key, len(kind_ids)))
 
-    sim.k.trace = trace
+    k.trace = trace
     sim.run()
-    return counts, sum(t.sent for t in sim.tenants)
+    n_events = sum(counts.values())
+    return counts, sum(t.sent for t in sim.tenants), pending[0] / n_events, np.array(kinds, dtype=np.int64)
+
+
+KINDS_LEN = 1 << 16
 
 
 def main() -> None:
@@ -195,7 +211,9 @@ def main() -> None:
         "reference_compiled_speedup_x": round((k_sent / kcpu) / (sum(x.sent for x in rr.tenants) / des_cpu), 1),
         "one_layer_compiled_pkts_per_s": round(comp_one_pps),
     }
-    roles, bd_sent = event_breakdown(ref, 0.05 if QUICK else 0.1)
+    roles, bd_sent, mean_pending, kinds = event_breakdown(ref, 0.05 if QUICK else 0.1)
+    floor = floor_events_per_s(round(mean_pending), kinds, 5_000_000 if QUICK else 20_000_000)
+    bare_ev_s = max(floor.values())
     per_role = {"cpu": 0.0, "io": 0.0, "irq": 0.0, "other": 0.0}
     rows = []
     for key, n in sorted(roles.items(), key=lambda kv: -kv[1]):
@@ -205,6 +223,7 @@ def main() -> None:
     ev_s = rk.meta["events"] / kwall
     bound_free_irq_pps = ev_s / (per_role["cpu"] + per_role["io"])
     bound_io_only_pps = ev_s / per_role["io"]
+    bound_bare_pps = bare_ev_s / (rk.meta["events"] / k_sent)
     mem = {}
     for dur in (0.02, 0.08):
         tracemalloc.start()
@@ -246,6 +265,13 @@ def main() -> None:
         f"cannot exceed {bound_free_irq_pps / 1e6:.1f} M packets/s even if interrupts and polls were free, "
         f"nor {bound_io_only_pps / 1e6:.1f} M if all CPU work were too"
     )
+    print(
+        f"  bare event loops (pop the earliest, branch on its kind, schedule one; no model work) holding the "
+        f"reference's mean {mean_pending:.1f} pending events and running its sequence of event kinds: "
+        f"binary heap {floor['bare_heap_loop_events_per_s'] / 1e6:.1f} M events/s, branch-free scan "
+        f"{floor['bare_scan_loop_events_per_s'] / 1e6:.1f} M; at {rk.meta['events'] / k_sent:.1f} events per "
+        f"packet the faster allows {bound_bare_pps / 1e6:.1f} M packets/s with every handler free"
+    )
     figures = {
         "simpy_pkts_per_s": round(simpy_pps),
         "des_pkts_per_s": round(des_pps),
@@ -261,6 +287,9 @@ def main() -> None:
         "reference_irq_events_per_pkt": round(per_role["irq"], 2),
         "reference_bound_free_irq_pkts_per_s": round(bound_free_irq_pps),
         "reference_bound_io_only_pkts_per_s": round(bound_io_only_pps),
+        "reference_mean_pending_events": round(mean_pending, 1),
+        **{k: round(v) for k, v in floor.items()},
+        "reference_bound_bare_loop_pkts_per_s": round(bound_bare_pps),
         "reference_des_pkts_per_s": round(ref_sent_pps),
         "reference_des_packet_hops_per_s": round(ref_pps),
         "simpy_departures_identical_frac": round(agree, 5),

@@ -1,0 +1,158 @@
+"""What running an event costs when the event does no work: the floor under any event engine.
+
+Two bare event loops, compiled with numba like vcoal's engine, each holding a fixed number of
+pending events: pop the earliest, branch on its kind (a chain of eight cases, as an engine
+dispatches), schedule one successor a delay later. One keeps the pending events in a binary heap
+ordered by (time, sequence), as ``vcoal.sim.kernel`` and the compiled engine do; the other in an
+unsorted array scanned branch-free for the least (time << 20 | sequence mod 2**20) key, which
+beats a heap when few events are pending. ``sim_speed.py`` runs them with the reference run's
+mean number of pending events and its own sequence of event kinds; divided by the events a packet
+takes, the faster one bounds the packets/s of any engine of that model on this machine.
+
+    .venv/bin/python benchmarks/event_floor.py [PENDING]
+
+prints both loops' events/s for PENDING pending events (default 14) and uniformly drawn kinds,
+then one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=False, inline="always")
+def _work(acc: int, kind: int, now: int) -> int:
+    """Eight trivial handlers: the dispatch an engine does, without the work."""
+    if kind == 0:
+        return acc + 1
+    if kind == 1:
+        return acc + 3
+    if kind == 2:
+        return acc ^ now
+    if kind == 3:
+        return acc - 1
+    if kind == 4:
+        return acc + (now & 7)
+    if kind == 5:
+        return acc - 3
+    if kind == 6:
+        return acc ^ 5
+    return acc + 2
+
+
+@njit(cache=False)
+def heap_loop(n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
+    """Run ``n_events`` events off a binary heap of ``n_pending`` (time, sequence, kind) rows;
+    their times go to ``out_ns`` if it is not empty (for the test)."""
+    rec = out_ns.size > 0
+    ht = np.empty(n_pending + 1, np.int64)
+    hk = np.empty(n_pending + 1, np.int64)
+    hp = np.empty(n_pending + 1, np.int64)
+    n = acc = d = now = 0
+    nd = delays_ns.size
+    for e in range(n_pending + n_events):
+        if e >= n_pending:  # the first n_pending rounds only fill the heap
+            now = ht[0]
+            kind = hp[0]
+            n -= 1
+            t, key, pl = ht[n], hk[n], hp[n]
+            j = 0
+            while True:
+                c = 2 * j + 1
+                if c >= n:
+                    break
+                if c + 1 < n and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hk[c + 1] < hk[c])):
+                    c += 1
+                if ht[c] > t or (ht[c] == t and hk[c] > key):
+                    break
+                ht[j], hk[j], hp[j] = ht[c], hk[c], hp[c]
+                j = c
+            ht[j], hk[j], hp[j] = t, key, pl
+            acc = _work(acc, kind, now)
+            if rec:
+                out_ns[e - n_pending] = now
+        t = now + delays_ns[d]
+        key = e + 1  # the sequence number: scheduling order
+        pl = kinds[d]
+        d = d + 1 if d + 1 < nd else 0
+        j = n
+        n += 1
+        while j > 0:
+            p = (j - 1) >> 1
+            if ht[p] < t or (ht[p] == t and hk[p] < key):
+                break
+            ht[j], hk[j], hp[j] = ht[p], hk[p], hp[p]
+            j = p
+        ht[j], hk[j], hp[j] = t, key, pl
+    return acc
+
+
+@njit(cache=False)
+def scan_loop(n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
+    """Run ``n_events`` events off an unsorted array of ``n_pending`` keys, scanned branch-free;
+    their times go to ``out_ns`` if it is not empty (for the test)."""
+    rec = out_ns.size > 0
+    key = np.empty(n_pending, np.int64)
+    pl = np.empty(n_pending, np.int64)
+    seq = acc = 0
+    nd = delays_ns.size
+    for i in range(n_pending):
+        seq += 1
+        key[i] = (delays_ns[i % nd] << 20) | (seq & 0xFFFFF)
+        pl[i] = kinds[i % nd]
+    d = n_pending % nd
+    for e in range(n_events):
+        best = key[0]
+        bi = 0
+        for i in range(1, n_pending):
+            v = key[i]
+            less = v < best
+            best = v if less else best
+            bi = i if less else bi
+        now = best >> 20
+        acc = _work(acc, pl[bi], now)
+        if rec:
+            out_ns[e] = now
+        seq += 1
+        key[bi] = ((now + delays_ns[d]) << 20) | (seq & 0xFFFFF)
+        pl[bi] = kinds[d]
+        d = d + 1 if d + 1 < nd else 0
+    return acc
+
+
+def floor_events_per_s(n_pending: int, kinds: np.ndarray, n_events: int) -> dict[str, float]:
+    """Events/s of both loops (best of three runs each) with ``n_pending`` events pending, kinds
+    cycled from ``kinds`` (folded into the eight cases) and delays uniform in 0.1-20 us."""
+    if n_pending < 1:
+        raise ValueError(f"n_pending={n_pending}: must be >= 1")
+    kinds = np.minimum(np.asarray(kinds, dtype=np.int64), 7)
+    delays_ns = np.random.default_rng(1).integers(100, 20_000, kinds.size).astype(np.int64)
+    out = {}
+    no_record = np.empty(0, np.int64)
+    for name, loop in (("heap", heap_loop), ("scan", scan_loop)):
+        loop(1000, n_pending, delays_ns, kinds, no_record)  # compile
+        best = 0.0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            loop(n_events, n_pending, delays_ns, kinds, no_record)
+            best = max(best, n_events / (time.perf_counter() - t0))
+        out[f"bare_{name}_loop_events_per_s"] = best
+    return out
+
+
+def main() -> None:
+    n_pending = int(sys.argv[1]) if len(sys.argv) > 1 else 14
+    kinds = np.random.default_rng(2).integers(0, 8, 1 << 16)
+    figures = floor_events_per_s(n_pending, kinds, 20_000_000)
+    for name, v in figures.items():
+        print(f"{name}: {v / 1e6:.1f} M events/s ({1e9 / v:.1f} ns per event), {n_pending} pending")
+    print(json.dumps({k: round(v) for k, v in figures.items()} | {"pending_events": n_pending}))
+
+
+if __name__ == "__main__":
+    main()
