@@ -112,6 +112,9 @@ EVENT_ROLES = {
 }
 
 
+KINDS_LEN = 1 << 16  # event kinds event_breakdown keeps, in order, for the bare loops
+
+
 def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarray]:
     """Events of a run of ``spec`` on the Python engine (the compiled one runs the same events),
     counted by role; returns ({(kind, name, class): count}, packets sent, mean number of events
@@ -139,9 +142,6 @@ def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarr
     sim.run()
     n_events = sum(counts.values())
     return counts, sum(t.sent for t in sim.tenants), pending[0] / n_events, np.array(kinds, dtype=np.int64)
-
-
-KINDS_LEN = 1 << 16
 
 
 def main() -> None:
