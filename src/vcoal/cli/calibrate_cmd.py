@@ -109,7 +109,7 @@ def fit_cmd(
 @app.command("report", epilog=EPILOG)
 def report_cmd(
     grid_path: Path = typer.Argument(..., help="grid JSON from 'vcoal calibrate measure'"),
-    cost: Path = typer.Option(None, "--cost", help="cost-model TOML (default: the grid spec's own [cost])"),
+    cost: Path = typer.Option(None, "--cost", help="cost-model TOML (default: the grid spec's own \\[cost])"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
 ) -> None:
     """Fidelity per grid point: simulated vs measured median RTT and NET_RX/s, relative errors."""

@@ -48,7 +48,7 @@ def sim(
     seed: int = typer.Option(None, "--seed", help="root seed (overrides the spec)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as one JSON document"),
     out: Path = typer.Option(None, "--out", "-o", help="also write the versioned result file (as sweeps do)"),
-    cost: Path = typer.Option(None, "--cost", help="cost-model TOML ([cost] table, e.g. from 'vcoal calibrate fit'); its keys override the scenario's [cost]"),
+    cost: Path = typer.Option(None, "--cost", help="cost-model TOML (\\[cost] table, e.g. from 'vcoal calibrate fit'); its keys override the scenario's \\[cost]"),
 ) -> None:
     """Simulate one scenario and print per-tenant latency vs SLO, per-layer interrupts, CPU use."""
     from vcoal.policies import make_policy
