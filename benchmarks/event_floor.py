@@ -2,10 +2,10 @@
 
 Two bare event loops, compiled with numba like vcoal's engine, each holding a fixed number of
 pending events: pop the earliest, branch on its kind (a chain of eight cases, as an engine
-dispatches), schedule one successor a delay later. One keeps the pending events in a binary heap
-ordered by (time, sequence), as ``vcoal.sim.kernel`` and the compiled engine do; the other in an
-unsorted array scanned branch-free for the least (time << 20 | sequence mod 2**20) key, which
-beats a heap when few events are pending. ``sim_speed.py`` runs them with the reference run's
+dispatches), schedule one successor a delay later. One keeps the pending events in the compiled
+engine's own binary heap (``compiled_core.at`` and ``pop``: time, priority, sequence); the other
+in an unsorted array scanned branch-free for the least (time << 20 | sequence mod 2**20) key,
+which beats a heap when few events are pending. ``sim_speed.py`` runs them with the reference run's
 mean number of pending events and its own sequence of event kinds; divided by the events a packet
 takes, the faster one bounds the packets/s of any engine of that model on this machine.
 
@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 from numba import njit
+
+from vcoal.sim import compiled_core as C
 
 
 @njit(cache=False, inline="always")
@@ -46,50 +48,35 @@ def _work(acc: int, kind: int, now: int) -> int:
 
 
 @njit(cache=False)
-def heap_loop(n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
-    """Run ``n_events`` events off a binary heap of ``n_pending`` (time, sequence, kind) rows;
-    their times go to ``out_ns`` if it is not empty (for the test)."""
+def _heap_loop(m, x, n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
     rec = out_ns.size > 0
-    ht = np.empty(n_pending + 1, np.int64)
-    hk = np.empty(n_pending + 1, np.int64)
-    hp = np.empty(n_pending + 1, np.int64)
-    n = acc = d = now = 0
+    acc = d = now = 0
     nd = delays_ns.size
     for e in range(n_pending + n_events):
         if e >= n_pending:  # the first n_pending rounds only fill the heap
-            now = ht[0]
-            kind = hp[0]
-            n -= 1
-            t, key, pl = ht[n], hk[n], hp[n]
-            j = 0
-            while True:
-                c = 2 * j + 1
-                if c >= n:
-                    break
-                if c + 1 < n and (ht[c + 1] < ht[c] or (ht[c + 1] == ht[c] and hk[c + 1] < hk[c])):
-                    c += 1
-                if ht[c] > t or (ht[c] == t and hk[c] > key):
-                    break
-                ht[j], hk[j], hp[j] = ht[c], hk[c], hp[c]
-                j = c
-            ht[j], hk[j], hp[j] = t, key, pl
-            acc = _work(acc, kind, now)
+            C.pop(m, x, C.SCRATCH)
+            now = m[C.SCRATCH]
+            acc = _work(acc, m[C.SCRATCH + 1], now)
             if rec:
                 out_ns[e - n_pending] = now
-        t = now + delays_ns[d]
-        key = e + 1  # the sequence number: scheduling order
-        pl = kinds[d]
+        C.at(m, x, now + delays_ns[d], C.PRIO_ARRIVAL, kinds[d], 0, 0)
         d = d + 1 if d + 1 < nd else 0
-        j = n
-        n += 1
-        while j > 0:
-            p = (j - 1) >> 1
-            if ht[p] < t or (ht[p] == t and hk[p] < key):
-                break
-            ht[j], hk[j], hp[j] = ht[p], hk[p], hp[p]
-            j = p
-        ht[j], hk[j], hp[j] = t, key, pl
     return acc
+
+
+@njit(cache=False)
+def _run_heap_loop(m_, x_, n_events, n_pending, delays_ns, kinds, out_ns):
+    return _heap_loop(C.data_ptr(m_), C.data_ptr(x_), n_events, n_pending, delays_ns, kinds, out_ns)
+
+
+def heap_loop(n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
+    """Run ``n_events`` events off the compiled engine's own event heap (``compiled_core.at`` and
+    ``pop`` on an arena holding only the heap) with ``n_pending`` pending; their times go to
+    ``out_ns`` if it is not empty (for the test)."""
+    m = np.zeros(C.NG + (n_pending + 1) * C.NE, dtype=np.int64)
+    m[C.O_HEAP] = C.NG
+    m[C.HEAP_CAP] = n_pending + 1
+    return _run_heap_loop(m, np.zeros(C.NGF), n_events, n_pending, delays_ns, kinds, out_ns)
 
 
 @njit(cache=False)
