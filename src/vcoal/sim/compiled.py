@@ -11,11 +11,8 @@ compiled loop: the window and policy loop, the statistics and the summary are th
 engine's own code, fed from the arrays at every window (``_sync``), and a policy's decisions are
 written back into the site parameter array before the loop resumes.
 
-Speed (``benchmarks/sim_speed.py``, shared 2-vCPU VM): on the reference scenario (3 layers, 4
-guests, 10 ms policy windows) about 17 M events/s end to end (~19.5 M inside the loop), i.e.
-about 2.2 M packets sent by the tenants or 6.5 M packet-hops through the sites per second,
-against about 0.6 M events/s (72 k packets/s) for the Python engine; on the one-layer model
-about 10 M packets/s. The first call compiles (about 15 s) or loads numba's cache.
+Speed: ``benchmarks/sim_speed.py`` measures it against the Python engine and SimPy; the README's
+speed section has the figures. The first call compiles (about 15 s) or loads numba's cache.
 """
 
 from __future__ import annotations
