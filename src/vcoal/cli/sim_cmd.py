@@ -87,13 +87,8 @@ def sim(
     from vcoal.model.result import TrialResult
     from vcoal.results.files import write_trial
 
-    if duration is not None:
-        over: dict = {"duration_s": duration}
-        if spec.warmup_s >= duration:
-            over["warmup_s"] = duration * 0.1
-        spec = spec.with_overrides(over)
     # a single run is a sweep of one: same expansion, run key and trial execution as `vcoal sweep`
-    trial = expand(single_trial(spec, pol.name if pol else "static", params, seed))[0]
+    trial = expand(single_trial(spec, pol.name if pol else "static", params, seed, duration))[0]
     progress_cb, finish = _progress(spec.name, quiet=as_json and not sys.stderr.isatty())
 
     def trial_fn(s, p, seed=None, duration_s=None):

@@ -381,14 +381,19 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
 
 
 def single_trial(
-    scenario: ScenarioSpec, policy: str = "static", params: dict[str, Any] | None = None, seed: int | None = None
+    scenario: ScenarioSpec,
+    policy: str = "static",
+    params: dict[str, Any] | None = None,
+    seed: int | None = None,
+    duration_s: float | None = None,
 ) -> SweepSpec:
-    """A sweep of one (what ``vcoal sim`` runs through the same path as ``vcoal sweep``)."""
+    """A sweep of one (what ``vcoal sim`` runs through the same path as ``vcoal sweep``); a
+    ``duration_s`` scales the warm-up with it, as a sweep's does."""
     return SweepSpec(
         name=scenario.name,
         description="single run",
         scenarios=(scenario,),
-        duration_s=None,
+        duration_s=duration_s,
         seeds=(seed,) if seed is not None else None,
         policy_params={policy: dict(params or {})},
         policies=(_check_policy_name(policy, "policy", "run"),),
