@@ -30,9 +30,6 @@ class Slo:
     def verdict(self, p99_us: float, measured: bool, throughput_bps: float) -> bool | None:
         """Every declared objective met (None when none is declared); ``measured`` is False when
         no latency sample exists, which fails a latency target."""
-        met = None
-        if self.p99_us is not None:
-            met = measured and p99_us <= self.p99_us
-        if self.min_throughput_bps is not None:
-            met = (met is not False) and throughput_bps >= self.min_throughput_bps
-        return met
+        latency = self.latency_met(p99_us) if measured else (False if self.p99_us is not None else None)
+        verdicts = [v for v in (latency, self.throughput_met(throughput_bps)) if v is not None]
+        return all(verdicts) if verdicts else None

@@ -40,7 +40,7 @@ class Static(PolicyBase):
 
     def reset(self, context, rng) -> None:
         super().reset(context, rng)
-        self._done = not any(getattr(self.params, layer) for layer in _LAYERS)
+        self._done = self.is_noop
 
     def decide(self) -> Decision | None:
         if self._done or self.context is None:

@@ -81,7 +81,7 @@ def _tenant(
             k: v for k, v in res.percentiles_us.items() if k in ("p50", "p90", "p99", "p99_9", "max")}}
         tps = res.received / res.valid_s if res.valid_s else 0.0
         bps = tps * (g.workload.request_bytes + g.workload.response_bytes) * 8
-        met = slo.latency_met(lat.get("p99", math.nan)) if lat.get("count") else (False if slo.p99_us else None)
+        met = slo.verdict(lat.get("p99", math.nan), bool(lat.get("count")), bps)
         return TenantResult(
             ld.tenant, ld.kind, ld.direction, slo.p99_us, slo.min_throughput_bps, lat, dict(lat),
             tps, bps, res.sent, res.received, max(0, res.sent - res.received), met,
