@@ -40,12 +40,14 @@ def bucket_value(index: int) -> float:
 class LatencyHistogram:
     """Counts of latencies in nanoseconds, with exact count, sum, min and max."""
 
-    __slots__ = ("_cum", "_lo", "count", "counts", "max_ns", "min_ns", "sum_ns")
+    __slots__ = ("_cum", "_cum_count", "_lo", "count", "counts", "max_ns", "min_ns", "sum_ns")
 
     def __init__(self) -> None:
         self.counts = array("q", bytes(8 * _NBUCKETS))
-        # cumulative counts from bucket _lo (the minimum's) to the maximum's, built on the first quantile
-        self._cum: list[int] | None = None
+        # cumulative counts from bucket _lo (the minimum's) to the maximum's, built on the first
+        # quantile; valid while count is still _cum_count (every change of the counts changes it)
+        self._cum: list[int] = []
+        self._cum_count = 0
         self._lo = 0
         self.count = 0
         self.sum_ns = 0
@@ -54,7 +56,6 @@ class LatencyHistogram:
 
     def add(self, value_ns: int) -> None:
         """Record one latency."""
-        self._cum = None
         self.counts[bucket_of(value_ns)] += 1
         if self.count == 0 or value_ns < self.min_ns:
             self.min_ns = value_ns
@@ -65,7 +66,6 @@ class LatencyHistogram:
 
     def add_counts(self, bucket_counts, total_ns: int, lo_ns: int, hi_ns: int) -> None:
         """Merge pre-bucketed counts (from a compiled kernel) into this histogram."""
-        self._cum = None
         n = 0
         for i, c in enumerate(bucket_counts):
             if c:
@@ -82,7 +82,6 @@ class LatencyHistogram:
         """Add another histogram's counts to this one."""
         if other.count == 0:
             return
-        self._cum = None
         for i, c in enumerate(other.counts):
             if c:
                 self.counts[i] += c
@@ -101,9 +100,10 @@ class LatencyHistogram:
             raise ValueError(f"quantile q={q}: must be in [0, 1]")
         if self.count == 0:
             return math.nan
-        if self._cum is None:  # every count lies between the buckets of the exact min and max
+        if self._cum_count != self.count:  # every count lies between the buckets of the exact min and max
             self._lo = bucket_of(self.min_ns)
             self._cum = list(accumulate(self.counts[self._lo : bucket_of(self.max_ns) + 1]))
+            self._cum_count = self.count
         i = self._lo + bisect_left(self._cum, max(1, math.ceil(q * self.count)))
         if i >= self._lo + len(self._cum):
             return float(self.max_ns)
