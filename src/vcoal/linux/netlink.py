@@ -219,14 +219,17 @@ _ATTR32 = struct.Struct("=HHI")  # an attribute of 8 bytes: length, type, u32 va
 _HH = struct.Struct("=HH")
 _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _GENL = struct.Struct("=BBH")  # genlmsghdr: command, version, reserved
-_U32 = struct.Struct("=I")
-_U64 = struct.Struct("=Q")
+_U32S = struct.Struct("=I")
+_U64S = struct.Struct("=Q")
 
 
 def fast_decode_napi(data: bytes) -> NapiInfo | None:
     """NAPI_GET reply -> NapiInfo with plain struct unpacking (the agent's hot path; much faster than
     the pyroute2 class, which ``decode_napi_reply`` uses and the tests compare against)."""
-    values = _napi_values_u32(data) or _napi_values(data)
+    values = _napi_values_u32(data)
+    if values is None:  # some attribute is not 4 bytes
+        a = _attr_ints(data)
+        values = [a.get(kind) for kind in range(1, 9)]
     if values[1] is None:
         return None
     if values[0] is None:
@@ -257,22 +260,6 @@ def _napi_values_u32(data: bytes) -> list | None:
         kind &= 0x3FFF
         if 0 < kind <= 8:
             values[kind - 1] = value
-    return values
-
-
-def _napi_values(data: bytes) -> list:
-    """The attribute values of any reply (4- or 8-byte values), by attribute number - 1."""
-    values: list = [None] * 8
-    offset = 20
-    while offset + 4 <= len(data):
-        length, kind = _HH.unpack_from(data, offset)
-        if length < 4:
-            break
-        kind &= 0x3FFF
-        size = length - 4
-        if 0 < kind <= 8 and size in (4, 8):
-            values[kind - 1] = (_U32 if size == 4 else _U64).unpack_from(data, offset + 4)[0]
-        offset += (length + 3) & ~3
     return values
 
 
@@ -308,7 +295,7 @@ def _attr_ints(data: bytes) -> dict[int, int]:
             break
         size = length - 4
         if size in (4, 8):
-            out[kind & 0x3FFF] = (_U32 if size == 4 else _U64).unpack_from(data, offset + 4)[0]
+            out[kind & 0x3FFF] = (_U32S if size == 4 else _U64S).unpack_from(data, offset + 4)[0]
         offset += (length + 3) & ~3
     return out
 
