@@ -226,11 +226,6 @@ def irq_totals(text: str, wanted: frozenset[str] | set[str]) -> dict[str, int]:
     return out
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 class ProcFile:
     """A /proc file kept open and re-read from its start with pread (no open and close per read).
 
@@ -342,6 +337,11 @@ class InterfaceCounters:
             row = rows.get(ifname)
             if row is None:
                 continue
+            if vectors:
+                rx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction != "tx")
+                tx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction == "tx")
+            else:
+                rx_irq, tx_irq = net_rx, 0
             if queue is not None:
                 if ifname not in qstats:
                     try:
@@ -351,19 +351,12 @@ class InterfaceCounters:
                 per = qstats[ifname]
                 if ("rx", queue) not in per and ("tx", queue) not in per:
                     continue
-                rx_irq = sum(totals.get(irq, 0) for irq, d in vectors if d != "tx") if vectors else net_rx
-                tx_irq = sum(totals.get(irq, 0) for irq, d in vectors if d == "tx") if vectors else 0
                 rxp, rxb = per.get(("rx", queue), (0, 0))
                 txp, txb = per.get(("tx", queue), (0, 0))
                 out[key] = new_counter_sample(
                     t_ns, new_dir_stats(rxp, rxb, rx_irq, net_rx, 0), new_dir_stats(txp, txb, tx_irq, net_tx, 0), cpu_ns
                 )
                 continue
-            if vectors:
-                rx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction != "tx")
-                tx_irq = sum(totals.get(irq, 0) for irq, direction in vectors if direction == "tx")
-            else:
-                rx_irq, tx_irq = net_rx, 0
             # (row, rx packets, bytes, drops, tx DirStats): parsed again only when the row changed
             e = last.get(ifname)
             if e is None or e[0] != row or e[4].interrupts != tx_irq or e[4].polls != net_tx:
