@@ -182,14 +182,18 @@ class LinuxKnobs:
                 return socket.if_nametoindex(ifname)
             except OSError:
                 raise InterfaceGone(errno.ENODEV, f"{ifname}: no such interface") from None
-        if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute(netns=self.netns)
-        found = self._ipr.link_lookup(ifname=ifname)
+        found = self._iproute().link_lookup(ifname=ifname)
         if not found:
             raise InterfaceGone(errno.ENODEV, f"{ifname} in {self.netns}: no such interface")
         return int(found[0])
+
+    def _iproute(self):
+        """The rtnetlink socket of this namespace, opened on first use."""
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+        return self._ipr
 
     def napis(self, ifname: str) -> list[NapiInfo]:
         """The NAPI instances of an interface, or of a queue ``IF:qN`` (empty without netdev netlink;
@@ -229,12 +233,8 @@ class LinuxKnobs:
     def _kind(self, ifindex: int) -> str:
         """The link kind (``veth``...) of an interface, "" for devices without one; cached."""
         if ifindex not in self._kinds:
-            if self._ipr is None:
-                from pyroute2 import IPRoute
-
-                self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
             kind = ""
-            for link in self._ipr.get_links(ifindex):
+            for link in self._iproute().get_links(ifindex):
                 info = link.get_attr("IFLA_LINKINFO")
                 kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
             self._kinds[ifindex] = str(kind)
