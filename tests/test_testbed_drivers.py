@@ -240,3 +240,22 @@ def test_knobset_merges_nic_queues_and_writes_only_changes():
     params[Site.parse("frontend:lat")] = deferred
     ks.apply(params, {Site.parse("frontend:lat")})
     assert writes == [("geth0", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 200_000})]
+
+
+def test_counters_name_a_device_that_is_gone():
+    """A site's device missing from its namespace's link dump: one line naming both, not a KeyError."""
+    from vcoal.model.units import Layer
+    from vcoal.testbed.sites import SiteDevice
+    from vcoal.testbed.trial import Counters
+
+    class Links:
+        def read(self):
+            return {"vc-a": {"peth0": {}}}
+
+    c = object.__new__(Counters)  # no namespaces: only the sampling is under test
+    c.devices = {Site(Layer.NIC, "q0"): SiteDevice(Site(Layer.NIC, "q0"), "vc-a", "peth0", "rx", False)}
+    c.tenant_dev = {"g1": ("vc-b", "eth0")}
+    c._links = Links()
+    c.kthreads = []
+    with pytest.raises(RuntimeError, match="netns vc-b: no device 'eth0'"):
+        c.sample()

@@ -120,6 +120,10 @@ class Counters:
     def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot]:
         host = measure.snapshot(self.kthreads)
         links = self._links.read()
+        wanted = [(d.ns, d.dev) for d in self.devices.values()] + list(self.tenant_dev.values())
+        missing = [f"netns {ns}: no device {dev!r}" for ns, dev in wanted if dev not in links.get(ns, {})]
+        if missing:
+            raise RuntimeError(missing[0])
         sites = {
             s: counter_sample(d, links[d.ns][d.dev], host.t_ns, host.net_rx) for s, d in self.devices.items()
         }
