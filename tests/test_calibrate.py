@@ -59,6 +59,7 @@ def test_cost_file_errors_are_one_line(tmp_path, text, needle):
     with pytest.raises(ValueError) as exc:
         read_cost_file(p)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
+    assert str(exc.value).startswith(f"{p}: ") and str(exc.value).count(str(p)) == 1
     _write(tmp_path / "s.toml", 'cost_file = "c.toml"\n[[guests]]\nname = "g1"\nworkload = { kind = "request_response" }\n')
     with pytest.raises(ValueError, match="cost_file"):
         load_scenario(tmp_path / "s.toml")

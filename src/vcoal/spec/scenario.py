@@ -270,18 +270,20 @@ def _set_dotted(node: Any, parts: list[str], value: Any, full: str) -> None:
     _set_dotted(node[key], rest, value, full)
 
 
-def spec_error_line(exc: ValidationError, source: str = "spec") -> str:
-    """One line naming the first offending field and what is accepted."""
+def spec_error_line(exc: ValidationError, source: str = "spec", at: tuple = ()) -> str:
+    """One line naming the first offending field and what is accepted (``at``: where in a
+    ScenarioSpec the validated model sits, e.g. ("cost",) for a CostSpec)."""
     err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+    where = (*at, *err.get("loc", ()))
+    loc = ".".join(str(x) for x in where if x != "__root__")
     msg = err.get("msg", "invalid")
     ctx = err.get("ctx") or {}
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     elif {"ge", "le", "gt", "lt"} & ctx.keys():
-        lo, hi = _field_bounds(err.get("loc", ()))
-        lo = ctx.get("ge", ctx.get("gt", lo))
-        hi = ctx.get("le", ctx.get("lt", hi))
+        lo, hi = _field_bounds(where)  # as declared; the error's own bound where none is
+        lo = ctx.get("ge", ctx.get("gt", lo)) if lo == "-inf" else lo
+        hi = ctx.get("le", ctx.get("lt", hi)) if hi == "inf" else hi
         msg = f"{err.get('input')!r} out of range [{lo}, {hi}]"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{source}: {loc or 'spec'}: {msg}{more}"
@@ -371,38 +373,20 @@ def read_cost_doc(path: str | Path, what: str | None = None) -> tuple[dict[str, 
     keys and out-of-range values are rejected) and an optional free-form ``[calibration]`` table.
     Returns both tables as given (the cost table holds only the keys it sets)."""
     path = Path(path)
-    what = what or str(path)
+    where = f"{what}: {path}" if what else str(path)
     data = read_toml(path, what)
     extra = sorted(set(data) - set(COST_FILE_TABLES))
     if extra:
-        raise ValueError(f"{what}: {path}: {extra[0]}: unknown key (a cost file has [cost] and optional [calibration])")
+        raise ValueError(f"{where}: {extra[0]}: unknown key (a cost file has [cost] and optional [calibration])")
     table = data.get("cost")
     if not isinstance(table, dict):
-        raise ValueError(f"{what}: {path}: cost: missing [cost] table")
+        raise ValueError(f"{where}: cost: missing [cost] table")
     try:
         CostSpec.model_validate(table)
     except ValidationError as exc:
-        raise ValueError(_cost_error_line(exc, f"{what}: {path}")) from None
+        raise ValueError(spec_error_line(exc, where, ("cost",))) from None
     cal = data.get("calibration", {})
     return dict(table), dict(cal) if isinstance(cal, dict) else {}
-
-
-def _cost_error_line(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(x) for x in err.get("loc", ()))
-    msg = err.get("msg", "invalid")
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    else:
-        info = CostSpec.model_fields.get(key)
-        lo, hi = "-inf", "inf"
-        for m in getattr(info, "metadata", ()):
-            lo = getattr(m, "ge", getattr(m, "gt", lo)) if hasattr(m, "ge") or hasattr(m, "gt") else lo
-            hi = getattr(m, "le", getattr(m, "lt", hi)) if hasattr(m, "le") or hasattr(m, "lt") else hi
-        ctx = err.get("ctx") or {}
-        if {"ge", "le", "gt", "lt"} & ctx.keys():
-            msg = f"{err.get('input')!r} out of range [{lo}, {hi}]"
-    return f"{source}: cost.{key}: {msg}"
 
 
 def read_trace_csv(path: Path, what: str) -> list[tuple[float, int, str]]:
