@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from vcoal.cli.main import _register, app
 from vcoal.experiments import calibrate as cal
+from vcoal.experiments.calibrate_measure import measure
 from vcoal.spec import load_scenario, parse_scenario
 from vcoal.spec.scenario import read_cost_file
 
@@ -189,18 +189,13 @@ def test_cli_errors_are_one_line(tmp_path):
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("sockperf") is None, reason="needs root and sockperf")
-def test_measure_two_points_on_the_testbed():
-    from vcoal.linux import topology
+def test_measure_two_points_on_the_testbed(tag):
     from vcoal.policies import make_policy
     from vcoal.testbed.trial import TrialOptions, run_trial
 
-    tag = "c" + uuid.uuid4().hex[:8]
     spec = parse_scenario(PP)
-    try:
-        doc = cal.measure(spec, [cal.parse_point("none"), cal.parse_point("nic:200/2")], reps=1, measure_s=1.0,
-                          trial_fn=lambda s: run_trial(s, make_policy("static"), TrialOptions(measure_s=1.0, tag=tag)))
-    finally:
-        topology.down(tag)
+    doc = measure(spec, [cal.parse_point("none"), cal.parse_point("nic:200/2")], reps=1, measure_s=1.0,
+                  trial_fn=lambda s: run_trial(s, make_policy("static"), TrialOptions(measure_s=1.0, tag=tag)))
     grid = cal.load_grid(doc)
     none, deferred = grid.p50_us
     # With 200 µs deferral on peth0 the next request waits for the timer armed by the previous poll,

@@ -71,7 +71,9 @@ def measure_cmd(
         fail(str(exc))
     if os.geteuid() != 0:
         fail("calibrate measure needs root (the testbed: network namespaces, veth, NAPI knobs)")
-    doc = cal.measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=cal._stderr, wait_quiet_s=wait_quiet)
+    from vcoal.experiments.calibrate_measure import measure
+
+    doc = measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=_progress, wait_quiet_s=wait_quiet)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     typer.echo(f"grid: {len(points)} points x {reps} reps -> {out}")
 
@@ -96,7 +98,7 @@ def fit_cmd(
             raise ValueError(f"--net-rx-weight {w_net_rx}: must be in [0, 100]")
         if not 1 <= rounds <= 20:
             raise ValueError(f"--rounds {rounds}: must be in [1, 20]")
-        res = cal.fit(grid, names, w_net_rx=w_net_rx, rounds=rounds, log=cal._stderr)
+        res = cal.fit(grid, names, w_net_rx=w_net_rx, rounds=rounds, log=_progress)
     except ValueError as exc:
         fail(str(exc))
     out.write_text(cal.cost_toml(res, grid, str(grid_path)))
@@ -141,3 +143,7 @@ def report_cmd(
 def register(root: typer.Typer) -> None:
     """Add the command group to the app."""
     root.add_typer(app, name="calibrate")
+
+
+def _progress(msg: str) -> None:
+    typer.echo(msg, err=True)

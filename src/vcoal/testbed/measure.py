@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from vcoal.linux.procs import cpu_ns
 _KTHREAD_PREFIXES = ("ksoftirqd/", "napi/")
 
 
-def kernel_net_threads() -> list[int]:
-    """PIDs of the softirq and threaded-NAPI kernel threads (``ksoftirqd/N``, ``napi/DEV-ID``)."""
+def pids_whose_comm(match: Callable[[str], bool]) -> list[int]:
+    """PIDs of the host's processes whose ``/proc/PID/comm`` satisfies ``match``, ascending."""
     out = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -37,9 +38,19 @@ def kernel_net_threads() -> list[int]:
             comm = Path(f"/proc/{entry.name}/comm").read_text().strip()
         except OSError:
             continue
-        if comm.startswith(_KTHREAD_PREFIXES):
+        if match(comm):
             out.append(int(entry.name))
     return sorted(out)
+
+
+def kernel_net_threads() -> list[int]:
+    """PIDs of the softirq and threaded-NAPI kernel threads (``ksoftirqd/N``, ``napi/DEV-ID``)."""
+    return pids_whose_comm(lambda comm: comm.startswith(_KTHREAD_PREFIXES))
+
+
+def load_tools_running() -> list[int]:
+    """PIDs of the sockperf and iperf3 processes on the host (anyone's)."""
+    return pids_whose_comm(lambda comm: comm in ("sockperf", "iperf3"))
 
 
 def all_tasks_cpu_ns() -> int:
