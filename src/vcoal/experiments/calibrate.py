@@ -190,15 +190,11 @@ def simulate_point(spec: ScenarioSpec, point: GridPoint, cost: dict[str, float],
     """Simulate one grid point; ``cost`` may carry :data:`TIMER_EXTRA` besides CostSpec fields."""
     from vcoal.sim import run_scenario
 
-    cost = dict(cost)
-    extra = float(cost.pop(TIMER_EXTRA, 0.0))
-    data = spec.model_dump(mode="json")
-    data["cost"] = {**data.get("cost", {}), **cost}
-    data["duration_s"] = duration_s
-    data["warmup_s"] = duration_s / 6
-    s = parse_scenario(data, "calibration")
-    if point.knobs:
-        s = s.with_overrides(point.overrides(extra))
+    extra = float(cost.get(TIMER_EXTRA, 0.0))
+    s = spec.with_overrides({
+        **{f"cost.{k}": v for k, v in cost.items() if k != TIMER_EXTRA},
+        "duration_s": duration_s, "warmup_s": duration_s / 6, **point.overrides(extra),
+    })
     r = run_scenario(s, None)
     t = r.tenants[0]
     m = r.measured_s
