@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -156,9 +157,13 @@ def test_bad_grid_names_the_field(mutate, needle):
 
 def test_cli_fit_and_report_on_the_measured_grid(tmp_path):
     out = tmp_path / "cost.toml"
-    r = runner.invoke(app, ["calibrate", "fit", str(GOLDEN), "-o", str(out), "--params", "nic_pkt_us,stack_pkt_us", "--rounds", "2"])
+    grid = tmp_path / 'grid "a" \\ b.json'  # quotes and a backslash must survive into the cost file
+    grid.write_text(GOLDEN.read_text())
+    r = runner.invoke(app, ["calibrate", "fit", str(grid), "-o", str(out), "--params", "nic_pkt_us,stack_pkt_us", "--rounds", "2"])
     assert r.exit_code == 0, r.output
     assert "| nic 200us/2 |" in r.stdout and "within 20%" in r.stdout
+    calibration = tomllib.loads(out.read_text())["calibration"]
+    assert calibration["grid"] == str(grid) and calibration["fitted"] == ["nic_pkt_us", "stack_pkt_us"]
     table = read_cost_file(out)
     assert set(table) == {"nic_pkt_us", "stack_pkt_us"}
     rep = runner.invoke(app, ["calibrate", "report", str(GOLDEN), "--cost", str(out), "--json"])

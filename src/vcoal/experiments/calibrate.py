@@ -25,6 +25,7 @@ plus a fraction of (timer-driven) polls.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Sequence
@@ -406,10 +407,10 @@ def cost_toml(result: FitResult, grid: Grid, source: str = "") -> str:
     lines += [
         "",
         "[calibration]",
-        f'grid = "{source}"',
-        f'measured = "{grid.doc.get("created", "")}"',
+        f"grid = {json.dumps(source)}",  # a JSON string or array of strings is a TOML one
+        f"measured = {json.dumps(str(grid.doc.get('created', '')))}",
         f"points = {len(result.rows)}",
-        f"fitted = [{', '.join(repr(p).replace(chr(39), chr(34)) for p in result.fitted)}]",
+        f"fitted = {json.dumps(list(result.fitted))}",
         "# host NET_RX softirqs/s ~= net_rx_per_interrupt * sim interrupts/s + net_rx_per_poll * sim polls/s",
         f"net_rx_per_interrupt = {result.mapping[0]:.4g}",
         f"net_rx_per_poll = {result.mapping[1]:.4g}",
