@@ -19,6 +19,7 @@ from test_policy_qos import NAPI_ONLY, NIC0, be, context, fe
 from vcoal.model import CoalesceParams, PolicyContext, Site, Slo
 from vcoal.model.stats import DirStats, SiteStats, TenantStats, WindowStats
 from vcoal.policies import make_policy
+from vcoal.testbed.sites import SiteDevice, counter_sample
 
 WINDOW_NS = 1_000_000_000  # 1 s policy windows, as on the testbed
 BASE_P99_US = 380.0  # off's measured p99 with the paced bulk neighbour (SLO 300: infeasible)
@@ -49,13 +50,14 @@ def make_window(i: int, ctx: PolicyContext, params: dict[Site, CoalesceParams], 
     }  # fmt: skip
     sites = {}
     for site, (rx, tx, napi) in flows.items():
-        if old_counters:  # NET_RX only on the device's own NAPI direction
-            irq_rx, irq_tx = (net_rx if napi == "rx" else 0), (net_rx if napi == "tx" else 0)
-        else:  # every direction that wakes a NAPI, the NIC's transmit excepted
-            irq_rx, irq_tx = net_rx, (0 if site == NIC0 else net_rx)
-        poll_rx, poll_tx = (net_rx if napi == "rx" else 0), (net_rx if napi == "tx" else 0)
-        sites[site] = SiteStats(site, WINDOW_NS, DirStats(int(rx), int(rx) * 1000, irq_rx, poll_rx, 0),
-                                DirStats(int(tx), int(tx) * 100, irq_tx, poll_tx, 0), 0, params[site])  # fmt: skip
+        dev = {"rx_packets": int(rx), "rx_bytes": int(rx) * 1000, "rx_dropped": 0,
+               "tx_packets": int(tx), "tx_bytes": int(tx) * 100, "tx_dropped": 0}  # fmt: skip
+        c = counter_sample(SiteDevice(site, "ns", "dev", napi, False), dev, 0, net_rx)  # the window's counts
+        d_rx, d_tx = c.rx, c.tx
+        if old_counters:  # before 2026-11-26: NET_RX only on the device's own NAPI direction
+            d_rx = DirStats(d_rx.packets, d_rx.bytes, d_rx.polls, d_rx.polls, 0)
+            d_tx = DirStats(d_tx.packets, d_tx.bytes, d_tx.polls, d_tx.polls, 0)
+        sites[site] = SiteStats(site, WINDOW_NS, d_rx, d_tx, 0, params[site])
     tenants = {
         "lat": TenantStats("lat", ctx.tenants["lat"].slo, int(2 * lat), int(2 * lat) * 92, 30.0, p99),
         "bulk": TenantStats("bulk", ctx.tenants["bulk"].slo, int(BULK_PPS + ACK_PPS), int(BULK_PPS) * 1500),
