@@ -9,7 +9,7 @@ from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.params import CoalesceParams, TimerMode
 from vcoal.model.policy import Decision, DecisionRecord, Policy, PolicyContext, SiteInfo, TenantInfo
 from vcoal.model.slo import Slo
-from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats, wrap_delta
+from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats
 from vcoal.model.units import Direction, Layer, Site
 
 __all__ = [
@@ -31,5 +31,4 @@ __all__ = [
     "TenantStats",
     "TimerMode",
     "WindowStats",
-    "wrap_delta",
 ]

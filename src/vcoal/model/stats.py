@@ -15,11 +15,6 @@ from vcoal.model.slo import Slo
 from vcoal.model.units import NS_PER_S, Site
 
 
-def wrap_delta(new: int, old: int, bits: int = 64) -> int:
-    """Difference of two readings of a counter that wraps at ``2**bits``."""
-    return (new - old) % (1 << bits)
-
-
 @dataclass(frozen=True, slots=True)
 class DirStats:
     """Per-direction counts over one window at one site."""
