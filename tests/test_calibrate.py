@@ -207,3 +207,14 @@ def test_measure_two_points_on_the_testbed(tag):
     # so the round trip is paced by the timer: about 200 µs whatever the undeferred round trip was.
     assert deferred > 150 and deferred > none + 50
     assert all(v > 0 for v in grid.net_rx_per_s)
+
+
+def test_report_applies_every_cost_key_as_sim_does(tmp_path):
+    """calibrate report --cost applies the file's [cost] as vcoal sim --cost does: distributions too."""
+    p = _write(tmp_path / "c.toml", '[cost]\nnic_pkt_us = 1.5\nservice_dist = "exp"\n[calibration]\nnet_rx_per_interrupt = 1\nnet_rx_per_poll = 0\n')
+    cost, mapping = cal.read_cost_model(p)
+    assert cost == {"nic_pkt_us": 1.5, "service_dist": "exp"} and mapping == (1.0, 0.0)
+    spec, point = parse_scenario(PP), cal.parse_point("none")
+    det = cal.simulate_point(spec, point, {"nic_pkt_us": 1.5})
+    exp = cal.simulate_point(spec, point, cost)
+    assert det.p50_us != exp.p50_us

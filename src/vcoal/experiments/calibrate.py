@@ -187,8 +187,8 @@ class SimPoint:
     polls_per_s: float
 
 
-def simulate_point(spec: ScenarioSpec, point: GridPoint, cost: dict[str, float], duration_s: float = 0.03) -> SimPoint:
-    """Simulate one grid point; ``cost`` may carry :data:`TIMER_EXTRA` besides CostSpec fields."""
+def simulate_point(spec: ScenarioSpec, point: GridPoint, cost: dict[str, Any], duration_s: float = 0.03) -> SimPoint:
+    """Simulate one grid point; ``cost`` (CostSpec fields) may carry :data:`TIMER_EXTRA` too."""
     from vcoal.sim import run_scenario
 
     extra = float(cost.get(TIMER_EXTRA, 0.0))
@@ -430,19 +430,20 @@ def cost_toml(result: FitResult, grid: Grid, source: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_cost_model(path) -> tuple[dict[str, float], tuple[float, float] | None]:
-    """A cost file's [cost] table and, when present, its NET_RX map from [calibration]."""
+def read_cost_model(path) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """A cost file's [cost] table (every key it sets, distributions included, as ``vcoal sim
+    --cost`` applies them) and, when present, its NET_RX map from [calibration]."""
     from vcoal.spec.scenario import read_cost_doc
 
     table, cal = read_cost_doc(path, "--cost")
     mapping = None
-    out = {k: float(v) for k, v in table.items() if k in COST_FIELDS}
-    if isinstance(cal, dict) and TIMER_EXTRA in cal:
+    out: dict[str, Any] = dict(table)
+    if TIMER_EXTRA in cal:
         v = cal[TIMER_EXTRA]
         if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 1000:
             raise ValueError(f"--cost: {path}: calibration.{TIMER_EXTRA}: expected a number in [0, 1000]")
         out[TIMER_EXTRA] = float(v)
-    if isinstance(cal, dict) and "net_rx_per_interrupt" in cal and "net_rx_per_poll" in cal:
+    if "net_rx_per_interrupt" in cal and "net_rx_per_poll" in cal:
         a, b = cal["net_rx_per_interrupt"], cal["net_rx_per_poll"]
         if not all(isinstance(x, int | float) and x >= 0 for x in (a, b)):
             raise ValueError(f"--cost: {path}: calibration.net_rx_per_interrupt/net_rx_per_poll: expected numbers >= 0")
