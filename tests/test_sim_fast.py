@@ -1,4 +1,5 @@
-"""The compiled one-layer path gives exactly what the event-driven engine gives."""
+"""The compiled one-layer path against the event-driven engine: same latency count, mean and
+interrupts, p99 within one histogram bucket; its chunking, trace input, memory and SLO verdicts."""
 
 from __future__ import annotations
 
