@@ -115,5 +115,4 @@ class CoalesceParams:
         return replace(base or cls(), **data)
 
 
-
 _FIELDS = CoalesceParams.field_names()
