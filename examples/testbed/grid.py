@@ -48,12 +48,17 @@ BULK = {
 }
 
 
+def _all3(gft: int) -> dict[str, dict]:
+    """The same deferral on all three layer hops."""
+    return {k: {"coalesce": _knobs(gft, 2)} for k in ("nic", "backend", "frontend")}
+
+
 def bulk_configs() -> dict[str, dict]:
     """A lone 2 Gbit/s TCP stream wire -> guest: NET_RX per packet under deferral."""
     out = {"none": {}}
     for gft in (50, 200):
         out[f"phys {gft}us/2"] = {"nic": {"coalesce": _knobs(gft, 2)}}
-        out[f"all3 {gft}us/2"] = {k: {"coalesce": _knobs(gft, 2)} for k in ("nic", "backend", "frontend")}
+        out[f"all3 {gft}us/2"] = _all3(gft)
     return out
 
 
@@ -81,15 +86,23 @@ def _cost(r) -> dict:
     }
 
 
-def run_bulk(reps: int, out, rng: random.Random) -> list[dict]:
-    configs = bulk_configs()
+def run_static(reps: int, out, rng: random.Random, base: dict, configs: dict[str, dict], row) -> list[dict]:
+    """Every config as scenario settings on ``base`` under ``static`` with no parameters (it keeps
+    the scenario's settings; "off" would reset them to 0); ``row(tenant)`` gives the row's figures."""
 
     def trial(name: str) -> dict:
-        r = run_trial(parse_scenario({**BULK, **configs[name]}), make_policy("static"), TrialOptions(window_s=1.0))
-        t = r.tenants[0]
-        return {"gbps": t.throughput_bps / 1e9, "pps": t.throughput_pps, **_cost(r)}
+        r = run_trial(parse_scenario({**base, **configs[name]}), make_policy("static"), TrialOptions(window_s=1.0))
+        return {**row(r.tenants[0]), **_cost(r)}
 
     return _interleaved(reps, out, rng, list(configs), trial)
+
+
+def _bulk_row(t) -> dict:
+    return {"gbps": t.throughput_bps / 1e9, "pps": t.throughput_pps}
+
+
+def _rtt_row(t) -> dict:
+    return {"p50_us": t.rtt_us["p50"], "p99_us": t.rtt_us["p99"], "tps": t.throughput_pps}
 
 
 def phys_grid_configs() -> dict[str, dict]:
@@ -108,7 +121,7 @@ def layer_configs() -> dict[str, dict]:
     for layer in ("backend", "frontend"):
         out[f"{layer} 50us/2"] = {layer: {"coalesce": _knobs(50, 2)}}
     for gft in (50, 200):
-        out[f"all3 {gft}us/2"] = {k: {"coalesce": _knobs(gft, 2)} for k in ("nic", "backend", "frontend")}
+        out[f"all3 {gft}us/2"] = _all3(gft)
     return out
 
 
@@ -119,16 +132,6 @@ POLICY_SET = {
     "qos": {},
     "napi_defer": {},
 }
-
-
-def run_layers(reps: int, out, rng: random.Random, configs: dict[str, dict]) -> list[dict]:
-    def trial(name: str) -> dict:
-        # "static" with no parameters keeps the scenario's settings ("off" would reset them to 0)
-        r = run_trial(parse_scenario({**PP, **configs[name]}), make_policy("static"), TrialOptions(window_s=1.0))
-        t = r.tenants[0]
-        return {"p50_us": t.rtt_us["p50"], "p99_us": t.rtt_us["p99"], "tps": t.throughput_pps, **_cost(r)}
-
-    return _interleaved(reps, out, rng, list(configs), trial)
 
 
 def run_policies(reps: int, out, rng: random.Random, duration_s: float) -> list[dict]:
@@ -179,10 +182,10 @@ def main() -> None:
     with a.out.open("w") as out:
         if a.what in ("layers", "phys-grid"):
             configs = layer_configs() if a.what == "layers" else phys_grid_configs()
-            rows = run_layers(a.reps, out, rng, configs)
+            rows = run_static(a.reps, out, rng, PP, configs, _rtt_row)
             sys.stdout.write(table(rows, ["p50_us", "p99_us", "tps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         elif a.what == "bulk":
-            rows = run_bulk(a.reps, out, rng)
+            rows = run_static(a.reps, out, rng, BULK, bulk_configs(), _bulk_row)
             sys.stdout.write(table(rows, ["gbps", "pps", "net_rx_per_s", "net_rx_per_packet", "cpu_us_per_packet", "background_cpu"]) + "\n")
         else:
             rows = run_policies(a.reps, out, rng, a.duration)
