@@ -4,8 +4,6 @@ on a small real measured grid (tests/golden/calibrate/grid_small.json), and a sh
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -192,8 +190,7 @@ def test_cli_errors_are_one_line(tmp_path):
 # --- a short real measurement (root) ----------------------------------------------------------------
 
 
-@pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("sockperf") is None, reason="needs root and sockperf")
+@pytest.mark.root("sockperf")
 def test_measure_two_points_on_the_testbed(tag):
     from vcoal.policies import make_policy
     from vcoal.testbed.trial import TrialOptions, run_trial

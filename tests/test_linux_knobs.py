@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vcoal.linux.features import set_features
 from vcoal.linux.journal import Journal, JournalEntry, atomic_write_json
 from vcoal.linux.knobs import (
     KnobUnsupported,
@@ -169,8 +170,8 @@ def test_multiqueue_veth_queue_knobs_change_only_that_queues_napi(tmp_path):
         sh("ip", "-n", ns, "link", "add", "vq0", "numrxqueues", "4", "numtxqueues", "4", "type", "veth",
            "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
         sh("ip", "-n", ns, "link", "set", "vq1", "netns", peer)
-        sh("ip", "netns", "exec", ns, "ethtool", "-K", "vq0", "gro", "on")
-        sh("ip", "netns", "exec", peer, "ethtool", "-K", "vq1", "gro", "on", "tso", "off")  # NAPI path for UDP
+        set_features(ns, "vq0", {"gro": True})
+        set_features(peer, "vq1", {"gro": True, "tso": False})  # NAPI path for UDP
         sh("ip", "-n", ns, "addr", "add", "198.18.9.1/24", "dev", "vq0")
         sh("ip", "-n", peer, "addr", "add", "198.18.9.2/24", "dev", "vq1")
         sh("ip", "-n", ns, "link", "set", "vq0", "up")

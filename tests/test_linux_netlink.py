@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vcoal.linux.features import set_features
 from vcoal.linux.netlink import (
     EthtoolCoalesce,
     KnobUnsupported,
@@ -120,6 +121,14 @@ def test_tap_rx_frames_over_ethtool_netlink():
             with pytest.raises(OSError):
                 eth.set("vctap0", {"rx_usecs": 8})  # unsupported field refused by the kernel
             assert eth.get("vctap0").params == {"rx_frames": 8}
+
+
+@root("ethtool")
+def test_tap_rx_frames_set_over_netlink_is_what_the_ethtool_binary_reads():
+    with netns() as ns:
+        sh("ip", "-n", ns, "tuntap", "add", "dev", "vctap0", "mode", "tap")
+        with EthtoolCoalesce(ns) as eth:
+            eth.set("vctap0", {"rx_frames": 8})
         out = sh("ip", "netns", "exec", ns, "ethtool", "-c", "vctap0").stdout
         assert "rx-frames:\t8" in out or "rx-frames: 8" in out
 
@@ -178,7 +187,7 @@ def test_multiqueue_veth_queue_get_and_qstats():
            "peer", "vq1", "numrxqueues", "4", "numtxqueues", "4")
         for dev in ("vq0", "vq1"):
             sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on")
+            set_features(ns, dev, {"gro": True})
         ifindex = int(sh("ip", "-n", ns, "-o", "link", "show", "vq0").stdout.split(":")[0])
         with Netdev(ns) as nd:
             assert len(nd.napi_get(ifindex)) == 4  # one NAPI per rx queue with GRO on

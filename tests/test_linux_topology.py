@@ -13,14 +13,20 @@ import textwrap
 
 import pytest
 
-from vcoal.linux import netns, procs, topology
+from vcoal.linux import features, netns, procs, topology
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")]
+pytestmark = pytest.mark.root
 
 
 def _ethtool_k(ns: str, dev: str) -> dict[str, str]:
     out = netns.run_in(ns, ["ethtool", "-k", dev])
     return {k.strip(): v.split()[0] for k, _, v in (line.partition(":") for line in out.splitlines()[1:]) if v}
+
+
+def _gro_tso(ns: str, dev: str) -> tuple[bool, bool]:
+    active = features.get_features(ns, dev)
+    tso = [name for name in active if name.startswith("tx-tcp") and name.endswith("-segmentation")]
+    return active.get("rx-gro", False), bool(tso)
 
 
 def _ethtool_s(ns: str, dev: str) -> dict[str, int]:
@@ -42,11 +48,10 @@ def test_up_status_down(tag):
     assert {"xenbr0", "peth0", "vif1.0", "vif2.0"} <= set(dom0)
     assert dom0["xenbr0"]["kind"] == "bridge" and dom0["peth0"]["state"] == "UP"
     guest = {link["ifname"]: link for link in entries[p.guest("b").ns]["links"]}
-    assert guest["geth0"]["addrs"] == ["198.18.1.2/15"]
+    assert guest["geth2"]["addrs"] == ["198.18.1.2/15"]
     for ns_a, dev_a, ns_b, dev_b in p.veths():
         for ns, dev in ((ns_a, dev_a), (ns_b, dev_b)):
-            k = _ethtool_k(ns, dev)
-            assert (k["generic-receive-offload"], k["tcp-segmentation-offload"]) == ("on", "off"), (ns, dev)
+            assert _gro_tso(ns, dev) == (True, False), (ns, dev)
     with pytest.raises(RuntimeError, match="already exists"):
         topology.up(p)
     removed = topology.down(tag)
@@ -84,12 +89,26 @@ def _rx_packets(ns: str, dev: str) -> int:
     return int(netns.run_in(ns, ["cat", f"/sys/class/net/{dev}/statistics/rx_packets"]))
 
 
+@pytest.mark.root("ethtool")
+def test_features_read_over_netlink_agree_with_the_ethtool_binary(tag):
+    p = topology.plan(tag, ["g1"])
+    topology.up(p)
+    assert _gro_tso(p.dom0_ns, "peth0") == (True, False)
+    k = _ethtool_k(p.dom0_ns, "peth0")
+    assert (k["generic-receive-offload"], k["tcp-segmentation-offload"]) == ("on", "off")
+    features.set_features(p.dom0_ns, "peth0", {"gro": False, "tso": True})
+    assert _gro_tso(p.dom0_ns, "peth0") == (False, True)
+    k = _ethtool_k(p.dom0_ns, "peth0")
+    assert (k["generic-receive-offload"], k["tcp-segmentation-offload"]) == ("off", "on")
+
+
+@pytest.mark.root("sockperf", "ethtool")
 def test_every_hop_uses_napi(tag):
     """All packets of a UDP ping-pong take the veth NAPI path (rx_queue_0_xdp_packets) on every hop."""
     p = topology.plan(tag, ["g1"])
     topology.up(p)
     g = p.guest("g1")
-    hops = [(p.dom0_ns, "peth0"), (g.ns, "geth0"), (p.dom0_ns, g.vif), (p.wire_ns, "wire0")]
+    hops = [(p.dom0_ns, "peth0"), (g.ns, g.dev), (p.dom0_ns, g.vif), (p.wire_ns, "wire0")]
     before = {h: (_ethtool_s(*h)["rx_queue_0_xdp_packets"], _rx_packets(*h)) for h in hops}
     with procs.ProcessSet() as ps:
         ps.start(g.ns, ["sockperf", "sr", "-i", g.ip, "-p", "11111"]).wait_listening(11111, "udp")
@@ -112,7 +131,7 @@ def test_every_hop_uses_napi(tag):
         assert first[ns][dev]["rx_packets"] <= sysfs[(ns, dev)] <= second[ns][dev]["rx_packets"]
         assert second[ns][dev]["tx_packets"] > 1000
     # the same ping-pong with GRO off on the receiver: no NAPI on that hop
-    netns.run_in(p.dom0_ns, ["ethtool", "-K", "peth0", "gro", "off"])
+    features.set_features(p.dom0_ns, "peth0", {"gro": False})
     before = _ethtool_s(p.dom0_ns, "peth0")
     with procs.ProcessSet() as ps:
         ps.start(g.ns, ["sockperf", "sr", "-i", g.ip, "-p", "11112"]).wait_listening(11112, "udp")
@@ -122,6 +141,7 @@ def test_every_hop_uses_napi(tag):
     assert after["rx_queue_0_xdp_packets"] == before["rx_queue_0_xdp_packets"]
 
 
+@pytest.mark.root("iperf3")
 def test_processes_end_by_pid_and_readiness_is_polled(tag):
     p = topology.plan(tag, ["g1"])
     topology.up(p)

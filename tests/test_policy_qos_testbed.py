@@ -19,7 +19,7 @@ from test_policy_qos import NAPI_ONLY, NIC0, be, context, fe
 from vcoal.model import CoalesceParams, PolicyContext, Site, Slo
 from vcoal.model.stats import DirStats, SiteStats, TenantStats, WindowStats
 from vcoal.policies import make_policy
-from vcoal.testbed.sites import SiteDevice, counter_sample
+from vcoal.testbed.sites import SiteDevice, SitePolls, counter_sample
 
 WINDOW_NS = 1_000_000_000  # 1 s policy windows, as on the testbed
 BASE_P99_US = 380.0  # off's measured p99 with the paced bulk neighbour (SLO 300: infeasible)
@@ -52,7 +52,7 @@ def make_window(i: int, ctx: PolicyContext, params: dict[Site, CoalesceParams], 
     for site, (rx, tx, napi) in flows.items():
         dev = {"rx_packets": int(rx), "rx_bytes": int(rx) * 1000, "rx_dropped": 0,
                "tx_packets": int(tx), "tx_bytes": int(tx) * 100, "tx_dropped": 0}  # fmt: skip
-        c = counter_sample(SiteDevice(site, "ns", "dev", napi, False), dev, 0, net_rx)  # the window's counts
+        c = counter_sample(SiteDevice(site, "ns", "dev", napi, False), dev, 0, SitePolls.host_wide(net_rx))  # the window's counts
         d_rx, d_tx = c.rx, c.tx
         if old_counters:  # before 2026-11-26: NET_RX only on the device's own NAPI direction
             d_rx = DirStats(d_rx.packets, d_rx.bytes, d_rx.polls, d_rx.polls, 0)

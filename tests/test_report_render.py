@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import tiny_scenarios as tiny
+from conftest import tool_path
 from vcoal.experiments import parse_sweep, run_sweep
 from vcoal.experiments.worker import run_simulation
 from vcoal.report import render_report
@@ -91,18 +92,9 @@ def test_slo_table_counts(stored):
     assert static.attainment is not None and 0 <= static.attainment <= 1
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-        if path:
-            return path
-    return None
-
-
+@pytest.mark.tools("chromium")
 def test_report_renders_in_headless_chromium(stored, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian package 'chromium')")
+    browser = tool_path("chromium")
     render_report(stored, stored / "report.html")
     shot = tmp_path / "report.png"
     cmd = [

@@ -24,7 +24,33 @@ def test_help_lists_the_subcommands():
         assert cmd in out.output
 
 
-def test_run_rejects_bad_arguments_before_touching_anything():
+def _path_with(tmp_path: Path, monkeypatch, tools: tuple[str, ...]) -> None:
+    """PATH = a directory holding only stand-ins for ``tools`` (never run: the checks only look)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in tools:
+        stub = bin_dir / tool
+        stub.write_text("#!/bin/sh\nexit 1\n")
+        stub.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+@pytest.mark.parametrize("present, message", [
+    ((), "the testbed needs sockperf (tenants lat), iperf3 (tenants bulk), not installed: apt-get install sockperf iperf3"),
+    (("sockperf",), "the testbed needs iperf3 (tenants bulk), not installed: apt-get install iperf3"),
+])
+@pytest.mark.parametrize("cmd", ["up", "run"])
+def test_missing_load_tools_refused_in_one_line_before_anything_is_built(tmp_path, monkeypatch, cmd, present, message):
+    before = netns.list_namespaces()
+    _path_with(tmp_path, monkeypatch, present)
+    out = runner.invoke(app, ["testbed", cmd, str(EXAMPLE)])
+    assert out.exit_code == 2
+    assert out.output.strip().splitlines() == [f"vcoal: error: {message}"]
+    assert netns.list_namespaces() == before
+
+
+def test_run_rejects_bad_arguments_before_touching_anything(tmp_path, monkeypatch):
+    _path_with(tmp_path, monkeypatch, ("sockperf", "iperf3"))
     if os.geteuid() != 0:
         out = runner.invoke(app, ["testbed", "run", str(EXAMPLE)])
         assert out.exit_code == 2 and "root" in out.output
@@ -35,8 +61,7 @@ def test_run_rejects_bad_arguments_before_touching_anything():
     assert out.exit_code == 2 and "--window" in out.output
 
 
-@pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+@pytest.mark.root("sockperf", "iperf3")
 def test_up_status_down_cli(tmp_path):
     tag = "c" + uuid.uuid4().hex[:8]
     try:

@@ -14,7 +14,7 @@ from vcoal.model.units import Site
 from vcoal.spec import parse_scenario
 from vcoal.testbed import iperf3, sockperf
 from vcoal.testbed.load import client_argv, plan_loads
-from vcoal.testbed.sites import counter_sample, merge_nic, site_devices
+from vcoal.testbed.sites import SitePolls, counter_sample, merge_nic, site_devices
 from vcoal.testbed.summary import rtt_histogram, split_windows
 
 GOLDEN = Path(__file__).parent / "golden" / "testbed"
@@ -123,7 +123,8 @@ SPEC = {
 def test_plan_names_and_addresses():
     p = topology.plan("abc1", ["lat", "bulk"])
     assert p.namespaces == ("vcoal-abc1-wire", "vcoal-abc1-dom0", "vcoal-abc1-g-lat", "vcoal-abc1-g-bulk")
-    assert [(g.vif, g.dev, g.ip) for g in p.guests] == [("vif1.0", "geth0", "198.18.1.1"), ("vif2.0", "geth0", "198.18.1.2")]
+    assert [(g.vif, g.dev, g.ip) for g in p.guests] == [("vif1.0", "geth1", "198.18.1.1"), ("vif2.0", "geth2", "198.18.1.2")]
+    assert p.napi_devices() == ("peth0", "wire0", "vif1.0", "geth1", "vif2.0", "geth2")  # unique: one trace name each
     assert topology.guest_ip(250) == "198.18.2.1"
     assert all(netns.tag_of(n) == "abc1" for n in p.namespaces)
     assert netns.tag_of("vct-123456") is None and netns.tag_of("other") is None
@@ -141,16 +142,22 @@ def test_sites_map_to_the_devices_whose_napi_moderates_them():
     assert (d[Site.parse("backend:lat")].dev, d[Site.parse("backend:lat")].napi_direction) == ("vif1.0", "tx")
     assert d[Site.parse("frontend:bulk")].ns == "vcoal-abc1-g-bulk"
     stats = {"rx_packets": 10, "tx_packets": 20, "rx_bytes": 100, "tx_bytes": 200, "rx_dropped": 1, "tx_dropped": 2}
-    back = counter_sample(d[Site.parse("backend:lat")], stats, 5, 77)
+    # every site's transmit wakes the NAPI at the other end of its veth
+    assert [(str(s), sd.dev, sd.peer_dev) for s, sd in d.items() if s.instance in ("q0", "lat")] == [
+        ("nic:q0", "peth0", "wire0"), ("backend:lat", "vif1.0", "geth1"), ("frontend:lat", "geth1", "vif1.0")]
+    back = counter_sample(d[Site.parse("backend:lat")], stats, 5, SitePolls(own=77, peer=33))
     # the vif transmits towards the guest (model rx) and receives what the guest sends (model tx)
     assert (back.rx.packets, back.tx.packets) == (20, 10)
-    # its own NAPI (tx) polls; both directions wake a NAPI (vif's own, geth0's on transmit): NET_RX
-    assert (back.tx.interrupts, back.tx.polls, back.rx.interrupts, back.rx.polls) == (77, 77, 77, 0)
-    front = counter_sample(d[Site.parse("frontend:lat")], stats, 5, 77)
-    assert (front.rx.interrupts, front.rx.polls, front.tx.interrupts, front.tx.polls) == (77, 77, 77, 0)
-    nic = counter_sample(d[Site.parse("nic:q0")], stats, 5, 77)
-    assert (nic.rx.packets, nic.rx.interrupts, nic.rx.drops) == (10, 77, 1)
+    # its own NAPI moderates tx (polls = wake-ups); its transmit wakes geth1's NAPI (the guest's interrupt)
+    assert (back.tx.interrupts, back.tx.polls, back.rx.interrupts, back.rx.polls) == (77, 77, 33, 0)
+    front = counter_sample(d[Site.parse("frontend:lat")], stats, 5, SitePolls(own=77, peer=33))
+    assert (front.rx.interrupts, front.rx.polls, front.tx.interrupts, front.tx.polls) == (77, 77, 33, 0)
+    nic = counter_sample(d[Site.parse("nic:q0")], stats, 5, SitePolls(own=77, peer=33))
+    assert (nic.rx.packets, nic.rx.interrupts, nic.rx.polls, nic.rx.drops) == (10, 77, 77, 1)
     assert (nic.tx.interrupts, nic.tx.polls) == (0, 0)  # a veth has no TX completions
+    # without tracing: the host-wide NET_RX count everywhere a NAPI wakes (today's fallback)
+    front = counter_sample(d[Site.parse("frontend:lat")], stats, 5, SitePolls.host_wide(9))
+    assert (front.rx.interrupts, front.rx.polls, front.tx.interrupts, front.tx.polls) == (9, 9, 9, 0)
 
 
 def test_merge_nic_takes_the_smallest_deferral():
@@ -232,14 +239,14 @@ def test_knobset_merges_nic_queues_and_writes_only_changes():
     lighter = CoalesceParams(napi_defer_hard_irqs=2, gro_flush_timeout_ns=50_000)
     params[Site.parse("nic:q0")], params[Site.parse("nic:q1")] = deferred, lighter
     out = ks.apply(params)
-    assert len(writes) == 5  # peth0 once for both queues, two vifs, two geth0
+    assert len(writes) == 5  # peth0 once for both queues, two vifs, two geths
     peth0 = next(w for w in out if w["dev"].endswith("/peth0"))
     assert peth0["sites"] == ["nic:q0", "nic:q1"] and peth0["applied"]["gro_flush_timeout_ns"] == 50_000
     writes.clear()
     assert ks.apply(params, {Site.parse("nic:q0")}) == [] and writes == []  # nothing changed
     params[Site.parse("frontend:lat")] = deferred
     ks.apply(params, {Site.parse("frontend:lat")})
-    assert writes == [("geth0", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 200_000})]
+    assert writes == [("geth1", {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 200_000})]
 
 
 def test_counters_name_a_device_that_is_gone():
@@ -257,5 +264,6 @@ def test_counters_name_a_device_that_is_gone():
     c.tenant_dev = {"g1": ("vc-b", "eth0")}
     c._links = Links()
     c.kthreads = []
+    c.trace = None
     with pytest.raises(RuntimeError, match="netns vc-b: no device 'eth0'"):
         c.sample()

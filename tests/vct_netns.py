@@ -6,18 +6,15 @@ Only namespaces and devices created here are touched; addresses come from 198.18
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import uuid
 
 import pytest
 
-_needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+from vcoal.linux.features import set_features
 
-
-def root(fn):
-    """Mark a test as a root test (``-m root``) and skip it unless running as root."""
-    return pytest.mark.root(_needs_root(fn))
+#: a root test (``-m root``); conftest skips it unless running as root
+root = pytest.mark.root
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,7 +42,7 @@ def veth_pair(ns: str, a: str = "vif1.0", b: str = "geth0", gro: bool = True) ->
     for dev in (a, b):
         sh("ip", "-n", ns, "link", "set", dev, "up")
         if gro:
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on")
+            set_features(ns, dev, {"gro": True})
 
 
 def read_sysfs(ns: str, dev: str, knob: str) -> int:

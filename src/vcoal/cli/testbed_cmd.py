@@ -45,12 +45,17 @@ def up(
     """Build the topology of a scenario (wire, dom0 with xenbr0, a namespace per guest) and set its knobs."""
     from vcoal.linux import topology
     from vcoal.spec import load_scenario
+    from vcoal.testbed.load import check_tools
     from vcoal.testbed.sites import site_devices
     from vcoal.testbed.trial import KnobSet
 
-    _need_root()
     try:
         spec = load_scenario(spec_path)
+        check_tools(spec)
+    except ValueError as exc:
+        fail(str(exc))
+    _need_root()
+    try:
         plan = topology.plan(tag, [g.name for g in spec.guests])
         devices = site_devices(spec, plan)
         topology.up(plan, napi=not no_napi)
@@ -136,11 +141,16 @@ def run(
     """Run a scenario's tenants as real sockperf/iperf3 processes under a closed-loop policy."""
     from vcoal.policies import make_policy
     from vcoal.spec import load_scenario
+    from vcoal.testbed.load import check_tools
     from vcoal.testbed.trial import TrialOptions, run_trial
 
-    _need_root()
     try:
         spec = load_scenario(spec_path)
+        check_tools(spec)
+    except ValueError as exc:
+        fail(str(exc))
+    _need_root()
+    try:
         params = json.loads(params_json) if params_json else {}
         if not isinstance(params, dict):
             raise ValueError("--params: expected a JSON object")

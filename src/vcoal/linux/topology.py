@@ -5,12 +5,14 @@
     wire ns                dom0 ns (driver domain)                       guest ns (one per guest)
     wire0 198.18.0.1 ==veth== peth0 ──┐
                                     xenbr0 (bridge, no IP, stp off)
-                          vif1.0 ─────┤ ==veth== geth0 198.18.1.1   (guest 1)
-                          vif2.0 ─────┘ ==veth== geth0 198.18.1.2   (guest 2)
+                          vif1.0 ─────┤ ==veth== geth1 198.18.1.1   (guest 1)
+                          vif2.0 ─────┘ ==veth== geth2 198.18.1.2   (guest 2)
 
 ``peth0`` plays the physical NIC (its NAPI moderates wire → host), ``vifN.0`` netback (moderates what
-guest N transmits), the guest's ``geth0`` netfront (moderates what the guest receives; it is the
-guest's eth0, named geth0 so that no bug can ever touch the root namespace's eth0). Every veth has
+guest N transmits), the guest's ``gethN`` netfront (moderates what the guest receives; it is the
+guest's eth0, named gethN so that no bug can ever touch the root namespace's eth0, and numbered so
+that every hop of a topology has its own name: the kernel's ``napi:napi_poll`` tracepoint names
+devices, not namespaces, see ``vcoal.linux.napitrace``). Every veth has
 GRO on and TSO off, which makes every hop use NAPI (docs/testbed.md, "NAPI conditions").
 Addresses come only from 198.18.0.0/15 (RFC 2544 benchmarking range); neighbours are static so
 ARP never perturbs a run; IPv6 is disabled in every namespace so no RS/MLD packet is counted.
@@ -31,14 +33,16 @@ WIRE_IP = "198.18.0.1"
 BRIDGE = "xenbr0"
 NIC_DEV = "peth0"
 WIRE_DEV = "wire0"
-GUEST_DEV = "geth0"
+GUEST_DEV_PREFIX = "geth"
 MAX_GUESTS = 250 * 254
+#: GRO on gives every veth a NAPI; TSO off keeps packets MTU-sized (docs/testbed.md, "NAPI conditions").
+NAPI_FEATURES = {"gro": True, "tso": False}
 _NET = ipaddress.ip_network(f"198.18.0.0/{PREFIX_LEN}")
 
 
 @dataclass(frozen=True, slots=True)
 class GuestPlan:
-    """One guest: its namespace, its backend (vif in dom0) and frontend (geth0 in its ns), its IP."""
+    """One guest: its namespace, its backend (vifN.0 in dom0) and frontend (gethN in its ns), its IP."""
 
     name: str
     ns: str
@@ -72,6 +76,10 @@ class TopologyPlan:
                 return g
         raise KeyError(f"guest {name!r}: not in topology {self.tag} ({', '.join(g.name for g in self.guests)})")
 
+    def napi_devices(self) -> tuple[str, ...]:
+        """Every device with a NAPI of its own (every veth end; names unique within the topology)."""
+        return tuple(dev for _a, dev_a, _b, dev_b in self.veths() for dev in (dev_a, dev_b))
+
     def veths(self) -> list[tuple[str, str, str, str]]:
         """Every veth pair as (ns_a, dev_a, ns_b, dev_b); a sends what b receives and back."""
         pairs = [(self.dom0_ns, self.nic_dev, self.wire_ns, self.wire_dev)]
@@ -92,7 +100,7 @@ def plan(tag: str, guest_names: list[str] | tuple[str, ...]) -> TopologyPlan:
     """Names and addresses for a topology with the given guests (pure)."""
     netns.check_tag(tag)
     guests = tuple(
-        GuestPlan(name, netns.ns_name(tag, f"g-{name}"), f"vif{i + 1}.0", GUEST_DEV, guest_ip(i))
+        GuestPlan(name, netns.ns_name(tag, f"g-{name}"), f"vif{i + 1}.0", f"{GUEST_DEV_PREFIX}{i + 1}", guest_ip(i))
         for i, name in enumerate(guest_names)
     )
     return TopologyPlan(tag, netns.ns_name(tag, "wire"), netns.ns_name(tag, "dom0"), guests=guests)
@@ -148,16 +156,20 @@ def _build(p: TopologyPlan, napi: bool) -> None:
 
 
 def _configure(p: TopologyPlan, napi: bool) -> None:
-    """Disable IPv6 in every namespace and set GRO on / TSO off on every veth (one shell per ns)."""
+    """Disable IPv6 in every namespace and set GRO on / TSO off on every veth (ethtool netlink: no
+    ``ethtool`` binary needed)."""
+    from vcoal.linux.features import set_features
+
     devs: dict[str, list[str]] = {ns: [] for ns in p.namespaces}
     for ns_a, dev_a, ns_b, dev_b in p.veths():
         devs[ns_a].append(dev_a)
         devs[ns_b].append(dev_b)
     for ns, names in devs.items():
-        script = ["sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1"]
+        netns.run_in(ns, ["sh", "-ec", "; ".join(f"echo 1 > /proc/sys/net/ipv6/conf/{c}/disable_ipv6"
+                                                  for c in ("all", "default"))])
         if napi:
-            script += [f"ethtool -K {dev} gro on tso off" for dev in names]
-        netns.run_in(ns, ["sh", "-ec", "; ".join(script)])
+            for dev in names:
+                set_features(ns, dev, NAPI_FEATURES)
 
 
 def tags_present() -> list[str]:

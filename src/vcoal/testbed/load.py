@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from vcoal.linux.topology import TopologyPlan
@@ -21,6 +22,26 @@ from vcoal.testbed.sockperf import COOLDOWN_S, WARMUP_S
 
 SOCKPERF_BASE_PORT = 11111
 IPERF_BASE_PORT = 5201
+#: workload kind -> the load tool that runs it on the testbed
+TOOL_OF_KIND = {"request_response": "sockperf", "poisson": "sockperf", "bulk": "iperf3"}
+#: load tool -> the Debian package that installs it
+TOOL_PACKAGES = {"sockperf": "sockperf", "iperf3": "iperf3"}
+
+
+def check_tools(spec: ScenarioSpec) -> None:
+    """Refuse (ValueError, one line) a spec whose tenants need a load tool that is not installed,
+    or a workload the testbed cannot run, before anything is built."""
+    missing: dict[str, list[str]] = {}
+    for g in spec.guests:
+        tool = TOOL_OF_KIND.get(g.workload.kind)
+        if tool is None:
+            raise ValueError(f"guests.{g.name}.workload.kind={g.workload.kind!r}: not supported on the testbed")
+        if shutil.which(tool) is None:
+            missing.setdefault(tool, []).append(g.name)
+    if missing:
+        needs = ", ".join(f"{tool} (tenants {', '.join(names)})" for tool, names in missing.items())
+        packages = " ".join(TOOL_PACKAGES[t] for t in missing)
+        raise ValueError(f"the testbed needs {needs}, not installed: apt-get install {packages}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ site               device             namespace     its NAPI moderates (model di
 =================  =================  ============  ==========================================
 ``nic:q0``         ``peth0``          dom0          wire → host (``rx``)
 ``backend:<g>``    ``vifN.0``         dom0          guest transmit (``tx``)
-``frontend:<g>``   ``geth0``          guest         guest receive (``rx``)
+``frontend:<g>``   ``gethN``          guest         guest receive (``rx``)
 =================  =================  ============  ==========================================
 
 peth0 has one rx queue, so with ``nic.queues > 1`` every ``nic:qN`` site maps to it: the knobs
@@ -16,16 +16,24 @@ Counters per site come from the device's statistics, turned into the model's dir
 (``rx`` = towards the guest): for the vif, what it transmits goes to the guest (model ``rx``) and
 what it receives comes from the guest (model ``tx``).
 
-A veth has no interrupt line of its own and the kernel counts NAPI schedules per host only, so
-``interrupts`` carry the host-wide NET_RX softirq count of the window (shared by every site, the
-same convention as ``vcoal.linux.counters``) on every direction whose packets are handed to a NAPI:
-the device's own NAPI direction (``polls`` too: those are its polls) **and** the direction it
-transmits to the next hop, whose ``veth_xmit`` schedules the peer's NAPI — the testbed's
-counterpart of the model's virtual interrupt to the guest (``backend`` rx) and notification to
-netback (``frontend`` tx). Only the NIC's ``tx`` has none (a veth has no TX completions) and stays 0.
-Reporting 0 there would claim that thousands of packets arrived without a single wake-up of their
-consumer, which the ``qos`` controller's exact-model inversion reads as a consumer that never
-goes idle (a busy CPU) and so marks the tenant capacity-bound.
+A veth has no interrupt line of its own: its "interrupt" is the ``napi_schedule`` of the receiving
+end, raised by the sender's ``veth_xmit``, and every wake-up is one NAPI poll (a deferred NAPI stays
+scheduled and is re-polled by its timer, not by a new schedule). So per site and direction
+(``SitePolls``, cumulative counts):
+
+* the direction the device's own NAPI moderates: ``polls`` = ``interrupts`` = the polls of that NAPI;
+* the direction it transmits to the next hop: ``interrupts`` = the polls of the peer's NAPI — the
+  testbed's counterpart of the model's virtual interrupt to the guest (``backend`` rx, geth's NAPI)
+  and notification to netback (``frontend`` tx, the vif's NAPI); ``polls`` 0;
+* the NIC's ``tx`` has none (a veth has no TX completions) and stays 0.
+
+The polls come per device from the kernel's ``napi:napi_poll`` tracepoint (``vcoal.linux.napitrace``).
+Where tracing is unavailable every site gets the host-wide NET_RX softirq count in both places
+(``SitePolls.host_wide``): one NET_RX run drains every NAPI scheduled on its CPU, so that count is
+shared by every site and attributes nothing; the result's ``meta.attribution`` says which was used.
+Reporting 0 interrupts on a transmit direction would claim that thousands of packets arrived without
+a single wake-up of their consumer, which the ``qos`` controller's exact-model inversion reads as a
+consumer that never goes idle (a busy CPU) and so marks the tenant capacity-bound.
 """
 
 from __future__ import annotations
@@ -49,6 +57,20 @@ class SiteDevice:
     dev: str
     napi_direction: str  # model direction the device's NAPI moderates
     swap: bool  # device rx is the model's tx (the vif)
+    peer_dev: str = ""  # the device whose NAPI this device's transmit wakes
+
+
+@dataclass(frozen=True, slots=True)
+class SitePolls:
+    """Cumulative NAPI polls of a site's own device (``own``) and of its transmit peer (``peer``)."""
+
+    own: int
+    peer: int
+
+    @staticmethod
+    def host_wide(net_rx: int) -> SitePolls:
+        """The fallback without per-device tracing: the host-wide NET_RX count in both places."""
+        return SitePolls(net_rx, net_rx)
 
 
 def site_devices(spec: ScenarioSpec, topo: TopologyPlan) -> dict[Site, SiteDevice]:
@@ -56,25 +78,26 @@ def site_devices(spec: ScenarioSpec, topo: TopologyPlan) -> dict[Site, SiteDevic
     out: dict[Site, SiteDevice] = {}
     for site in spec.site_params():
         if site.layer is Layer.NIC:
-            out[site] = SiteDevice(site, topo.dom0_ns, topo.nic_dev, "rx", False)
+            out[site] = SiteDevice(site, topo.dom0_ns, topo.nic_dev, "rx", False, topo.wire_dev)
         elif site.layer is Layer.BACKEND:
-            out[site] = SiteDevice(site, topo.dom0_ns, topo.guest(site.instance).vif, "tx", True)
+            g = topo.guest(site.instance)
+            out[site] = SiteDevice(site, topo.dom0_ns, g.vif, "tx", True, g.dev)
         else:
             g = topo.guest(site.instance)
-            out[site] = SiteDevice(site, g.ns, g.dev, "rx", False)
+            out[site] = SiteDevice(site, g.ns, g.dev, "rx", False, g.vif)
     return out
 
 
-def counter_sample(sd: SiteDevice, stats: dict[str, int], t_ns: int, net_rx: int) -> CounterSample:
-    """A site's CounterSample from its device statistics and the host-wide NET_RX count (pure)."""
+def counter_sample(sd: SiteDevice, stats: dict[str, int], t_ns: int, polls: SitePolls) -> CounterSample:
+    """A site's CounterSample from its device statistics and NAPI polls (pure; see the module doc)."""
     dev_rx = (stats["rx_packets"], stats["rx_bytes"], stats["rx_dropped"])
     dev_tx = (stats["tx_packets"], stats["tx_bytes"], stats["tx_dropped"])
     m_rx, m_tx = (dev_tx, dev_rx) if sd.swap else (dev_rx, dev_tx)
-    # every direction wakes a NAPI (its own or the peer's), except the NIC's transmit to the wire
-    irq_rx = net_rx
-    irq_tx = 0 if sd.site.layer is Layer.NIC else net_rx
-    poll_rx = net_rx if sd.napi_direction == "rx" else 0
-    poll_tx = net_rx if sd.napi_direction == "tx" else 0
+    own_rx = sd.napi_direction == "rx"
+    # the transmit direction wakes the peer's NAPI, except the NIC's transmit to the wire
+    wake_peer = 0 if sd.site.layer is Layer.NIC else polls.peer
+    irq_rx, irq_tx = (polls.own, wake_peer) if own_rx else (wake_peer, polls.own)
+    poll_rx, poll_tx = (polls.own, 0) if own_rx else (0, polls.own)
     return CounterSample(
         t_ns,
         DirStats(m_rx[0], m_rx[1], irq_rx, poll_rx, m_rx[2]),

@@ -28,16 +28,18 @@ from pathlib import Path
 from vcoal.linux import procs, topology
 from vcoal.linux.hostinfo import host_info
 from vcoal.linux.knobs import LinuxKnobs
+from vcoal.linux.napitrace import NapiTrace, TraceCounts, TraceUnavailable
 from vcoal.model.policy import Policy
 from vcoal.model.result import TrialResult
 from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats, window_series_row
 from vcoal.model.units import Site
 from vcoal.spec import ScenarioSpec, context_from_spec
 from vcoal.testbed import measure, tap
-from vcoal.testbed.load import TenantLoad, client_argv, plan_loads
+from vcoal.testbed.load import TenantLoad, check_tools, client_argv, plan_loads
 from vcoal.testbed.sites import (
     SUPPORTED_KNOBS,
     SiteDevice,
+    SitePolls,
     counter_sample,
     knob_values,
     merge_nic,
@@ -47,6 +49,8 @@ from vcoal.testbed.sockperf import STARTUP_S, WARMUP_S
 from vcoal.testbed.summary import ClientOutput, summarise
 
 log = logging.getLogger(__name__)
+ATTRIBUTION_TRACE = "napi_poll tracepoint"
+ATTRIBUTION_HOST_WIDE = "host-wide NET_RX"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,30 +112,51 @@ class KnobSet:
 
 
 class Counters:
-    """Per-window counters: device statistics of every site and tenant, host NET_RX."""
+    """Per-window counters: device statistics of every site and tenant, host NET_RX, and the NAPI
+    polls of every hop from the ``napi:napi_poll`` tracepoint (host-wide NET_RX where tracing is
+    unavailable: ``attribution`` says which, and why)."""
 
-    def __init__(self, devices: dict[Site, SiteDevice], topo: topology.TopologyPlan) -> None:
+    def __init__(self, devices: dict[Site, SiteDevice], topo: topology.TopologyPlan, trace: bool = True) -> None:
         self.devices = devices
         self.tenant_dev = {g.name: (g.ns, g.dev) for g in topo.guests}
         namespaces = {d.ns for d in devices.values()} | {ns for ns, _ in self.tenant_dev.values()}
         self._links = topology.LinkCounters(sorted(namespaces))
         self.kthreads = measure.kernel_net_threads()
+        self.trace: NapiTrace | None = None
+        self.attribution = {"source": ATTRIBUTION_HOST_WIDE, "reason": "disabled"}
+        if trace:
+            try:
+                self.trace = NapiTrace(topo.tag, topo.napi_devices())
+                self.attribution = {"source": ATTRIBUTION_TRACE, "devices": list(topo.napi_devices())}
+            except (TraceUnavailable, ValueError) as exc:
+                self.attribution = {"source": ATTRIBUTION_HOST_WIDE, "reason": str(exc)}
+                log.warning("per-site attribution unavailable, using host-wide NET_RX: %s", exc)
 
-    def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot]:
+    def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot,
+                              TraceCounts | None]:
+        """Site and tenant counters, host counters and (when traced) cumulative polls per device."""
+        napi = self.trace.read() if self.trace is not None else None
         host = measure.snapshot(self.kthreads)
         links = self._links.read()
         wanted = [(d.ns, d.dev) for d in self.devices.values()] + list(self.tenant_dev.values())
         missing = [f"netns {ns}: no device {dev!r}" for ns, dev in wanted if dev not in links.get(ns, {})]
         if missing:
             raise RuntimeError(missing[0])
-        sites = {
-            s: counter_sample(d, links[d.ns][d.dev], host.t_ns, host.net_rx) for s, d in self.devices.items()
-        }
+
+        def polls(d: SiteDevice) -> SitePolls:
+            if napi is None:
+                return SitePolls.host_wide(host.net_rx)
+            return SitePolls(napi.devices[d.dev].polls, napi.devices[d.peer_dev].polls)
+
+        sites = {s: counter_sample(d, links[d.ns][d.dev], host.t_ns, polls(d)) for s, d in self.devices.items()}
         tenants = {name: links[ns][dev] for name, (ns, dev) in self.tenant_dev.items()}
-        return sites, tenants, host
+        return sites, tenants, host, napi
 
     def close(self) -> None:
         self._links.close()
+        if self.trace is not None:
+            self.attribution["overrun"] = self.trace.overrun()
+            self.trace.close()
 
 
 def _sleep_until(t_ns: int, clients: list[procs.NsProcess]) -> None:
@@ -148,6 +173,7 @@ def _sleep_until(t_ns: int, clients: list[procs.NsProcess]) -> None:
 def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None = None) -> TrialResult:
     """Run the scenario's tenants on a fresh topology under ``policy``; the topology is removed after."""
     options = options or TrialOptions()
+    check_tools(spec)
     tag = options.tag or "r" + secrets.token_hex(3)
     topo = topology.plan(tag, [g.name for g in spec.guests])
     devices = site_devices(spec, topo)
@@ -188,23 +214,23 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             for ld in loads:
                 if ld.tool == "iperf3":
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}")
-            old_sites, old_ten, host0 = counters.sample()
-            first_sites, first_ten = old_sites, old_ten
+            old_sites, old_ten, host0, napi0 = counters.sample()
+            first_sites, first_ten, prev_host, prev_napi = old_sites, old_ten, host0, napi0
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             tap_samples: list[tuple[int, int, int]] = []
             for k in range(n_windows):
                 _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
-                new_sites, new_ten, host = counters.sample()
+                new_sites, new_ten, host, napi = counters.sample()
                 lat = {}
                 if tap_reader is not None:
                     tap_samples += tap_reader.read_new()
                     lat = {t: tap.window_quantiles(tap_samples, port, _t_of(old_sites), host.t_ns)
                            for t, port in tap_ports.items()}
                 ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns, lat)
-                windows.append(_row(ws, host.net_rx - (windows[-1]["_net_rx"] if windows else host0.net_rx)))
+                windows.append(_row(ws, host.net_rx - prev_host.net_rx, polls_delta(prev_napi, napi)))
                 for t, (n, p50, p99) in lat.items():
                     windows[-1]["tenants"][t].update(tap_samples=n, tap_p50_us=p50, tap_p99_us=p99)
-                windows[-1]["_net_rx"] = host.net_rx
+                prev_host, prev_napi = host, napi
                 if k < n_windows - 1:  # no decision after the last window (as in the simulator)
                     policy.observe(ws)
                     _decide(policy.decide(), k, devices, current, knobs, decisions, applied_log)
@@ -221,8 +247,6 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     log_text = p.read_text() if p.exists() else ""
                 outputs[ld.tenant] = ClientOutput(ld, c.stdout(), log_text, c.started_ns)
             knobs_after = knobs.read()
-        for w in windows:
-            w.pop("_net_rx", None)
         return summarise(
             spec=spec,
             policy=policy,
@@ -257,6 +281,8 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     for t, port in tap_ports.items()
                 },
                 "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
+                "attribution": attribution_summary(counters.attribution, napi0, prev_napi,
+                                                   host_end.net_rx - host0.net_rx),
                 "wall_s": time.monotonic() - wall0,
             },
         )
@@ -341,11 +367,42 @@ def _window(
     return WindowStats(k, t_ns, interval, sites, tenants)
 
 
-def _row(w: WindowStats, net_rx: int) -> dict:
-    """A window as stored in TrialResult.windows (the simulator's row, plus NET_RX)."""
+def _row(w: WindowStats, net_rx: int, traced: TraceCounts | None) -> dict:
+    """A window as stored in TrialResult.windows (the simulator's row, plus NET_RX and, when traced,
+    the NAPI polls of every hop, the traced NET_RX runs and those that polled a hop)."""
     row = window_series_row(w)
-    row["net_rx_per_s"] = net_rx * 1e9 / (w.interval_ns or 1)
+    per_s = 1e9 / (w.interval_ns or 1)
+    row["net_rx_per_s"] = net_rx * per_s
+    if traced is not None:
+        row["napi_polls_per_s"] = {dev: p.polls * per_s for dev, p in traced.devices.items()}
+        row["attributed_polls_per_s"] = traced.polls * per_s
+        row["traced_net_rx_per_s"] = traced.net_rx_runs * per_s
+        row["attributed_net_rx_per_s"] = traced.attributed_runs * per_s
     return row
 
 
-__all__ = ["TenantLoad", "TrialOptions", "run_trial"]
+def polls_delta(old: TraceCounts | None, new: TraceCounts | None) -> TraceCounts | None:
+    """The traced counts between two readings (None without tracing)."""
+    return None if old is None or new is None else new.minus(old)
+
+
+def attribution_summary(attribution: dict, first: TraceCounts | None, last: TraceCounts | None, net_rx: int) -> dict:
+    """``meta.attribution``: where site polls came from and, when traced, over the measured period:
+    each hop's polls and packets per poll, the NET_RX runs the trace saw against /proc/softirqs
+    (``traced_over_net_rx`` ~1: nothing lost) and the share of NET_RX runs that polled a hop."""
+    out = dict(attribution)
+    d = polls_delta(first, last)
+    if d is None:
+        return out
+    out.update(
+        devices={dev: {"polls": p.polls, "packets": p.packets, "empty_polls": p.empty,
+                       "pkts_per_poll": p.packets / p.polls if p.polls else None} for dev, p in d.devices.items()},
+        polls=d.polls,
+        net_rx=net_rx,
+        traced_net_rx=d.net_rx_runs,
+        attributed_net_rx=d.attributed_runs,
+        traced_over_net_rx=d.net_rx_runs / net_rx if net_rx else None,
+        attributed_over_net_rx=d.attributed_runs / net_rx if net_rx else None,
+        polls_per_attributed_run=d.polls / d.attributed_runs if d.attributed_runs else None,
+    )
+    return out
