@@ -92,5 +92,26 @@ def test_short_closed_loop_trial_gives_a_trial_result():
         assert 5 < t["tap_p50_us"] <= t["tap_p99_us"] < 100_000
     assert r.meta["tap"]["lat"]["samples"] >= sum(w["tenants"]["lat"]["tap_samples"] for w in r.windows)
     assert r.cpus[0].app > 0
+    # per-site attribution from the napi:napi_poll tracepoint: every hop's NAPI counted on its own
+    a = r.meta["attribution"]
+    assert a["source"] == "napi_poll tracepoint" and a.get("overrun") == 0
+    assert set(a["devices"]) == {"peth0", "wire0", "vif1.0", "geth1", "vif2.0", "geth2"}
+    sites = {s.site: s for s in r.sites}
+    dev = a["devices"]
+    assert sites["frontend:lat"].rx.polls == sites["frontend:lat"].rx.interrupts == dev["geth1"]["polls"]
+    assert sites["backend:lat"].rx.interrupts == dev["geth1"]["polls"]  # the vif's transmit wakes geth1
+    assert sites["backend:bulk"].tx.polls == dev["vif2.0"]["polls"] and sites["nic:q0"].rx.polls == dev["peth0"]["polls"]
+    assert sites["frontend:lat"].rx.polls != sites["frontend:bulk"].rx.polls  # no longer one shared count
+    # lat's ping-pong: one request per geth1 poll that found one; its deferral (defer 2, 50 µs) adds
+    # timer polls that find nothing (empty), which the undeferred vif1.0 does not have
+    g1 = dev["geth1"]
+    assert 0.9 < g1["packets"] / (g1["polls"] - g1["empty_polls"]) < 1.5 and g1["empty_polls"] > 0.05 * g1["polls"]
+    assert dev["vif1.0"]["empty_polls"] < 0.01 * dev["vif1.0"]["polls"]
+    # the trace saw every NET_RX run /proc/softirqs counted (nothing lost), and the hops' polls
+    # explain most of them (the rest: the host's own traffic during the run)
+    assert 0.95 < a["traced_over_net_rx"] < 1.05 and a["attributed_over_net_rx"] > 0.5
+    assert a["polls_per_attributed_run"] >= 1  # one run drains every NAPI scheduled on its CPU
+    for w in r.windows:
+        assert w["attributed_net_rx_per_s"] <= w["traced_net_rx_per_s"] <= w["attributed_polls_per_s"] * 2
     assert r.meta["host"]["cpus"] >= 1 and "3." in r.meta["host"]["iperf3"]
     assert TrialResult.from_dict(r.to_dict()).tenants[0].rtt_us == lat.rtt_us

@@ -132,12 +132,15 @@ class Counters:
                 self.attribution = {"source": ATTRIBUTION_HOST_WIDE, "reason": str(exc)}
                 log.warning("per-site attribution unavailable, using host-wide NET_RX: %s", exc)
 
-    def sample(self) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]], measure.HostSnapshot,
-                              TraceCounts | None]:
-        """Site and tenant counters, host counters and (when traced) cumulative polls per device."""
-        napi = self.trace.read() if self.trace is not None else None
+    def sample(self, final: bool = False) -> tuple[dict[Site, CounterSample], dict[str, dict[str, int]],
+                                                    measure.HostSnapshot, TraceCounts | None]:
+        """Site and tenant counters, host counters and (when traced) cumulative polls per device;
+        ``final`` stops the trace first, so its counts are complete."""
         host = measure.snapshot(self.kthreads)
         links = self._links.read()
+        napi = None
+        if self.trace is not None:  # after the clock: a drain takes time
+            napi = self.trace.stop() if final else self.trace.read()
         wanted = [(d.ns, d.dev) for d in self.devices.values()] + list(self.tenant_dev.values())
         missing = [f"netns {ns}: no device {dev!r}" for ns, dev in wanted if dev not in links.get(ns, {})]
         if missing:
@@ -152,10 +155,13 @@ class Counters:
         tenants = {name: links[ns][dev] for name, (ns, dev) in self.tenant_dev.items()}
         return sites, tenants, host, napi
 
+    def attribution_state(self) -> dict:
+        """Where per-site polls come from (and, when traced, the events lost so far)."""
+        return {**self.attribution, "overrun": self.trace.overrun()} if self.trace is not None else dict(self.attribution)
+
     def close(self) -> None:
         self._links.close()
         if self.trace is not None:
-            self.attribution["overrun"] = self.trace.overrun()
             self.trace.close()
 
 
@@ -220,7 +226,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             tap_samples: list[tuple[int, int, int]] = []
             for k in range(n_windows):
                 _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
-                new_sites, new_ten, host, napi = counters.sample()
+                new_sites, new_ten, host, napi = counters.sample(final=k == n_windows - 1)
                 lat = {}
                 if tap_reader is not None:
                     tap_samples += tap_reader.read_new()
@@ -281,7 +287,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     for t, port in tap_ports.items()
                 },
                 "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
-                "attribution": attribution_summary(counters.attribution, napi0, prev_napi,
+                "attribution": attribution_summary(counters.attribution_state(), napi0, prev_napi,
                                                    host_end.net_rx - host0.net_rx),
                 "wall_s": time.monotonic() - wall0,
             },
