@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
+from pathlib import Path
 
 from test_agent_root import ORIGINAL, SET, VCOAL, Agent, _config, _knobs, _until
 from vct_netns import netns, root, sh
@@ -66,3 +69,27 @@ def test_a_journal_of_an_unreachable_namespace_is_kept(tmp_path):
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+@root
+def test_metrics_off_loopback_warn_and_port_0_logs_the_port_bound(tmp_path):
+    with netns() as ns:
+        sh("ip", "-n", ns, "link", "add", "vif1.0", "type", "veth", "peer", "name", "geth0")
+        sh("ip", "-n", ns, "addr", "add", "198.18.7.1/24", "dev", "vif1.0")
+        for dev in ("vif1.0", "geth0"):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        cfg = _config(tmp_path, policy="off")
+        cfg.write_text(cfg.read_text().replace("enabled = false\nport = 0", 'enabled = true\naddress = "198.18.7.1"\nport = 0'))
+        agent = Agent(ns, cfg, tmp_path / "a.log")
+        try:
+            _until(lambda: "/metrics" in agent.text(), what="metrics served")
+            text = agent.text()
+            assert "WARNING" in text and "metrics on 198.18.7.1 are reachable from other hosts" in text
+            port = int(re.search(r"metrics on http://198\.18\.7\.1:(\d+)/metrics", text).group(1))
+            assert port != 0
+            got = sh("ip", "netns", "exec", ns, sys.executable, "-c",
+                     f"import urllib.request;print(urllib.request.urlopen('http://198.18.7.1:{port}/metrics').read().decode())")
+            assert "vcoal_agent_windows_total" in got.stdout
+        finally:
+            assert agent.stop() == 0
+        assert Path(tmp_path / "journal.json.lock").exists()

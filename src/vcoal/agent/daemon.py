@@ -10,6 +10,7 @@ from the journal. ``vcoal agent status`` reads the status file written here abou
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import random
@@ -155,14 +156,7 @@ class Agent:
             signal.signal(signal.SIGINT, self._signal)
         try:
             if cfg.metrics.enabled:
-                try:
-                    self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
-                except OSError as exc:
-                    raise AgentError(
-                        f"metrics endpoint {cfg.metrics.address}:{cfg.metrics.port}: {exc.strerror or exc}; "
-                        "change [metrics] port or set enabled = false"
-                    ) from None
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
+                self._serve_metrics()
             freeze_setup_objects()
             self.result = run_loop(
                 MonotonicClock(), source, policy, self.applier, self.stop, cfg.window_ns,
@@ -172,6 +166,20 @@ class Agent:
             self._shutdown()
             source.close()
         return self.result
+
+    def _serve_metrics(self) -> None:
+        address, port = self.config.metrics.address, self.config.metrics.port
+        try:
+            port = self.metrics.serve(address, port)
+        except OSError as exc:
+            raise AgentError(
+                f"metrics endpoint {address}:{port}: {exc.strerror or exc}; "
+                "change [metrics] port or set enabled = false"
+            ) from None
+        if not _is_loopback(address):
+            log.warning("metrics on %s are reachable from other hosts, without authentication "
+                        "([metrics] address; 127.0.0.1 keeps them local)", address)
+        log.info("metrics on http://%s:%d/metrics", address, port)
 
     def _shutdown(self) -> None:
         restored = 0
@@ -247,6 +255,13 @@ class Agent:
             atomic_write_json(Path(self.config.status_path), status, fsync=False)
         except OSError as exc:
             log.debug("status file %s: %s", self.config.status_path, exc)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _params_text(p: dict) -> str:
