@@ -127,12 +127,13 @@ def status_cmd(
                       + (f"; {left} left in the journal: run `vcoal agent restore`" if left else ""))
     elif state == "not running":
         console.print("the agent died without restoring: the knobs below may still be set; run `vcoal agent restore`")
-    in_force = "knobs in force" if state == "running" else "knobs last set"
-    table = Table("interface", "site", "driver", in_force, "backed off (s)", "note")
-    for name, i in status.get("interfaces", {}).items():
-        knobs = " ".join(f"{k}={v}" for k, v in i["knobs"].items())
-        table.add_row(name, i["site"], i.get("driver", ""), knobs, str(i["backed_off_s"] or ""), i.get("note", ""))
-    console.print(table)
+    if state != "stopped":
+        in_force = "knobs in force" if state == "running" else "knobs last set"
+        table = Table("interface", "site", "driver", in_force, "backed off (s)", "note")
+        for name, i in status.get("interfaces", {}).items():
+            knobs = " ".join(f"{k}={v}" for k, v in i["knobs"].items())
+            table.add_row(name, i["site"], i.get("driver", ""), knobs, str(i["backed_off_s"] or ""), i.get("note", ""))
+        console.print(table)
     decisions = Table("window", "site", "changed", "applied", "reason")
     for d in status.get("last_decisions", [])[-10:]:
         decisions.add_row(str(d["window"]), d["site"], str(d["changed"]), d.get("applied", ""), d["reason"])
