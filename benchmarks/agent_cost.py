@@ -142,6 +142,7 @@ def _inner(args: argparse.Namespace) -> int:
             res = run_loop(MonotonicClock(), source, policy, applier, stop, cfg.window_ns, on_window=on_window)
             knobs.restore()
             knobs.close()
+            knobs.journal.release()  # the next case locks the same journal
             # from the end of the first window (setup, initial decision and first sample excluded)
             (t0, p0), (t1, p1) = marks[1], marks[-1]
             n = len(marks) - 2
@@ -215,6 +216,7 @@ def _reaction(peer: str, tmp: str) -> dict[str, float]:
         p.wait()
     knobs.restore()
     knobs.close()
+    knobs.journal.release()
     print("window rx_pps gro_flush_timeout_ns:", [(w, round(pps), g) for w, pps, g in rows])
     idle_pps = max(pps for w, pps, _ in rows if w <= 10)
     loaded = next(w for w, pps, _ in rows if w > 10 and pps > max(1000.0, 10 * idle_pps))

@@ -222,3 +222,75 @@ def test_queues_become_sites_and_are_decided_alone():
     counters.now = {"vif1.0"}  # eth0 vanished: both of its queues go
     src.scan()
     assert set(app.managed) == {"vif1.0"} and {"eth0:q0", "eth0:q2"} <= set(knobs.forgotten)
+
+
+_ENA_BUCKETS = (0, 8, 16, 32, 50, 100, 200)  # rx-usecs the device can do; it pins to the nearest
+
+
+class QuantizingKnobs(FakeKnobs):
+    """rx_usecs applied like ENA (nearest device bucket) or ixgbevf (stored as usecs << 2 in 2-usec units)."""
+
+    def __init__(self, devices, quantize):
+        super().__init__(devices)
+        self.quantize = quantize
+
+    def set(self, ifname, values):
+        self.writes.append((ifname, dict(values)))
+        applied = {k: self.quantize(v) if k == "rx_usecs" else v for k, v in values.items()}
+        self.devices[ifname].update(applied)
+        return applied
+
+
+def _ena(v):
+    return min(_ENA_BUCKETS, key=lambda b: (abs(b - v), b))
+
+
+def _ixgbevf(v):
+    return ((v << 2) >> 3) << 1  # the register keeps 2-usec units: odd values come back one lower
+
+
+@pytest.mark.parametrize("quantize, asked, applied", [(_ena, 64, 50), (_ixgbevf, 25, 24)])
+def test_a_quantizing_driver_is_written_once_per_decision(quantize, asked, applied, caplog):
+    knobs = QuantizingKnobs({"eth0": {"rx_usecs": 8, "napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}}, quantize)
+    cfg = parse_config({"safety": {"max_changes_per_minute": 60},
+                        "interfaces": [{"match": ["eth0"], "layer": "nic", "knobs": ["rx_usecs"]}]})
+    clock = Clock()
+    app = KnobApplier(cfg, knobs, clock_s=clock)
+    app.adopt("eth0", cfg.group_of("eth0"))
+    with caplog.at_level(logging.INFO):
+        for w in range(10):
+            clock.t += 1
+            [a] = app.apply(_decide(ETH, rx_usecs=asked), w)
+            assert a.params.rx_usecs == applied and app.params(ETH).rx_usecs == applied  # the policy sees it
+    assert knobs.writes == [("eth0", {"rx_usecs": asked})]  # not once a window until the rate limit
+    assert caplog.text.count("instead of") == 1
+    app.apply(_decide(ETH, rx_usecs=120), 10)  # a new decision is written
+    app.apply(_decide(ETH, rx_usecs=asked), 11)  # and going back asks again
+    assert [w[1]["rx_usecs"] for w in knobs.writes] == [asked, 120, asked]
+
+
+def test_an_outside_change_of_a_quantized_knob_is_still_noticed():
+    knobs = QuantizingKnobs({"eth0": {"rx_usecs": 8, "napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}}, _ena)
+    cfg = parse_config({"safety": {"verify_every_windows": 1, "backoff_s": 10},
+                        "interfaces": [{"match": ["eth0"], "layer": "nic", "knobs": ["rx_usecs"]}]})
+    clock = Clock()
+    app = KnobApplier(cfg, knobs, clock_s=clock)
+    app.adopt("eth0", cfg.group_of("eth0"))
+    app.apply(_decide(ETH, rx_usecs=64), 0)
+    knobs.devices["eth0"]["rx_usecs"] = 200  # an administrator
+    app.begin_window(1)
+    assert app.managed["eth0"].backoff_until > clock.t
+    clock.t += 11
+    app.apply(_decide(ETH, rx_usecs=64), 2)  # after the back-off the decision is applied again
+    assert [w[1]["rx_usecs"] for w in knobs.writes] == [64, 64] and knobs.devices["eth0"]["rx_usecs"] == 50
+
+
+def test_a_group_matching_no_interface_is_a_warning(caplog):
+    from vcoal.agent.linux_io import LinuxSource
+
+    cfg = parse_config({"interfaces": [{"match": ["vif*"], "layer": "backend"}, {"match": ["eth0"], "layer": "nic"}]})
+    knobs = FakeKnobs({"eth0": {"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}})
+    with caplog.at_level(logging.WARNING):
+        LinuxSource(cfg, KnobApplier(cfg, knobs), _Counters({"eth0", "lo"})).context()
+    assert "interfaces.0: match ['vif*'] matches no interface" in caplog.text
+    assert "interfaces.1" not in caplog.text

@@ -89,3 +89,26 @@ def test_queues_make_one_site_per_queue():
     ]})
     assert cfg.interfaces[0].units("eth0") == ["eth0:q0", "eth0:q2"]
     assert cfg.interfaces[1].queues == "all" and cfg.interfaces[1].units("vif1.0") == ["vif1.0"]
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        {"match": ["*"], "layer": "nic"},
+        {"match": ["*"], "exclude": ["lo"], "layer": "nic"},  # still every other interface
+        {"match": ["l*"], "layer": "nic"},  # takes lo
+        {"match": ["eth0", "lo"], "layer": "nic"},
+    ],
+)
+def test_lo_or_every_interface_needs_allow_all(group):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"interfaces": [group]})
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("config: interfaces.0.allow_all:") and "allow_all = true" in text
+    cfg = parse_config({"interfaces": [{**group, "allow_all": True}]})  # said explicitly: accepted
+    assert cfg.interfaces[0].allow_all
+
+
+def test_a_narrow_match_needs_no_allow_all():
+    cfg = parse_config({"interfaces": [{"match": ["l*"], "exclude": ["lo"], "layer": "nic"}, *OK["interfaces"]]})
+    assert not cfg.interfaces[0].allow_all and cfg.group_of("lo") is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vcoal.linux.features import set_features
-from vcoal.linux.journal import Journal, JournalEntry, atomic_write_json
+from vcoal.linux.journal import FORMAT_VERSION, Journal, JournalEntry, atomic_write_json
 from vcoal.linux.knobs import (
     KnobUnsupported,
     LinuxKnobs,
@@ -29,7 +29,8 @@ def test_journal_first_original_wins_and_survives_reload(tmp_path):
     j.record([JournalEntry("ns1", "eth0", "rx_usecs", "ethtool", 99)])  # never overwrites
     again = Journal(path)
     assert [e.original for e in again.entries.values()] == [8]
-    assert json.loads(path.read_text())["format_version"] == 1
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    j.release()  # one owner at a time
     again.forget(list(again.entries))
     assert not path.exists()  # an empty journal is no journal
 

@@ -37,6 +37,7 @@ KnobName = Literal[
     "napi_defer_hard_irqs", "gro_flush_timeout_ns", "rx_usecs", "rx_frames", "tx_usecs", "tx_frames"
 ]
 assert set(KnobName.__args__) == set(KNOBS)  # type: ignore[attr-defined]
+_ANY_NAMES = ("lo", "eth0", "x", "vif1.0", "enp0s31f6", "tap-a_b@c", "9")  # a glob matching all takes anything
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,22 @@ class InterfaceGroup(_Model):
     bounds: dict[KnobName, tuple[int, int]] = {}
     exclude: list[str] = []
     queues: str | list[int] = "all"
+    allow_all: Annotated[bool, Field(validate_default=True)] = False
+
+    @field_validator("allow_all")
+    @classmethod
+    def _allow_all(cls, v: bool, info: ValidationInfo) -> bool:
+        match, exclude = info.data.get("match"), info.data.get("exclude", [])
+        if v or not match:
+            return v
+        group = InterfaceGroup.model_construct(match=match, exclude=exclude)
+        wide = next((p for p in match if all(fnmatch.fnmatchcase(n, p) for n in _ANY_NAMES)), None)
+        if wide is not None or group.matches("lo"):
+            what = f"{wide!r} takes every interface" if wide is not None else "match takes lo"
+            raise ValueError(
+                f"{what}; name the interfaces (exclude lo), or set allow_all = true in this group to mean it"
+            )
+        return v
 
     @field_validator("queues", mode="before")
     @classmethod

@@ -1,13 +1,16 @@
 """The agent daemon: wires the Linux parts into ``run_loop`` and adds the safety net.
 
-Order at start: check privilege (CAP_NET_ADMIN, unless dry run) -> restore a journal left over by
-a killed agent -> discover interfaces -> serve metrics -> loop. SIGTERM and SIGINT set the stop
-event; on any exit (signal, error) every knob the agent changed is restored from the journal.
-``vcoal agent status`` reads the status file written here about once a second.
+Order at start: check privilege (CAP_NET_ADMIN, unless dry run) -> lock the journal (one agent
+per journal; an unusable ``journal_path`` stops here, before anything is applied) -> restore a
+journal left over by a killed agent -> discover interfaces -> serve metrics -> loop. SIGTERM and
+SIGINT set the stop event; on any exit (signal, error) every knob the agent changed is restored
+from the journal. ``vcoal agent status`` reads the status file written here about once a second
+(``describe_state`` tells a running agent from a stopped or killed one).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import random
@@ -23,9 +26,10 @@ from vcoal.agent.linux_io import KnobApplier, LinuxSource
 from vcoal.agent.loop import LoopResult, MonotonicClock, WindowReport, freeze_setup_objects, run_loop
 from vcoal.agent.metrics import AgentMetrics
 from vcoal.linux.hostinfo import driver_of, has_cap_net_admin, host_info
-from vcoal.linux.journal import Journal, atomic_write_json
-from vcoal.linux.knobs import LinuxKnobs, restore_journal
+from vcoal.linux.journal import Journal, JournalBusy, JournalError, atomic_write_json
+from vcoal.linux.knobs import LinuxKnobs
 from vcoal.linux.procs import alive
+from vcoal.linux.restore import RestoreIncomplete, restore_all
 from vcoal.policies import make_policy
 
 log = logging.getLogger(__name__)
@@ -35,17 +39,50 @@ class AgentError(RuntimeError):
     """The agent cannot run; the message says why and what to do."""
 
 
-def restore_leftovers(journal_path: str | Path) -> int:
-    """Restore a journal left by an agent that did not exit cleanly; returns knobs restored."""
+def open_journal(journal_path: str | Path) -> Journal:
+    """The journal at ``journal_path``, locked for this process; AgentError (one line) when it is
+    owned by another agent, tampered with, or cannot be created."""
+    try:
+        journal = Journal(journal_path)
+        journal.acquire()
+    except (JournalBusy, JournalError) as exc:
+        raise AgentError(str(exc)) from None
+    except OSError as exc:
+        raise AgentError(
+            f"journal_path {journal_path}: cannot create the journal's directory or lock file "
+            f"({exc.strerror or exc}); choose a writable journal_path"
+        ) from None
+    return journal
+
+
+def restore_leftovers(journal_path: str | Path, journal: Journal | None = None) -> int:
+    """Restore a journal left by an agent that did not exit cleanly; returns knobs restored.
+
+    Locks the journal first (unless ``journal``, already locked, is given): a journal whose agent
+    is still running is refused. Entries that cannot be restored stay, and AgentError says why.
+    """
     path = Path(journal_path)
-    if not path.exists():
+    if journal is None:
+        if not path.exists():
+            return 0
+        journal = open_journal(path)
+    if not len(journal):
         return 0
-    j = Journal(path)
-    if j.owner_pid and j.owner_pid != os.getpid() and alive(j.owner_pid) and _is_agent(j.owner_pid):
-        raise AgentError(f"journal {path} belongs to a running agent (pid {j.owner_pid}); stop it first")
-    n = restore_journal(path)
+    try:
+        n = restore_all(journal)
+    except RestoreIncomplete as exc:
+        raise AgentError(str(exc)) from None
     log.warning("restored %d knob(s) from leftover journal %s", n, path)
     return n
+
+
+def describe_state(status: dict) -> str:
+    """"running", "stopped" (knobs restored at exit) or "not running" (the agent died without
+    restoring: its knobs may still be set) for the contents of a status file."""
+    if not status.get("running"):
+        return "stopped"
+    pid = status.get("pid")
+    return "running" if isinstance(pid, int) and alive(pid) and _is_agent(pid) else "not running"
 
 
 def _is_agent(pid: int) -> bool:
@@ -80,6 +117,8 @@ class Agent:
         self._overruns = 0
         self.started = time.time()
         self.knobs: LinuxKnobs | None = None
+        self.journal: Journal | None = None
+        self.restored = 0
         self.applier: KnobApplier | None = None
 
     def _signal(self, signum: int, _frame: object) -> None:
@@ -102,8 +141,12 @@ class Agent:
             if Path(cfg.journal_path).exists():
                 log.warning("leftover journal %s not restored in dry run (run `vcoal agent restore`)", cfg.journal_path)
         else:
-            self.metrics.restores.inc(restore_leftovers(cfg.journal_path))
-            journal = Journal(cfg.journal_path)
+            journal = self.journal = open_journal(cfg.journal_path)
+            try:
+                self.metrics.restores.inc(restore_leftovers(cfg.journal_path, journal))
+            except AgentError:
+                journal.release()
+                raise
         self.knobs = LinuxKnobs(None, journal, dry_run=self.dry_run)
         self.applier = KnobApplier(cfg, self.knobs, dry_run=self.dry_run)
         source = LinuxSource(cfg, self.applier)
@@ -113,14 +156,7 @@ class Agent:
             signal.signal(signal.SIGINT, self._signal)
         try:
             if cfg.metrics.enabled:
-                try:
-                    self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
-                except OSError as exc:
-                    raise AgentError(
-                        f"metrics endpoint {cfg.metrics.address}:{cfg.metrics.port}: {exc.strerror or exc}; "
-                        "change [metrics] port or set enabled = false"
-                    ) from None
-                log.info("metrics on http://%s:%d/metrics", cfg.metrics.address, cfg.metrics.port)
+                self._serve_metrics()
             freeze_setup_objects()
             self.result = run_loop(
                 MonotonicClock(), source, policy, self.applier, self.stop, cfg.window_ns,
@@ -131,6 +167,20 @@ class Agent:
             source.close()
         return self.result
 
+    def _serve_metrics(self) -> None:
+        address, port = self.config.metrics.address, self.config.metrics.port
+        try:
+            port = self.metrics.serve(address, port)
+        except OSError as exc:
+            raise AgentError(
+                f"metrics endpoint {address}:{port}: {exc.strerror or exc}; "
+                "change [metrics] port or set enabled = false"
+            ) from None
+        if not _is_loopback(address):
+            log.warning("metrics on %s are reachable from other hosts, without authentication "
+                        "([metrics] address; 127.0.0.1 keeps them local)", address)
+        log.info("metrics on http://%s:%d/metrics", address, port)
+
     def _shutdown(self) -> None:
         restored = 0
         if self.knobs is not None:
@@ -140,7 +190,10 @@ class Agent:
                 except Exception:  # keep going: the journal stays for `vcoal agent restore`
                     log.exception("restore failed; run `vcoal agent restore`")
             self.knobs.close()
+        if self.journal is not None:
+            self.journal.release()
         self.metrics.restores.inc(restored)
+        self.restored = restored
         log.info("stopped after %d windows (%d overruns); restored %d knob(s)",
                  self._windows, self._overruns, restored)
         self._write_status(running=False)
@@ -171,8 +224,9 @@ class Agent:
             self._write_status(running=True)
 
     def _write_status(self, running: bool) -> None:
+        """The status file; once stopped it lists no knobs in force (they were restored)."""
         interfaces = {}
-        if self.applier is not None:
+        if self.applier is not None and running:
             now = time.monotonic()
             for name, m in sorted(self.applier.managed.items()):
                 interfaces[name] = {
@@ -191,6 +245,8 @@ class Agent:
             "started_unix_s": self.started,
             "updated_unix_s": time.time(),
             "windows": self._windows,
+            "restored": self.restored,
+            "journal_entries": len(self.journal) if self.journal is not None else 0,
             "overruns": self._overruns,
             "interfaces": interfaces,
             "last_decisions": list(self.last_records),
@@ -199,6 +255,13 @@ class Agent:
             atomic_write_json(Path(self.config.status_path), status, fsync=False)
         except OSError as exc:
             log.debug("status file %s: %s", self.config.status_path, exc)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _params_text(p: dict) -> str:

@@ -6,7 +6,10 @@ samples their counters. ``KnobApplier`` turns decided ``CoalesceParams`` into kn
 safety rules: only configured and supported knobs, clamped to the configured bounds, at most
 ``max_changes_per_minute`` changes per interface, journaled before the first change, read back
 after each write; a knob found changed by someone else puts the interface in back-off (its journal
-entries are dropped: the administrator owns it now) for ``backoff_s``.
+entries are dropped: the administrator owns it now) for ``backoff_s``. A driver that applies a
+nearby value (ENA's rx-usecs buckets, ixgbevf's usecs << 2) is written once per decided value:
+the applier remembers what the driver applied for what was asked and rewrites only when the
+decision changes; the policy sees the applied value.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Managed:
     backoff_until: float = 0.0
     last_reason: str = ""
     controlled: tuple[str, ...] = ()  # the knobs the agent may write here: configured and supported
+    quantized: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob: (asked, driver applied)
 
     def __post_init__(self) -> None:
         self.controlled = tuple(k for k in self.group.knobs if k in self.supported)
@@ -166,7 +170,10 @@ class KnobApplier:
             if lo is not None:
                 v = min(max(v, lo), hi)
             wanted[k] = v
-        changes = {k: v for k, v in wanted.items() if v != m.knob_values.get(k)}
+        changes = {
+            k: v for k, v in wanted.items()
+            if v != m.knob_values.get(k) and m.quantized.get(k) != (v, m.knob_values.get(k))
+        }
         if not changes:
             return changes
         while m.changes and now - m.changes[0] >= 60.0:
@@ -196,6 +203,11 @@ class KnobApplier:
             log.warning("%s: %s", m.ifname, exc)
             return Applied(m.site, m.in_force, skipped="unsupported")
         off = {k: (changes[k], got[k]) for k in changes if got.get(k) != changes[k]}
+        for k in changes:
+            if k in off:
+                m.quantized[k] = off[k]  # asking again would only get the same (and may reset a queue)
+            else:
+                m.quantized.pop(k, None)
         if off:
             log.info("%s: driver applied %s instead of %s", m.ifname, {k: b for k, (_, b) in off.items()},
                      {k: a for k, (a, _) in off.items()})
@@ -218,6 +230,7 @@ class LinuxSource:
         self._rescan = True
         self._context: PolicyContext | None = None
         self._context_of: tuple[str, ...] = ()  # the interfaces under control when it was built
+        self._warned_unmatched = False
         self._order_of: tuple[Managed, ...] = ()
         self._order: tuple[list[str], list[Site]] = ([], [])
 
@@ -235,6 +248,12 @@ class LinuxSource:
                 for unit in group.units(ifname):
                     if unit not in self.applier.managed:
                         self.applier.adopt(unit, group)
+        if not self._warned_unmatched:
+            self._warned_unmatched = True
+            for i, g in enumerate(self.config.interfaces):
+                if not any(g.matches(name) for name in present):
+                    log.warning("interfaces.%d: match %s matches no interface here (yet); "
+                                "one that appears is picked up at a rescan", i, g.match)
         if tuple(self.applier.managed) != self._context_of:
             self._context = None  # (unchanged: the loop would keep its context anyway)
 

@@ -66,9 +66,10 @@ class AgentMetrics:
             "vcoal_agent_window_processing_seconds", "CPU wall time spent in the last window's work", registry=r
         )
 
-    def serve(self, address: str, port: int) -> None:
-        """Start the HTTP endpoint (a daemon thread)."""
-        start_http_server(port, addr=address, registry=self.registry)
+    def serve(self, address: str, port: int) -> int:
+        """Start the HTTP endpoint (a daemon thread); returns the port bound (``port`` 0: any free one)."""
+        server, _thread = start_http_server(port, addr=address, registry=self.registry)
+        return int(server.server_port)
 
     def set_params(self, interface: str, layer: str, params: CoalesceParams) -> None:
         """Publish the parameters in force at one interface."""

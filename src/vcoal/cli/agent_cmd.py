@@ -112,18 +112,28 @@ def status_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from vcoal.agent.daemon import describe_state
+
     age_s = time.time() - status.get("updated_unix_s", 0)
-    state = "running" if status.get("running") else "stopped"
+    state = describe_state(status)
     console = Console()
     console.print(
         f"agent pid {status['pid']} {state}{' (dry run)' if status.get('dry_run') else ''}, policy "
         f"{status['policy']}, {status['windows']} windows, {status['overruns']} overruns, updated {age_s:.1f} s ago"
     )
-    table = Table("interface", "site", "driver", "knobs in force", "backed off (s)", "note")
-    for name, i in status.get("interfaces", {}).items():
-        knobs = " ".join(f"{k}={v}" for k, v in i["knobs"].items())
-        table.add_row(name, i["site"], i.get("driver", ""), knobs, str(i["backed_off_s"] or ""), i.get("note", ""))
-    console.print(table)
+    if state == "stopped":
+        left = status.get("journal_entries", 0)
+        console.print(f"no knobs in force: restored {status.get('restored', 0)} knob(s) at exit"
+                      + (f"; {left} left in the journal: run `vcoal agent restore`" if left else ""))
+    elif state == "not running":
+        console.print("the agent died without restoring: the knobs below may still be set; run `vcoal agent restore`")
+    if state != "stopped":
+        in_force = "knobs in force" if state == "running" else "knobs last set"
+        table = Table("interface", "site", "driver", in_force, "backed off (s)", "note")
+        for name, i in status.get("interfaces", {}).items():
+            knobs = " ".join(f"{k}={v}" for k, v in i["knobs"].items())
+            table.add_row(name, i["site"], i.get("driver", ""), knobs, str(i["backed_off_s"] or ""), i.get("note", ""))
+        console.print(table)
     decisions = Table("window", "site", "changed", "applied", "reason")
     for d in status.get("last_decisions", [])[-10:]:
         decisions.add_row(str(d["window"]), d["site"], str(d["changed"]), d.get("applied", ""), d["reason"])

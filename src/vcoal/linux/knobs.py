@@ -20,8 +20,8 @@ caller's own namespace; sockets are opened inside that namespace, sysfs is reach
   ``set`` calls), ``close()``; also a context manager that restores on exit.
 - ``read_knobs(ifname, netns=None)`` / ``apply_knobs(ifname, values, netns=None, journal_path=None)``:
   one-shot helpers for the testbed.
-- ``restore_journal(path) -> int``: restore every entry of a journal file (any namespace) and
-  delete it; returns the number of knobs restored.
+- ``restore_journal(path) -> int``: restore every entry of a journal, each inside the namespace
+  it was recorded in (``vcoal.linux.restore``); the journal is deleted only when nothing is left.
 
 Queues: a name ``IF:qN`` (``queue_unit(ifname, n)``; ``split_unit`` parses it) stands for queue N of
 interface IF wherever an interface name is accepted. Its NAPI knobs go to the NAPIs that netdev
@@ -39,25 +39,21 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
 from vcoal.linux.journal import Journal, JournalEntry, entry_key
-from vcoal.linux.netlink import PARAM_TO_ATTR, EthtoolCoalesce, KnobUnsupported, NapiInfo, Netdev
+from vcoal.linux.names import ETHTOOL_KNOBS, KNOBS, NAPI_KNOBS, check_ifname, queue_unit, split_unit
+from vcoal.linux.netlink import EthtoolCoalesce, KnobUnsupported, NapiInfo, Netdev
+from vcoal.linux.nsid import NetnsId, netns_id
 
 log = logging.getLogger(__name__)
 
-NAPI_KNOBS = ("napi_defer_hard_irqs", "gro_flush_timeout_ns")
-ETHTOOL_KNOBS = tuple(PARAM_TO_ATTR)
-KNOBS = NAPI_KNOBS + ETHTOOL_KNOBS
 _SYSFS_NAME = {"napi_defer_hard_irqs": "napi_defer_hard_irqs", "gro_flush_timeout_ns": "gro_flush_timeout"}
 _NAPI_FIELD = {"napi_defer_hard_irqs": "defer_hard_irqs", "gro_flush_timeout_ns": "gro_flush_timeout_ns"}
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
 _GONE = (errno.ENODEV, errno.ENXIO, errno.ENOENT)
-_QUEUE_UNIT = re.compile(r"^(.+):q(\d{1,5})$")
 
 __all__ = [
     "ETHTOOL_KNOBS",
@@ -74,24 +70,8 @@ __all__ = [
 ]
 
 
-def queue_unit(ifname: str, queue: int) -> str:
-    """The name of queue ``queue`` of ``ifname`` (``eth0:q2``)."""
-    return f"{ifname}:q{int(queue)}"
-
-
-def split_unit(name: str) -> tuple[str, int | None]:
-    """``eth0:q2`` -> ("eth0", 2); a plain interface name -> (name, None)."""
-    m = _QUEUE_UNIT.match(name)
-    return (m.group(1), int(m.group(2))) if m else (name, None)
-
-
 class InterfaceGone(OSError):
     """The interface does not exist (any more)."""
-
-
-def _check_ifname(ifname: str) -> None:
-    if not _IFNAME.match(split_unit(ifname)[0]):
-        raise ValueError(f"interface name {ifname!r}: not a valid Linux interface name")
 
 
 class _Sysfs:
@@ -147,6 +127,7 @@ class LinuxKnobs:
     def __init__(self, netns: str | None = None, journal: Journal | None = None, dry_run: bool = False) -> None:
         self.netns = netns
         self.journal = journal
+        self.nsid = netns_id(netns) if journal is not None else NetnsId(netns, 0)  # as journaled
         self.dry_run = dry_run
         self._sysfs = _Sysfs(netns)
         self._ethtool: EthtoolCoalesce | None = None
@@ -175,7 +156,7 @@ class LinuxKnobs:
 
     def ifindex(self, ifname: str) -> int:
         """Interface index (of a queue's interface); raises InterfaceGone."""
-        _check_ifname(ifname)
+        check_ifname(ifname)
         ifname = split_unit(ifname)[0]
         if self.netns is None:
             try:
@@ -273,7 +254,7 @@ class LinuxKnobs:
 
     def read(self, ifname: str, knobs: tuple[str, ...] | None = None) -> dict[str, int]:
         """Current values of the supported knobs (all, or those among ``knobs``; NAPI: first NAPI's)."""
-        _check_ifname(ifname)
+        check_ifname(ifname)
         out: dict[str, int] = {}
         if knobs is None or any(k in ETHTOOL_KNOBS for k in knobs) or ifname not in self._supported:
             eth = self._read_ethtool(ifname)
@@ -337,7 +318,7 @@ class LinuxKnobs:
             return
         entries = []
         for ifname, knobs in plan.items():
-            todo = [k for k in knobs if entry_key(self.netns, ifname, k) not in self.journal]
+            todo = [k for k in knobs if self._key(ifname, k) not in self.journal]
             if not todo:
                 continue
             try:
@@ -348,19 +329,21 @@ class LinuxKnobs:
             except (InterfaceGone, KnobUnsupported):
                 continue  # set() reports it for this site; the loop goes on
             now = {**napi, **eth}
-            entries += [
-                JournalEntry(
-                    self.netns, ifname, k, backend if k in NAPI_KNOBS else "ethtool", now[k],
-                    per_napi.get(k, {}) if k in NAPI_KNOBS else {},
-                )
-                for k in todo if k in now
-            ]
+            entries += [self._entry(ifname, k, backend, now[k], per_napi) for k in todo if k in now]
         self.journal.record(entries)
+
+    def _key(self, ifname: str, knob: str) -> str:
+        return entry_key(self.nsid.name, ifname, knob, self.nsid.inode)
+
+    def _entry(self, ifname: str, k: str, backend: str, original: int, per_napi: dict) -> JournalEntry:
+        napi = k in NAPI_KNOBS
+        return JournalEntry(self.nsid.name, ifname, k, backend if napi else "ethtool", original,
+                            per_napi.get(k, {}) if napi else {}, self.nsid.inode)
 
     # --- writing --------------------------------------------------------------------------
     def set(self, ifname: str, values: dict[str, int]) -> dict[str, int]:
         """Journal originals, write the knobs that differ, read back; returns the values in force."""
-        _check_ifname(ifname)
+        check_ifname(ifname)
         unknown = sorted(set(values) - set(KNOBS))
         if unknown:
             raise ValueError(f"knob {unknown[0]!r}: unknown; accepted: {', '.join(KNOBS)}")
@@ -384,15 +367,7 @@ class LinuxKnobs:
             log.info("dry run: would set %s %s", ifname, changes)
             return {**{k: now[k] for k in values}, **changes}
         if self.journal is not None:
-            self.journal.record([
-                JournalEntry(
-                    self.netns, ifname, k,
-                    backend if k in NAPI_KNOBS else "ethtool",
-                    now[k],
-                    per_napi.get(k, {}) if k in NAPI_KNOBS else {},
-                )
-                for k in changes
-            ])
+            self.journal.record([self._entry(ifname, k, backend, now[k], per_napi) for k in changes])
         self._write(ifname, changes, backend, per_napi)
         after = self.read(ifname, tuple(values))
         return {k: after[k] for k in values}
@@ -435,7 +410,8 @@ class LinuxKnobs:
             return 0
         entries = [
             e for e in self.journal.entries.values()
-            if e.netns == self.netns and (ifname is None or e.ifname == ifname)
+            if (e.netns_inode == self.nsid.inode if e.netns_inode else e.netns == self.netns)
+            and (ifname is None or e.ifname == ifname)
         ]
         done = 0
         for e in entries:
@@ -472,7 +448,7 @@ class LinuxKnobs:
             self._no_ethtool.discard(ifname)
             self._supported.pop(ifname, None)
         if self.journal is not None:
-            self.journal.forget([entry_key(self.netns, ifname, k) for k in (KNOBS if knobs is None else knobs)])
+            self.journal.forget([self._key(ifname, k) for k in (KNOBS if knobs is None else knobs)])
 
     def close(self) -> None:
         """Close the netlink sockets."""
@@ -508,18 +484,9 @@ def apply_knobs(
         k.close()
 
 
-def restore_journal(path: str | Path) -> int:
-    """Restore every knob recorded in a journal file, in every namespace; returns how many."""
-    journal = Journal(path)
-    done = 0
-    for netns in sorted({e.netns for e in journal.entries.values()}, key=lambda n: n or ""):
-        if netns is not None and not Path(f"/run/netns/{netns}").exists():
-            log.info("restore: namespace %s is gone, dropping its entries", netns)
-            journal.forget([e.key for e in journal.entries.values() if e.netns == netns])
-            continue
-        k = LinuxKnobs(netns, journal)
-        try:
-            done += k.restore()
-        finally:
-            k.close()
-    return done
+def restore_journal(path: str | Path | Journal) -> int:
+    """Restore every knob recorded in a journal, each in its own namespace; returns how many
+    (``vcoal.linux.restore.restore_all``: raises RestoreIncomplete when entries had to stay)."""
+    from vcoal.linux.restore import restore_all
+
+    return restore_all(path)
