@@ -6,6 +6,7 @@ and what is accepted, before any simulation starts.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -181,3 +182,100 @@ def test_a_scenario_file_that_is_not_utf8_names_the_file(tmp_path):
     (tmp_path / "s.toml").write_bytes(b'name = "ok"\nname2 = "\xff"\n')
     with pytest.raises(ValueError, match=r"s.toml:2: not UTF-8"):
         read_toml(tmp_path / "s.toml")
+
+
+# --- the CLI: budget, flags, Ctrl-C, strict JSON ----------------------------------------------------
+
+@pytest.fixture
+def cli():
+    from typer.testing import CliRunner
+
+    from vcoal.cli.main import _register, app
+
+    _register()
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def test_sim_refuses_a_run_above_the_event_budget_and_shows_the_estimate(tmp_path, cli, monkeypatch):
+    import vcoal.sim
+
+    def never(*a, **k):  # the refusal must come before any simulation starts
+        raise AssertionError("simulation started")
+
+    monkeypatch.setattr(vcoal.sim, "run_scenario", never)
+    (tmp_path / "s.toml").write_text('duration_s = 3600\n[[guests]]\nname="g1"\nworkload={kind="poisson", rate_pps=1e9}\n')
+    r = cli("sim", tmp_path / "s.toml")
+    assert r.exit_code == 2
+    assert "simulator events estimated" in r.output and "--force" in r.output and "e+" in r.output
+
+
+def test_event_estimate_scales_with_duration_and_rate():
+    from vcoal.sim.budget import estimate_events
+
+    base = parse_scenario(_with_workload(rate_pps=1e5) | {"duration_s": 1.0})
+    assert estimate_events(base.model_copy(update={"duration_s": 2.0})) == 2 * estimate_events(base)
+    stepped = parse_scenario(_with_workload(rate_pps=1e5, steps=[[0.5, 1e6]]) | {"duration_s": 1.0})
+    assert estimate_events(stepped) > 5 * estimate_events(base)
+
+
+def test_example_scenarios_are_within_the_budget():
+    from vcoal.sim.budget import over_budget
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    for path in [root / "reference.toml", *sorted((root / "suite").glob("*.toml"))]:
+        assert over_budget(load_scenario(path)) is None, path
+
+
+@pytest.mark.parametrize("value", [",", " , ", ""])
+def test_compare_refuses_an_empty_policy_list(cli, value):
+    r = cli("compare", ROOT / "examples/suite", "--policies", value)
+    assert r.exit_code == 2 and "--policies" in r.output and r.output.count("\n") == 1
+
+
+def test_sim_ctrl_c_says_what_was_kept(tmp_path, cli, monkeypatch):
+    import vcoal.sim
+
+    def interrupted_run(spec, policy, seed=None, duration_s=None, progress=None):
+        progress(0.25)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vcoal.sim, "run_scenario", interrupted_run)
+    (tmp_path / "s.toml").write_text('[[guests]]\nname="g1"\nworkload={kind="poisson"}\n')
+    r = cli("sim", tmp_path / "s.toml", "--out", tmp_path / "r.json")
+    assert r.exit_code == 130
+    assert "interrupted" in r.output and "25%" in r.output and "nothing stored" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "r.json").exists()
+
+
+def test_compare_ctrl_c_keeps_the_finished_rows(tmp_path, cli, monkeypatch):
+    import vcoal.experiments.compare as cmp
+
+    row = {"scenario": "s", "policy": "off", "tenants": [], "cpu_ns_per_packet": math.nan, "irq_per_s": 1.0,
+           "all_slos_met": False, "params": {}, "error": None}
+
+    def interrupted_compare(suite, names, on_done=None, **kw):
+        on_done(row)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmp, "compare", interrupted_compare)
+    r = cli("compare", ROOT / "examples/suite/01-latency-only.toml", "--json", tmp_path / "rows.json")
+    assert r.exit_code == 130 and "interrupted: 1 rows finished" in r.output
+    rows = json.loads((tmp_path / "rows.json").read_text(), parse_constant=_no_constant)
+    assert rows[0]["policy"] == "off" and rows[0]["cpu_ns_per_packet"] is None
+
+
+def _no_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def test_compare_json_is_strict(tmp_path, cli, monkeypatch):
+    import vcoal.experiments.compare as cmp
+
+    row = {"scenario": "s", "policy": "oracle", "tenants": [], "cpu_ns_per_packet": math.nan,
+           "irq_per_s": math.inf, "all_slos_met": False, "params": {}, "error": "no static setting"}
+    monkeypatch.setattr(cmp, "compare", lambda *a, **k: [row])
+    r = cli("compare", ROOT / "examples/suite/01-latency-only.toml", "--json", tmp_path / "rows.json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "rows.json").read_text(), parse_constant=_no_constant)
+    assert rows[0]["cpu_ns_per_packet"] is None and rows[0]["irq_per_s"] is None
