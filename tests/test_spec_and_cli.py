@@ -39,7 +39,7 @@ def test_bad_specs_are_refused_with_one_line(data, needle):
 def test_trace_csv_errors_name_file_and_line(tmp_path):
     (tmp_path / "t.csv").write_text("timestamp_us,size,direction\n1.0,64,rx\n2.0,99999,rx\n")
     (tmp_path / "s.toml").write_text('[[guests]]\nname="g"\nworkload={kind="trace", trace="t.csv"}\n')
-    with pytest.raises(ValueError, match=r"t.csv:3: .*size in \[1, 65535\]"):
+    with pytest.raises(ValueError, match=r"t.csv:3: size 99999: .*\[1, 65535\]"):
         load_scenario(tmp_path / "s.toml")
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.jsonout import strict_json
+from vcoal.cli.main import fail, interrupted
 
 EPILOG = """Examples:
 
@@ -28,26 +28,56 @@ def compare_cmd(
     seed: int = typer.Option(None, "--seed", help="root seed for every trial"),
     workers: int = typer.Option(2, "--workers", help="local processes", min=1, max=256),
     json_out: Path = typer.Option(None, "--json", help="write the rows as JSON to this file"),
+    force: bool = typer.Option(False, "--force", help="run even when a scenario's estimated simulator events exceed the budget"),
 ) -> None:
     """Run each policy on each scenario and print p99 vs SLO, throughput, CPU per packet, irq/s."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from vcoal.experiments.compare import compare
+    from vcoal.experiments.compare import compare, suite_paths
+    from vcoal.sim.budget import over_budget
+    from vcoal.spec import load_scenario
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
-    names = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+    names = None
+    if policies is not None:
+        names = [p.strip() for p in policies.split(",") if p.strip()]
+        if not names:
+            fail(f"--policies {policies!r}: no policy name given; e.g. --policies qos,off (omit it for all)")
+    try:
+        specs = [load_scenario(p) for p in suite_paths(suite)]
+    except ValueError as exc:
+        fail(str(exc))
+    for spec in specs:
+        refusal = None if force else over_budget(spec if duration is None else spec.model_copy(update={"duration_s": duration}))
+        if refusal is not None:
+            fail(refusal)
+    done: list[dict] = []
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("comparing", total=None)
+
+        def on_done(row: dict) -> None:
+            done.append(row)
+            bar.advance(task)
+
         try:
             rows = compare(suite, names, oracle=oracle, seed=seed, duration_s=duration, workers=workers,
-                           on_done=lambda r: bar.advance(task))
+                           on_done=on_done)
         except ValueError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            bar.stop()
+            kept = f"{len(done)} rows finished"
+            if json_out and done:
+                json_out.write_text(strict_json(done, indent=1))
+                kept += f", written to {json_out}"
+            else:
+                kept += ", nothing stored"
+            interrupted(kept)
     if json_out:
-        json_out.write_text(json.dumps(rows, indent=1))
+        json_out.write_text(strict_json(rows, indent=1))
     print_rows(rows)
 
 

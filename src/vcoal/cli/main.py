@@ -25,6 +25,16 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as a shell reports it."""
+
+
+def interrupted(kept: str) -> None:
+    """After Ctrl-C: one line on stderr saying what was kept, no traceback; exit 130."""
+    typer.echo(f"vcoal: interrupted: {kept}", err=True)
+    raise typer.Exit(INTERRUPTED)
+
+
 @app.command("policies", epilog="Example: vcoal policies")
 def policies_cmd() -> None:
     """List every registered policy with its parameters, defaults and a one-line description."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sys
 from pathlib import Path
 
 import typer
 
+from vcoal.cli.jsonout import strict_json
 from vcoal.cli.main import fail
 
 results_app = typer.Typer(
@@ -87,7 +87,7 @@ def query_cmd(
         w.writerows(rows)
     elif fmt == "json":
         for r in rows:
-            typer.echo(json.dumps(dict(zip(cols, r, strict=True)), default=str))
+            typer.echo(strict_json(dict(zip(cols, r, strict=True))))
     else:
         print_table(cols, rows)
 

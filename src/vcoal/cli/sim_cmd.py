@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.jsonout import strict_json
+from vcoal.cli.main import fail, interrupted
 
 EPILOG = """Examples:
 
@@ -49,10 +49,12 @@ def sim(
     as_json: bool = typer.Option(False, "--json", help="print the full result as one JSON document"),
     out: Path = typer.Option(None, "--out", "-o", help="also write the versioned result file (as sweeps do)"),
     cost: Path = typer.Option(None, "--cost", help="cost-model TOML (\\[cost] table, e.g. from 'vcoal calibrate fit'); its keys override the scenario's \\[cost]"),
+    force: bool = typer.Option(False, "--force", help="run even when the estimated simulator events exceed the budget"),
 ) -> None:
     """Simulate one scenario and print per-tenant latency vs SLO, per-layer interrupts, CPU use."""
     from vcoal.policies import make_policy
     from vcoal.sim import run_scenario
+    from vcoal.sim.budget import estimate_events, over_budget
     from vcoal.spec import load_scenario
 
     try:
@@ -76,6 +78,10 @@ def sim(
             raise ValueError(f"--duration {duration}: must be in (0, 3600] seconds")
         if seed is not None and seed < 0:
             raise ValueError(f"--seed {seed}: must be >= 0")
+        effective = spec if duration is None else spec.model_copy(update={"duration_s": duration})
+        refusal = None if force else over_budget(effective)
+        if refusal is not None:
+            raise ValueError(refusal)
     except json.JSONDecodeError as exc:
         fail(f"--params: not valid JSON: {exc}")
     except ValueError as exc:
@@ -89,23 +95,28 @@ def sim(
 
     # a single run is a sweep of one: same expansion, run key and trial execution as `vcoal sweep`
     trial = expand(single_trial(spec, pol.name if pol else "static", params, seed, duration))[0]
-    progress_cb, finish = _progress(spec.name, quiet=as_json and not sys.stderr.isatty())
+    label = f"{spec.name} (~{estimate_events(effective):.1e} events)"
+    progress_cb, finish, done = _progress(label, quiet=as_json and not sys.stderr.isatty())
 
     def trial_fn(s, p, seed=None, duration_s=None):
         return run_scenario(s, p, seed=seed, duration_s=duration_s, progress=progress_cb)
 
     try:
         outcome = execute_trial(trial.payload(), trial_fn=trial_fn)
+    except KeyboardInterrupt:
+        finish()
+        interrupted(f"simulation stopped at {done():.0%} of simulated time; nothing stored"
+                    + (f" ({out} not written)" if out is not None else ""))
     finally:
         finish()
     if outcome["status"] != "ok":
         fail(f"{outcome['error']['type']}: {outcome['error']['message']}", code=1)
     result = TrialResult.from_dict(outcome["result"])
-    doc = _finite(outcome["result"])
+    doc = outcome["result"]
     if out is not None:
         write_trial(out, document_for(trial, outcome, "local"))
     if as_json:
-        typer.echo(json.dumps(doc, allow_nan=False))
+        typer.echo(strict_json(doc))
         return
     from vcoal.cli.tables import print_summary
 
@@ -114,28 +125,20 @@ def sim(
         typer.echo(f"result file: {out}")
 
 
-def _finite(obj):
-    """NaN and infinities become null, so the document is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _progress(name: str, quiet: bool):
-    """A rich progress bar on stderr that appears only for runs longer than a second."""
+    """A rich progress bar on stderr that appears only for runs longer than a second.
+
+    Returns ``(update, finish, done)``: ``done()`` is the last fraction reported."""
     import time
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    state = {"bar": None, "task": None, "t0": time.monotonic()}
+    state = {"bar": None, "task": None, "t0": time.monotonic(), "done": 0.0}
     console = Console(stderr=True)
 
     def update(fraction: float) -> None:
+        state["done"] = fraction
         if quiet:
             return
         if state["bar"] is None:
@@ -150,8 +153,9 @@ def _progress(name: str, quiet: bool):
     def finish() -> None:
         if state["bar"] is not None:
             state["bar"].stop()
+            state["bar"] = None
 
-    return update, finish
+    return update, finish, lambda: state["done"]
 
 
 def register(app: typer.Typer) -> None:

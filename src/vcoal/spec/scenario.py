@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from vcoal.model.params import PARAM_RANGES, CoalesceParams
 from vcoal.model.slo import Slo
 from vcoal.model.tomlfile import read_toml
 from vcoal.model.units import Layer, Site
+from vcoal.spec.errors import spec_error_line
+from vcoal.spec.trace import MAX_DURATION_S, read_trace_csv, rows_problem
+
+Int = Annotated[int, Strict()]
+"""An integer field: refuses bool, float and str (``queues = true`` is an error, not 1)."""
+Float = Annotated[float, Strict()]
+"""A number field: accepts int and float, refuses bool and str."""
+
+MAX_RATE_PPS = 1e9
+"""Highest open-loop rate (``rate_pps`` and every rate step)."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every spec model: unknown keys refused, immutable, no NaN or infinity anywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _in_range(name: str):
@@ -29,14 +40,14 @@ def _in_range(name: str):
 class CoalesceSpec(_Strict):
     """Coalescing parameters (ethtool names); omitted fields keep their defaults."""
 
-    rx_usecs: int | None = _in_range("rx_usecs")
-    rx_frames: int | None = _in_range("rx_frames")
-    tx_usecs: int | None = _in_range("tx_usecs")
-    tx_frames: int | None = _in_range("tx_frames")
+    rx_usecs: Int | None = _in_range("rx_usecs")
+    rx_frames: Int | None = _in_range("rx_frames")
+    tx_usecs: Int | None = _in_range("tx_usecs")
+    tx_frames: Int | None = _in_range("tx_frames")
     timer: Literal["absolute", "packet", "itr"] | None = None
-    napi_budget: int | None = _in_range("napi_budget")
-    napi_defer_hard_irqs: int | None = _in_range("napi_defer_hard_irqs")
-    gro_flush_timeout_ns: int | None = _in_range("gro_flush_timeout_ns")
+    napi_budget: Int | None = _in_range("napi_budget")
+    napi_defer_hard_irqs: Int | None = _in_range("napi_defer_hard_irqs")
+    gro_flush_timeout_ns: Int | None = _in_range("gro_flush_timeout_ns")
 
     def apply(self, base: CoalesceParams) -> CoalesceParams:
         return CoalesceParams.from_dict(self.model_dump(exclude_none=True), base)
@@ -49,18 +60,18 @@ class CostSpec(_Strict):
     same mean (``exp``); ``irq_dist`` does the same for interrupt costs.
     """
 
-    irq_us: float = Field(1.0, ge=0, le=1000, description="physical interrupt, direct cost")
-    virq_us: float = Field(1.0, ge=0, le=1000, description="event-channel upcall / virtual irq in guest")
-    evtchn_send_us: float = Field(0.5, ge=0, le=1000, description="notify_remote_via_irq on the sender")
-    poll_us: float = Field(0.3, ge=0, le=1000, description="one NAPI poll invocation")
-    nic_pkt_us: float = Field(1.0, ge=0, le=1000, description="NIC driver rx/tx per packet in dom0")
-    bridge_pkt_us: float = Field(1.0, ge=0, le=1000, description="bridge forwarding per packet")
-    netback_pkt_us: float = Field(1.0, ge=0, le=1000, description="netback grant-copy op per packet")
-    byte_copy_ns: float = Field(0.15, ge=0, le=100, description="per byte copied by netback")
-    frontend_pkt_us: float = Field(0.5, ge=0, le=1000, description="netfront / virtio-net per packet")
-    stack_pkt_us: float = Field(1.0, ge=0, le=1000, description="guest TCP/IP stack per packet")
-    tx_clean_us: float = Field(0.1, ge=0, le=1000, description="NIC TX completion cleaned per packet")
-    ctx_switch_us: float = Field(1.5, ge=0, le=1000, description="waking the application thread")
+    irq_us: Float = Field(1.0, ge=0, le=1000, description="physical interrupt, direct cost")
+    virq_us: Float = Field(1.0, ge=0, le=1000, description="event-channel upcall / virtual irq in guest")
+    evtchn_send_us: Float = Field(0.5, ge=0, le=1000, description="notify_remote_via_irq on the sender")
+    poll_us: Float = Field(0.3, ge=0, le=1000, description="one NAPI poll invocation")
+    nic_pkt_us: Float = Field(1.0, ge=0, le=1000, description="NIC driver rx/tx per packet in dom0")
+    bridge_pkt_us: Float = Field(1.0, ge=0, le=1000, description="bridge forwarding per packet")
+    netback_pkt_us: Float = Field(1.0, ge=0, le=1000, description="netback grant-copy op per packet")
+    byte_copy_ns: Float = Field(0.15, ge=0, le=100, description="per byte copied by netback")
+    frontend_pkt_us: Float = Field(0.5, ge=0, le=1000, description="netfront / virtio-net per packet")
+    stack_pkt_us: Float = Field(1.0, ge=0, le=1000, description="guest TCP/IP stack per packet")
+    tx_clean_us: Float = Field(0.1, ge=0, le=1000, description="NIC TX completion cleaned per packet")
+    ctx_switch_us: Float = Field(1.5, ge=0, le=1000, description="waking the application thread")
     service_dist: Literal["det", "exp"] = "det"
     irq_dist: Literal["det", "exp"] = "det"
 
@@ -73,8 +84,8 @@ class HostSpec(_Strict):
     (e.g. ``virq_us = 3`` for injection without posted interrupts, simulation.md A.1).
     """
 
-    driver_domain_cores: int = Field(2, ge=1, le=256)
-    link_gbps: float = Field(10.0, gt=0, le=1000)
+    driver_domain_cores: Int = Field(2, ge=1, le=256)
+    link_gbps: Float = Field(10.0, gt=0, le=1000)
     layers: tuple[Literal["nic", "backend", "frontend"], ...] = ("nic", "backend", "frontend")
 
     @field_validator("layers")
@@ -88,10 +99,10 @@ class HostSpec(_Strict):
 class NicSpec(_Strict):
     """The physical NIC: queues, ring sizes and default coalescing for every queue."""
 
-    queues: int = Field(1, ge=1, le=64)
-    rx_ring: int = Field(1024, ge=1, le=100_000_000)
-    tx_ring: int = Field(1024, ge=1, le=100_000_000)
-    txqueuelen: int = Field(1000, ge=0, le=100_000_000, description="qdisc packets waiting for tx ring slots")
+    queues: Int = Field(1, ge=1, le=64)
+    rx_ring: Int = Field(1024, ge=1, le=100_000_000)
+    tx_ring: Int = Field(1024, ge=1, le=100_000_000)
+    txqueuelen: Int = Field(1000, ge=0, le=100_000_000, description="qdisc packets waiting for tx ring slots")
     coalesce: CoalesceSpec = CoalesceSpec()
 
 
@@ -111,23 +122,43 @@ class WorkloadSpec(_Strict):
 
     kind: Literal["request_response", "bulk", "poisson", "trace"]
     direction: Literal["rx", "tx"] = "rx"
-    outstanding: int = Field(1, ge=1, le=100_000, description="request_response: requests in flight")
-    request_bytes: int = Field(64, ge=1, le=65_535)
-    response_bytes: int = Field(64, ge=1, le=65_535)
-    think_us: float = Field(0.0, ge=0, le=1e7)
-    app_us: float = Field(2.0, ge=0, le=1e6, description="application work per request / packet")
-    window_pkts: int = Field(64, ge=1, le=100_000, description="bulk: packets in flight")
-    packet_bytes: int = Field(1500, ge=1, le=65_535)
-    ack_every: int = Field(2, ge=1, le=1024, description="bulk: one ACK per this many packets")
-    ack_bytes: int = Field(64, ge=1, le=65_535)
-    pace_gbps: float = Field(0.0, ge=0, le=1000, description="bulk: sender pacing rate (0 = unpaced)")
-    rto_us: float = Field(1000.0, gt=0, le=1e7, description="bulk: a dropped packet's window slot returns after this")
-    rate_pps: float = Field(10_000.0, ge=0, le=1e9, description="poisson: mean rate while on")
-    on_us: float = Field(0.0, ge=0, le=1e9, description="poisson: mean on period (0 = always on)")
-    off_us: float = Field(0.0, ge=0, le=1e9, description="poisson: mean off period")
-    steps: tuple[tuple[float, float], ...] = Field((), description="poisson: (at_s, rate_pps) changes")
+    outstanding: Int = Field(1, ge=1, le=100_000, description="request_response: requests in flight")
+    request_bytes: Int = Field(64, ge=1, le=65_535)
+    response_bytes: Int = Field(64, ge=1, le=65_535)
+    think_us: Float = Field(0.0, ge=0, le=1e7)
+    app_us: Float = Field(2.0, ge=0, le=1e6, description="application work per request / packet")
+    window_pkts: Int = Field(64, ge=1, le=100_000, description="bulk: packets in flight")
+    packet_bytes: Int = Field(1500, ge=1, le=65_535)
+    ack_every: Int = Field(2, ge=1, le=1024, description="bulk: one ACK per this many packets")
+    ack_bytes: Int = Field(64, ge=1, le=65_535)
+    pace_gbps: Float = Field(0.0, ge=0, le=1000, description="bulk: sender pacing rate (0 = unpaced)")
+    rto_us: Float = Field(1000.0, gt=0, le=1e7, description="bulk: a dropped packet's window slot returns after this")
+    rate_pps: Float = Field(10_000.0, ge=0, le=MAX_RATE_PPS, description="poisson: mean rate while on")
+    on_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean on period (0 = always on)")
+    off_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean off period")
+    steps: tuple[tuple[Float, Float], ...] = Field((), description="poisson: (at_s, rate_pps) changes")
     trace: str | None = Field(None, description="trace: CSV path, relative to the spec file")
-    trace_rows: tuple[tuple[float, int, str], ...] = Field((), description="trace: rows given inline")
+    trace_rows: tuple[tuple[Float, Int, Literal["rx", "tx"]], ...] = Field(
+        (), description="trace: rows given inline, checked like a CSV trace (vcoal.spec.trace)"
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        for i, (at_s, rate) in enumerate(v):
+            if not 0 <= at_s <= MAX_DURATION_S:
+                raise ValueError(f"step {i}: at_s {at_s!r} out of range [0, {MAX_DURATION_S}]")
+            if not 0 <= rate <= MAX_RATE_PPS:
+                raise ValueError(f"step {i}: rate_pps {rate!r} out of range [0, {MAX_RATE_PPS:.0e}]")
+        return v
+
+    @field_validator("trace_rows")
+    @classmethod
+    def _trace_rows(cls, v: tuple[tuple[float, int, str], ...]) -> tuple[tuple[float, int, str], ...]:
+        bad = rows_problem(v)
+        if bad is not None:
+            raise ValueError(f"row {bad[0]}: {bad[1]}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadSpec:
@@ -135,17 +166,14 @@ class WorkloadSpec(_Strict):
             raise ValueError("kind='trace' needs 'trace' (CSV path) or 'trace_rows'")
         if self.kind == "poisson" and (self.on_us > 0) != (self.off_us > 0):
             raise ValueError("on_us and off_us must both be > 0 for on/off bursts, or both 0")
-        for at_s, rate in self.steps:
-            if at_s < 0 or rate < 0:
-                raise ValueError("steps: each (at_s, rate_pps) must be >= 0")
         return self
 
 
 class SloSpec(_Strict):
     """p99 latency target (µs) and optional minimum throughput (bit/s)."""
 
-    p99_us: float | None = Field(None, gt=0, le=1e9)
-    min_throughput_bps: float | None = Field(None, ge=0, le=1e13)
+    p99_us: Float | None = Field(None, gt=0, le=1e9)
+    min_throughput_bps: Float | None = Field(None, ge=0, le=1e13)
 
     def to_slo(self) -> Slo:
         return Slo(self.p99_us, self.min_throughput_bps)
@@ -155,9 +183,9 @@ class GuestSpec(_Strict):
     """A guest VM = one tenant: vCPUs, its NIC queue, its workload and SLO, per-site overrides."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")
-    vcpus: int = Field(1, ge=1, le=64)
-    nic_queue: int | None = Field(None, ge=0, le=63)
-    ring: int = Field(256, ge=1, le=65_536, description="shared ring slots per direction")
+    vcpus: Int = Field(1, ge=1, le=64)
+    nic_queue: Int | None = Field(None, ge=0, le=63)
+    ring: Int = Field(256, ge=1, le=65_536, description="shared ring slots per direction")
     workload: WorkloadSpec
     slo: SloSpec = SloSpec()
     backend: CoalesceSpec = CoalesceSpec()
@@ -169,8 +197,8 @@ class WindowSpec(_Strict):
     ``events`` is set, every ``events`` simulator events (a load-proportional window, like
     lib/dim's 64 interrupts)."""
 
-    duration_us: float = Field(10_000.0, ge=10, le=1e8)
-    events: int | None = Field(None, ge=100, le=10**9)
+    duration_us: Float = Field(10_000.0, ge=10, le=1e8)
+    events: Int | None = Field(None, ge=100, le=10**9)
 
 
 class ScenarioSpec(_Strict):
@@ -178,16 +206,25 @@ class ScenarioSpec(_Strict):
 
     name: str = Field("scenario", min_length=1, max_length=80)
     description: str = ""
-    duration_s: float = Field(0.5, gt=0, le=3600)
-    warmup_s: float = Field(0.0, ge=0, le=3600)
-    seed: int = Field(1, ge=0, le=2**63 - 1)
+    duration_s: Float = Field(0.5, gt=0, le=MAX_DURATION_S)
+    warmup_s: Float = Field(0.0, ge=0, le=MAX_DURATION_S)
+    seed: Int = Field(1, ge=0, le=2**63 - 1)
     host: HostSpec = HostSpec()
     nic: NicSpec = NicSpec()
     backend: LayerDefaults = LayerDefaults()
     frontend: LayerDefaults = LayerDefaults()
     cost: CostSpec = CostSpec()
     window: WindowSpec = WindowSpec()
-    guests: tuple[GuestSpec, ...] = Field(min_length=1, max_length=1024)
+    guests: tuple[GuestSpec, ...] = Field(max_length=1024)
+
+    @field_validator("guests")
+    @classmethod
+    def _some_guest(cls, v: tuple[GuestSpec, ...]) -> tuple[GuestSpec, ...]:
+        # not Field(min_length=1): pydantic would also report a too-short tuple whenever one
+        # guest fails (it counts the guests that validated), hiding the real error behind (+1 more)
+        if not v:
+            raise ValueError("at least one [[guests]] table is needed")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> ScenarioSpec:
@@ -241,7 +278,7 @@ class ScenarioSpec(_Strict):
         data = self.model_dump(mode="json")
         for path, value in overrides.items():
             _set_dotted(data, path.split("."), value, path)
-        return parse_scenario(data)
+        return validate_scenario(data)
 
     def spec_hash(self) -> str:
         """Stable short hash of the canonical JSON form."""
@@ -270,44 +307,12 @@ def _set_dotted(node: Any, parts: list[str], value: Any, full: str) -> None:
     _set_dotted(node[key], rest, value, full)
 
 
-def spec_error_line(exc: ValidationError, source: str = "spec", at: tuple = ()) -> str:
-    """One line naming the first offending field and what is accepted (``at``: where in a
-    ScenarioSpec the validated model sits, e.g. ("cost",) for a CostSpec)."""
-    err = exc.errors()[0]
-    where = (*at, *err.get("loc", ()))
-    loc = ".".join(str(x) for x in where if x != "__root__")
-    msg = err.get("msg", "invalid")
-    ctx = err.get("ctx") or {}
-    if err.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    elif {"ge", "le", "gt", "lt"} & ctx.keys():
-        lo, hi = _field_bounds(where)  # as declared; the error's own bound where none is
-        lo = ctx.get("ge", ctx.get("gt", lo)) if lo == "-inf" else lo
-        hi = ctx.get("le", ctx.get("lt", hi)) if hi == "inf" else hi
-        msg = f"{err.get('input')!r} out of range [{lo}, {hi}]"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {loc or 'spec'}: {msg}{more}"
-
-
-def _field_bounds(loc: tuple) -> tuple[object, object]:
-    """The declared (lower, upper) bounds of the field at ``loc`` in ScenarioSpec."""
-    model: type[BaseModel] | None = ScenarioSpec
-    info = None
-    for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        info = model.model_fields.get(str(part))
-        if info is None:
-            break
-        ann = info.annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    lo: object = "-inf"
-    hi: object = "inf"
-    for m in getattr(info, "metadata", ()):
-        lo = getattr(m, "ge", getattr(m, "gt", lo)) if hasattr(m, "ge") or hasattr(m, "gt") else lo
-        hi = getattr(m, "le", getattr(m, "lt", hi)) if hasattr(m, "le") or hasattr(m, "lt") else hi
-    return lo, hi
+def validate_scenario(data: dict[str, Any], source: str = "spec") -> ScenarioSpec:
+    """Validate a mapping (files already inlined) into a ScenarioSpec; ValueError with one line."""
+    try:
+        return ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(spec_error_line(exc, source, root=ScenarioSpec)) from None
 
 
 def parse_scenario(data: dict[str, Any], source: str = "spec", base_dir: Path | None = None) -> ScenarioSpec:
@@ -320,10 +325,7 @@ def parse_scenario(data: dict[str, Any], source: str = "spec", base_dir: Path | 
     """
     data = _inline_traces(data, base_dir, source)
     data = _inline_cost_file(data, base_dir, source)
-    try:
-        return ScenarioSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(spec_error_line(exc, source)) from None
+    return validate_scenario(data, source)
 
 
 def _inline_traces(data: dict[str, Any], base_dir: Path | None, source: str) -> dict[str, Any]:
@@ -332,7 +334,8 @@ def _inline_traces(data: dict[str, Any], base_dir: Path | None, source: str) -> 
         return data
     for g in guests:
         w = g.get("workload") if isinstance(g, dict) else None
-        if isinstance(w, dict) and w.get("kind") == "trace" and w.get("trace") and not w.get("trace_rows"):
+        if isinstance(w, dict) and w.get("kind") == "trace" and isinstance(w.get("trace"), str) and w["trace"] \
+                and not w.get("trace_rows"):
             path = Path(w["trace"])
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
@@ -384,39 +387,9 @@ def read_cost_doc(path: str | Path, what: str | None = None) -> tuple[dict[str, 
     try:
         CostSpec.model_validate(table)
     except ValidationError as exc:
-        raise ValueError(spec_error_line(exc, where, ("cost",))) from None
+        raise ValueError(spec_error_line(exc, where, ("cost",), ScenarioSpec)) from None
     cal = data.get("calibration", {})
     return dict(table), dict(cal) if isinstance(cal, dict) else {}
-
-
-def read_trace_csv(path: Path, what: str) -> list[tuple[float, int, str]]:
-    """Read ``timestamp_us,size_bytes,direction`` rows (header optional), sorted by time."""
-    rows: list[tuple[float, int, str]] = []
-    try:
-        with open(path, newline="") as fh:
-            for lineno, row in enumerate(csv.reader(fh), 1):
-                if not row or row[0].startswith("#") or (lineno == 1 and not _is_number(row[0])):
-                    continue
-                if len(row) != 3:
-                    raise ValueError(f"{what}: {path}:{lineno}: expected 3 columns timestamp_us,size,direction")
-                ts, size, direction = float(row[0]), int(row[1]), row[2].strip()
-                if ts < 0 or not 1 <= size <= 65_535 or direction not in ("rx", "tx"):
-                    raise ValueError(
-                        f"{what}: {path}:{lineno}: timestamp_us >= 0, size in [1, 65535], direction rx|tx"
-                    )
-                rows.append((ts, size, direction))
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot read {path}: {exc.strerror}") from None
-    rows.sort(key=lambda r: r[0])
-    return rows
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def load_scenario(path: str | Path) -> ScenarioSpec:
