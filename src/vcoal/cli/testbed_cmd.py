@@ -212,3 +212,109 @@ def _print(r) -> None:
 def register(app: typer.Typer) -> None:
     """Add the sub-app to the main app."""
     app.add_typer(testbed_app, name="testbed")
+
+
+COMPARE_EPILOG = """Examples (as root):
+
+  vcoal testbed compare examples/testbed/mixed-2core.toml --policies off,static,net_dim,napi_defer,qos --oracle --reps 3 --json out.json
+
+  vcoal testbed compare examples/testbed/mixed.toml --policies off,qos --reps 2 --duration 4
+
+  vcoal report vcoal-results/testbed-compare -o report.html     # the stored trials
+"""
+
+
+@testbed_app.command("compare", epilog=COMPARE_EPILOG)
+def compare(
+    spec_paths: list[Path] = typer.Argument(..., help="scenario TOML files"),
+    policies: str = typer.Option("off,qos", "--policies", help="comma-separated policies, default parameters"),
+    oracle: bool = typer.Option(False, "--oracle", help="also run the static grid and name the testbed oracle"),
+    reps: int = typer.Option(3, "--reps", help="repetitions of every configuration, interleaved, each on a fresh topology"),
+    duration: float = typer.Option(None, "--duration", help="measured seconds per trial (default: the spec's, >= 1)"),
+    window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
+    out_dir: Path = typer.Option(Path("vcoal-results/testbed-compare"), "--out", help="results directory (one file per trial)"),
+    json_out: Path = typer.Option(None, "--json", help="write the rows and the oracle as JSON"),
+) -> None:
+    """Every policy (and with --oracle a static NAPI-deferral grid) on every scenario: medians \\[min..max]."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vcoal.experiments.testbed_compare import configs, run_testbed_compare
+    from vcoal.spec import load_scenario
+    from vcoal.testbed.load import check_tools
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    try:
+        if not names:
+            raise ValueError(f"--policies {policies!r}: name at least one policy")
+        if not 1 <= reps <= 100:
+            raise ValueError(f"--reps {reps}: must be in [1, 100]")
+        if duration is not None and not 1 <= duration <= 3600:
+            raise ValueError(f"--duration {duration}: must be in [1, 3600] seconds")
+        if not 0.2 <= window <= 60:
+            raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
+        specs = [load_scenario(p) for p in spec_paths]
+        for s in specs:
+            check_tools(s)
+            configs(s, names, oracle)
+    except ValueError as exc:
+        fail(str(exc))
+    _need_root()
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("testbed", total=None)
+
+        def step(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=label)
+
+        outcome = run_testbed_compare(specs, names, oracle=oracle, reps=reps, duration_s=duration,
+                                      window_s=window, out_dir=out_dir, on_done=step)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"rows": outcome.rows, "oracle": outcome.oracle}, indent=1, allow_nan=False,
+                                       default=str))
+    print_testbed_rows(outcome.rows, outcome.oracle)
+    typer.echo(f"{outcome.trials} trials stored in {out_dir}" + (f", {outcome.failed} failed" if outcome.failed else ""))
+    if outcome.interrupted:
+        fail("interrupted: the rows above are what finished", code=130)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _spread(s: dict | None, d: int = 1, scale: float = 1.0) -> str:
+    if not s:
+        return "-"
+    return f"{s['median'] * scale:.{d}f} [{s['min'] * scale:.{d}f}..{s['max'] * scale:.{d}f}]"
+
+
+def print_testbed_rows(rows: list[dict], oracle: dict) -> None:
+    """The comparison table: one line per scenario x configuration, medians [min..max] over reps."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if Console().is_terminal else 200)
+    t = Table(title="testbed: medians \\[min..max] over interleaved reps (p99 = round trip for request-response)")
+    for col in ("scenario", "policy", "tenants p99 µs (SLO, met reps)", "all met", "NET_RX/pkt", "task CPU µs/pkt",
+                "Gb/s", "polls/pkt per site"):
+        t.add_column(col)
+    best = {s: r["label"] for s, r in oracle.items() if r}
+    for r in rows:
+        if not r["ok"]:
+            t.add_row(r["scenario"], r["label"], f"[red]{'; '.join(r['errors'])[:120]}[/]", "-", "-", "-", "-", "-")
+            continue
+        tenants = " ".join(
+            f"{n} {_spread(x['p99_us'], 0)} ({_f0(x['slo_p99_us'])}, {x['slo_met_reps']}/{r['ok']})"
+            for n, x in r["tenants"].items()
+        )
+        sites = " ".join(f"{s} {_spread(v, 2)}" for s, v in r["polls_per_packet"].items())
+        label = r["label"] + (" [green]← oracle[/]" if best.get(r["scenario"]) == r["label"] else "")
+        t.add_row(r["scenario"], label, tenants, f"{r['all_met_reps']}/{r['reps']}", _spread(r["net_rx_per_packet"], 3),
+                  _spread(r["task_cpu_us_per_packet"], 2), _spread(r["throughput_bps"], 2, 1e-9), sites)
+    console.print(t)
+    for scenario, r in oracle.items():
+        console.print(f"testbed oracle of {scenario}: " + (f"{r['label']} (NET_RX/pkt {_spread(r['net_rx_per_packet'], 3)})"
+                                                            if r else "no grid point met every SLO in every rep"))
+
+
+def _f0(x) -> str:
+    return "-" if x is None else f"{x:.0f}"
