@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples:
 
@@ -37,6 +37,9 @@ def compare_cmd(
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
+    if seed is not None and seed < 0:
+        fail(f"--seed {seed}: must be >= 0")
+    output_path(json_out, "--json")
     names = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as bar:
@@ -47,7 +50,9 @@ def compare_cmd(
         except ValueError as exc:
             fail(str(exc))
     if json_out:
-        json_out.write_text(json.dumps(rows, indent=1))
+        from vcoal.results.files import write_atomic
+
+        write_atomic(json_out, json.dumps(rows, indent=1))
     print_rows(rows)
 
 

@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -23,6 +24,20 @@ def fail(message: str, code: int = 2) -> None:
     """Print one error line on stderr and exit."""
     typer.echo(f"vcoal: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def output_path(path: Path | None, option: str, *, directory: bool = False) -> Path | None:
+    """Check an output target before any work runs (``vcoal.results.outpath``); one error line
+    and exit 2 when it cannot be written safely. ``None`` (option not given) passes through."""
+    if path is None:
+        return None
+    from vcoal.results.outpath import OutputPathError, check_output_path
+
+    try:
+        return check_output_path(path, option, directory=directory)
+    except OutputPathError as exc:
+        fail(str(exc))
+    return None  # unreachable: fail() exits
 
 
 @app.command("policies", epilog="Example: vcoal policies")

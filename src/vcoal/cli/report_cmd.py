@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 
 def report(
@@ -17,7 +17,9 @@ def report(
     from vcoal.report import render_report
     from vcoal.results import ResultFormatError
 
-    out = out or results_dir / "report.html"
+    if not results_dir.is_dir():
+        fail(f"{results_dir}: not a directory (expected a results directory written by vcoal sweep)")
+    out = output_path(out or results_dir / "report.html", "--out")
     try:
         info = render_report(results_dir, out)
     except (ValueError, ResultFormatError) as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples:
 
@@ -55,6 +55,7 @@ def sim(
     from vcoal.sim import run_scenario
     from vcoal.spec import load_scenario
 
+    output_path(out, "--out")
     try:
         spec = load_scenario(spec_path)
         if cost is not None:

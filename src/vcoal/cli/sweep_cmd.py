@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples:
 
@@ -66,7 +66,7 @@ def sweep(
             typer.echo(f"{t.run_key}  {t.label}")
         typer.echo(f"{len(trials)} trials", err=True)
         return
-    out = out or default_out_dir(spec.name)
+    out = output_path(out or default_out_dir(spec.name), "--out", directory=True)
     _sigterm_as_interrupt()
     try:
         outcome = run_sweep(

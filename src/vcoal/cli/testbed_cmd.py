@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples (as root):
 
@@ -139,6 +139,7 @@ def run(
     from vcoal.testbed.trial import TrialOptions, run_trial
 
     _need_root()
+    output_path(out, "--out")
     try:
         spec = load_scenario(spec_path)
         params = json.loads(params_json) if params_json else {}
@@ -169,7 +170,9 @@ def run(
     docs = [r.to_dict() for r in results]
     doc = docs[0] if reps == 1 else docs
     if out is not None:
-        out.write_text(json.dumps(doc, indent=1, default=str))
+        from vcoal.results.files import write_atomic
+
+        write_atomic(out, json.dumps(doc, indent=1, default=str))
     if as_json:
         typer.echo(json.dumps(doc, default=str))
 

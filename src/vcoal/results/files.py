@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from vcoal.model.result import TrialResult
+from vcoal.results.outpath import refuse_non_regular
 
 FORMAT_VERSION = 2
 KIND = "vcoal.trial"
@@ -173,7 +174,12 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half a file.
+
+    A symlink is followed (its target is replaced, the link stays); a target that exists and is not
+    a regular file (a device node, a FIFO, ``/dev/stdout``) is refused with ``OutputPathError``.
+    """
+    path = refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
