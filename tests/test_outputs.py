@@ -136,3 +136,16 @@ def test_a_device_node_is_not_replaced_by_sim(cli, tmp_path):
     res = cli("sim", SCENARIO, "-o", node)
     assert res.exit_code == 2 and "not a regular file" in res.output
     assert stat.S_ISCHR(os.lstat(node).st_mode)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "...", "", "/"])
+def test_sweep_names_cannot_leave_the_results_root(cli, tmp_path, monkeypatch, name):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f'name = "{name}"\nscenario = "{SCENARIO}"\n[axes]\npolicy = ["off"]\n')
+    work = tmp_path / "cwd" / "inner"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    res = cli("sweep", sweep)
+    assert res.exit_code == 2 and "name:" in res.output and "letter or digit" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "cwd").rglob("*")) == ["inner"]
