@@ -40,6 +40,11 @@ def output_path(path: Path | None, option: str, *, directory: bool = False) -> P
     return None  # unreachable: fail() exits
 
 
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    typer.echo(f"vcoal: warning: {message}", err=True)
+
+
 @app.command("policies", epilog="Example: vcoal policies")
 def policies_cmd() -> None:
     """List every registered policy with its parameters, defaults and a one-line description."""

@@ -85,6 +85,8 @@ def sweep(
 def report_outcome(outcome) -> None:
     """Print what a sweep did and what to run next (stderr)."""
     o = outcome
+    for line in o.store_warnings:
+        typer.echo(f"vcoal: warning: {line}", err=True)
     state = "interrupted" if o.interrupted else ("incomplete" if o.lost else "done")
     typer.echo(
         f"sweep {state}: {o.ok} ok, {o.failed} failed, {o.skipped} already stored, {o.lost} not run "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class ReportInfo:
     html: str
     trials: int
     plots: list[RenderedPlot]
+    unreadable: list[str] = field(default_factory=list)
+    """Trial files that could not be read (listed on the page, and by ``vcoal report``)."""
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -190,4 +192,4 @@ def render_report(results_dir: str | Path, out_path: str | Path | None = None) -
     path = Path(out_path) if out_path is not None else None
     if path is not None:
         write_atomic(path, text)
-    return ReportInfo(path, text, len(data.trials), plots)
+    return ReportInfo(path, text, len(data.trials), plots, list(data.unreadable))
