@@ -33,7 +33,7 @@ def compare_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from vcoal.experiments.compare import compare
+    from vcoal.experiments.compare import compare, failed_rows
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
@@ -54,6 +54,10 @@ def compare_cmd(
 
         write_atomic(json_out, json.dumps(rows, indent=1))
     print_rows(rows)
+    failed = failed_rows(rows)
+    if failed:
+        fail(f"{len(failed)} of {len(rows)} trials failed (first: {failed[0]['scenario']} / {failed[0]['policy']}: "
+             f"{failed[0]['error']})", code=1)
 
 
 def _f(x, d=1):
