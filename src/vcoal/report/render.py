@@ -33,13 +33,21 @@ class ReportInfo:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
+    """``digits`` significant digits in plain notation (12.2, 0.0123, 12,200), never ``1.22e+04``."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        if math.isnan(value):
+        if not math.isfinite(value):
             return "–"
-        return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:.3e}"
+        if value == 0:
+            return "0"
+        decimals = digits - 1 - math.floor(math.log10(abs(value)))
+        return f"{round(value, decimals):,.{max(decimals, 0)}f}"
     return str(value)
+
+
+def _us(ns: float | None) -> float | None:
+    return None if ns is None else ns / 1e3
 
 
 def _attainment_color(frac: float | None) -> str:
@@ -126,7 +134,7 @@ def build_context(data: ReportData, plots: list[RenderedPlot]) -> dict[str, Any]
                     "failed": c.failed,
                     "color": _attainment_color(c.attainment),
                     "p99_us": c.p99_us_median,
-                    "cpu_ns_per_packet": c.cpu_ns_per_packet_median,
+                    "cpu_us_per_packet": _us(c.cpu_ns_per_packet_median),
                 }
             )
         slo_rows.append({"scenario": scen, "cells": row})
