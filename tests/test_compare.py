@@ -55,3 +55,34 @@ def test_rows_for_each_policy_and_errors_reported(tmp_path):
     )
     rows = compare(tmp_path, ["off", "qos"], duration_s=0.01, workers=1)
     assert {r["policy"] for r in rows} == {"off", "qos"} and all(r["error"] is None for r in rows)
+
+
+def test_cli_exits_non_zero_and_counts_failed_trials_and_keeps_the_rows(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    import vcoal.sim
+    from vcoal.cli import main
+    from vcoal.experiments.synthetic import synthetic_trial
+
+    def flaky(spec, policy, seed=None, duration_s=None):
+        if policy.name == "off":
+            raise RuntimeError("boom")
+        return synthetic_trial(spec, policy, seed=seed, duration_s=duration_s)
+
+    monkeypatch.setattr(vcoal.sim, "run_scenario", flaky)
+    (tmp_path / "a.toml").write_text('[[guests]]\nname="g"\nworkload={kind="poisson", rate_pps=20000}\n')
+    if not main.app.registered_commands[1:]:
+        main._register()
+    for policies, failed in (("off,static", 1), ("off", 1), ("static", 0)):
+        out = tmp_path / f"{policies}.json"
+        res = CliRunner().invoke(main.app, ["compare", str(tmp_path), "--policies", policies, "--workers", "1",
+                                            "--json", str(out)])
+        total = len(policies.split(","))
+        if failed:
+            assert res.exit_code == 1, res.output
+            assert f"vcoal: error: {failed} of {total} trials failed" in res.output
+        else:
+            assert res.exit_code == 0, res.output
+        assert len(json.loads(out.read_text())) == total  # the rows are written either way

@@ -126,3 +126,17 @@ def test_unreadable_files_are_listed_not_fatal(stored, tmp_path):
     assert "not valid JSON" in info.html and "format_version 99 is newer" in info.html
     assert info.trials == len(load_report_data(stored).trials) - 1
     assert all(p.points > 0 for p in info.plots)
+
+
+def test_cpu_per_packet_is_shown_in_microseconds_with_three_significant_digits(stored):
+    from vcoal.report.render import _fmt
+
+    assert [_fmt(v) for v in (12234.0, 12.234, 1.2345, 0.012345, 999.9, 0.0)] == \
+        ["12,200", "12.2", "1.23", "0.0123", "1,000", "0"]
+    page = render_report(stored).html
+    cells = slo_table(load_report_data(stored))
+    shown = re.findall(r"µs · ([0-9.,]+) µs CPU/pkt", page)
+    expected = sorted(_fmt(c.cpu_ns_per_packet_median / 1e3) for c in cells.values()
+                      if c.cpu_ns_per_packet_median is not None)
+    assert shown and sorted(shown) == expected
+    assert "ns/pkt" not in page and not re.search(r"\d\.\d+e[+-]\d", page)

@@ -57,7 +57,8 @@ def _doc(spec, result, key="k1", finished="2026-01-01T00:00:00.000+00:00"):
 
 def test_round_trip_is_self_describing(tmp_path, result):
     spec, res = result
-    path = store_document(tmp_path, _doc(spec, res))
+    path, facts = store_document(tmp_path, _doc(spec, res))
+    assert facts["file_bytes"] == path.stat().st_size
     raw = json.loads(path.read_text())
     assert raw["format_version"] == FORMAT_VERSION and raw["kind"] == "vcoal.trial"
     assert raw["fields"] == list(raw)  # the explicit field list names every top-level key, in order

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
+from vcoal.results.files import write_atomic
 
 app = typer.Typer(
     help="Calibrate the simulator's cost model against the real-kernel testbed (measure as root; fit/report anywhere).",
@@ -57,6 +58,7 @@ def measure_cmd(
     from vcoal.experiments import calibrate as cal
     from vcoal.spec import load_scenario
 
+    output_path(out, "--out")
     try:
         spec = load_scenario(spec_path)
         cal.check_spec(spec)
@@ -74,7 +76,7 @@ def measure_cmd(
     from vcoal.experiments.calibrate_measure import measure
 
     doc = measure(spec, points, reps=reps, measure_s=duration, seed=seed, log=_progress, wait_quiet_s=wait_quiet)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_atomic(out, json.dumps(doc, indent=1) + "\n")
     typer.echo(f"grid: {len(points)} points x {reps} reps -> {out}")
 
 
@@ -89,6 +91,7 @@ def fit_cmd(
     """Fit cost parameters to a measured grid (no root) and write a cost-model file."""
     from vcoal.experiments import calibrate as cal
 
+    output_path(out, "--out")
     grid = _load_grid(grid_path)
     names = [p.strip() for p in params.split(",") if p.strip()]
     try:
@@ -101,7 +104,7 @@ def fit_cmd(
         res = cal.fit(grid, names, w_net_rx=w_net_rx, rounds=rounds, log=_progress)
     except ValueError as exc:
         fail(str(exc))
-    out.write_text(cal.cost_toml(res, grid, str(grid_path)))
+    write_atomic(out, cal.cost_toml(res, grid, str(grid_path)))
     typer.echo(cal.fidelity_table(res.rows))
     typer.echo("fitted: " + ", ".join(f"{k} = {v:.3g} µs" for k, v in res.cost.items())
                + f"; NET_RX/s = {res.mapping[0]:.3g} x interrupts/s + {res.mapping[1]:.3g} x polls/s"

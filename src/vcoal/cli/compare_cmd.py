@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail, interrupted
+from vcoal.cli.main import fail, interrupted, output_path
 
 EPILOG = """Examples:
 
@@ -34,12 +34,16 @@ def compare_cmd(
     from rich.console import Console
     from rich.progress import Progress
 
-    from vcoal.experiments.compare import compare, suite_paths
+    from vcoal.experiments.compare import compare, failed_rows, suite_paths
+    from vcoal.results.files import write_atomic
     from vcoal.sim.budget import over_budget
     from vcoal.spec import load_scenario
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
+    if seed is not None and seed < 0:
+        fail(f"--seed {seed}: must be >= 0")
+    output_path(json_out, "--json")
     names = None
     if policies is not None:
         names = [p.strip() for p in policies.split(",") if p.strip()]
@@ -71,14 +75,18 @@ def compare_cmd(
             bar.stop()
             kept = f"{len(done)} rows finished"
             if json_out and done:
-                json_out.write_text(strict_json(done, indent=1))
+                write_atomic(json_out, strict_json(done, indent=1))
                 kept += f", written to {json_out}"
             else:
                 kept += ", nothing stored"
             interrupted(kept)
     if json_out:
-        json_out.write_text(strict_json(rows, indent=1))
+        write_atomic(json_out, strict_json(rows, indent=1))
     print_rows(rows)
+    failed = failed_rows(rows)
+    if failed:
+        fail(f"{len(failed)} of {len(rows)} trials failed (first: {failed[0]['scenario']} / {failed[0]['policy']}: "
+             f"{failed[0]['error']})", code=1)
 
 
 def _f(x, d=1):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples:
 
@@ -49,6 +49,7 @@ def demo(
         fail("no scenario suite found: expected examples/suite/*.toml here or in the vcoal source tree; use --suite DIR")
     if workers is not None and not 1 <= workers <= 1024:
         fail(f"--workers {workers}: out of range [1, 1024]")
+    output_path(out, "--out", directory=True)
     data: dict = {
         "name": "demo",
         "description": f"the public scenario suite ({suite}) × every registered policy",

@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -33,6 +34,25 @@ def interrupted(kept: str) -> None:
     """After Ctrl-C: one line on stderr saying what was kept, no traceback; exit 130."""
     typer.echo(f"vcoal: interrupted: {kept}", err=True)
     raise typer.Exit(INTERRUPTED)
+
+
+def output_path(path: Path | None, option: str, *, directory: bool = False) -> Path | None:
+    """Check an output target before any work runs (``vcoal.results.outpath``); one error line
+    and exit 2 when it cannot be written safely. ``None`` (option not given) passes through."""
+    if path is None:
+        return None
+    from vcoal.results.outpath import OutputPathError, check_output_path
+
+    try:
+        return check_output_path(path, option, directory=directory)
+    except OutputPathError as exc:
+        fail(str(exc))
+    return None  # unreachable: fail() exits
+
+
+def warn(message: str) -> None:
+    """Print one warning line on stderr."""
+    typer.echo(f"vcoal: warning: {message}", err=True)
 
 
 @app.command("policies", epilog="Example: vcoal policies")

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, warn
 
 results_app = typer.Typer(
     help="Query stored sweep results (tables 'trials' and 'tenants'; see docs/experiments.md).",
@@ -30,15 +30,28 @@ FROM trials GROUP BY scenario, policy ORDER BY scenario, policy
 """
 
 
+def check_results(results_dir: Path):
+    """Check a results directory (``vcoal.results.check_store``): rows for files a killed driver
+    never summarised, a damaged summary rebuilt, damaged trial files named; warnings on stderr."""
+    from vcoal.results import check_store
+
+    try:
+        check = check_store(results_dir)
+    except OSError as exc:  # e.g. a directory that cannot be listed
+        fail(f"{results_dir}: cannot read: {exc.strerror}")
+    for line in check.warnings():
+        warn(line)
+    if check.read_only:
+        warn(f"{results_dir}: read-only: the summary was not updated")
+    return check
+
+
 def _open(results_dir: Path) -> None:
-    from vcoal.results import is_results_dir, sync_summary
+    from vcoal.results import is_results_dir
 
     if not is_results_dir(results_dir):
         fail(f"{results_dir}: not a vcoal results directory (no trials/, failed/ or summary/)")
-    try:
-        sync_summary(results_dir)  # rows for files a killed driver never summarised
-    except OSError as exc:  # read-only copy: query what is there
-        typer.echo(f"vcoal: warning: {results_dir}: cannot update the summary: {exc.strerror}", err=True)
+    check_results(results_dir)
 
 
 def _cell(v: object) -> str:
@@ -76,10 +89,12 @@ def query_cmd(
 
     if fmt not in ("table", "csv", "json"):
         fail(f"--format {fmt!r}: accepted: table, csv, json")
+    if not sql.strip():
+        fail("SQL: empty; give a query such as \"SELECT policy, count(*) FROM trials GROUP BY policy\"")
     _open(results_dir)
     try:
         cols, rows = query(results_dir, sql)
-    except duckdb.Error as exc:
+    except (duckdb.Error, ValueError) as exc:  # PermissionException: the query is read-only
         fail(f"query: {str(exc).splitlines()[0]}")
     if fmt == "csv":
         w = csv.writer(sys.stdout)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail, interrupted
+from vcoal.cli.main import fail, interrupted, output_path
 
 EPILOG = """Examples:
 
@@ -57,6 +57,7 @@ def sim(
     from vcoal.sim.budget import estimate_events, over_budget
     from vcoal.spec import load_scenario
 
+    output_path(out, "--out")
     try:
         spec = load_scenario(spec_path)
         if cost is not None:

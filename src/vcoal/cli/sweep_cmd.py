@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples:
 
@@ -66,7 +66,7 @@ def sweep(
             typer.echo(f"{t.run_key}  {t.label}")
         typer.echo(f"{len(trials)} trials", err=True)
         return
-    out = out or default_out_dir(spec.name)
+    out = output_path(out or default_out_dir(spec.name), "--out", directory=True)
     _sigterm_as_interrupt()
     try:
         outcome = run_sweep(
@@ -85,6 +85,8 @@ def sweep(
 def report_outcome(outcome) -> None:
     """Print what a sweep did and what to run next (stderr)."""
     o = outcome
+    for line in o.store_warnings:
+        typer.echo(f"vcoal: warning: {line}", err=True)
     state = "interrupted" if o.interrupted else ("incomplete" if o.lost else "done")
     typer.echo(
         f"sweep {state}: {o.ok} ok, {o.failed} failed, {o.skipped} already stored, {o.lost} not run "

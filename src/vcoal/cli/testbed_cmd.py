@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vcoal.cli.main import fail
+from vcoal.cli.main import fail, output_path
 
 EPILOG = """Examples (as root):
 
@@ -144,6 +144,7 @@ def run(
     from vcoal.testbed.load import check_tools
     from vcoal.testbed.trial import TrialOptions, run_trial
 
+    output_path(out, "--out")
     try:
         spec = load_scenario(spec_path)
         check_tools(spec)
@@ -179,7 +180,9 @@ def run(
     docs = [r.to_dict() for r in results]
     doc = docs[0] if reps == 1 else docs
     if out is not None:
-        out.write_text(json.dumps(doc, indent=1, default=str))
+        from vcoal.results.files import write_atomic
+
+        write_atomic(out, json.dumps(doc, indent=1, default=str))
     if as_json:
         typer.echo(json.dumps(doc, default=str))
 
@@ -259,6 +262,8 @@ def compare(
             configs(s, names, oracle)
     except ValueError as exc:
         fail(str(exc))
+    output_path(json_out, "--json")
+    output_path(out_dir, "--out", directory=True)
     _need_root()
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -271,8 +276,10 @@ def compare(
         outcome = run_testbed_compare(specs, names, oracle=oracle, reps=reps, duration_s=duration,
                                       window_s=window, out_dir=out_dir, on_done=step)
     if json_out is not None:
-        json_out.write_text(json.dumps({"rows": outcome.rows, "oracle": outcome.oracle}, indent=1, allow_nan=False,
-                                       default=str))
+        from vcoal.cli.jsonout import strict_json
+        from vcoal.results.files import write_atomic
+
+        write_atomic(json_out, strict_json({"rows": outcome.rows, "oracle": outcome.oracle}, indent=1))
     print_testbed_rows(outcome.rows, outcome.oracle)
     typer.echo(f"{outcome.trials} trials stored in {out_dir}" + (f", {outcome.failed} failed" if outcome.failed else ""))
     if outcome.interrupted:

@@ -26,6 +26,8 @@ from vcoal.spec import ScenarioSpec, load_scenario
 NIC_GRID = ((0, 1), (8, 32), (32, 64), (64, 64), (128, 128))
 VIRQ_GRID = (0, 16, 64)
 DEFER_GRID = ((0, 0), (2, 20_000), (2, 100_000))
+NO_FEASIBLE = "no static setting meets every SLO"
+"""The oracle row's ``error`` when no grid point meets every SLO (an answer, not a failure)."""
 
 
 @dataclass
@@ -191,5 +193,10 @@ def compare(
     if oracle:
         for s in specs:
             best, _ = static_oracle(s, **kwargs)
-            rows.append(best or Row(s.name, "oracle", [], math.nan, math.nan, False, {}, "no static setting meets every SLO").to_dict())
+            rows.append(best or Row(s.name, "oracle", [], math.nan, math.nan, False, {}, NO_FEASIBLE).to_dict())
     return rows
+
+
+def failed_rows(rows: Sequence[dict]) -> list[dict]:
+    """Rows whose trial failed (an infeasible oracle is an answer, not a failure)."""
+    return [r for r in rows if r.get("error") and r["error"] != NO_FEASIBLE]

@@ -63,7 +63,7 @@ class PoolHandle(ExecutorHandle):
             max_workers=workers,
             mp_context=multiprocessing.get_context(method),
             initializer=init_pool_worker,
-            initargs=(cache_dir,),
+            initargs=(cache_dir, os.getpid()),  # workers exit when this process does
             max_tasks_per_child=max_tasks_per_child,
         )
         super().__init__(executor, workers)

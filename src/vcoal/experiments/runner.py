@@ -26,6 +26,7 @@ from vcoal.experiments.sweep import SweepSpec, TrialSpec
 from vcoal.experiments.worker import TrialFn, default_numba_cache_dir, error_record, execute_trial
 from vcoal.results import (
     SummaryWriter,
+    check_store,
     compact,
     done_keys,
     git_facts,
@@ -53,6 +54,8 @@ class SweepOutcome:
     interrupted: bool = False
     elapsed_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    store_warnings: list[str] = field(default_factory=list)
+    """Damaged trial files (run again) and summary parts (rebuilt) found before the run."""
 
     @property
     def ran(self) -> int:
@@ -111,8 +114,8 @@ def _store(trial: TrialSpec, outcome: dict[str, Any], out: Path, writer: Summary
            result: SweepOutcome) -> bool:
     """Write one outcome's file and queue its summary row; True when the trial succeeded."""
     doc = document_for(trial, outcome, engine)
-    store_document(out, doc)
-    writer.add(doc)
+    _, facts = store_document(out, doc)
+    writer.add(doc, facts)
     if doc["status"] == "ok":
         result.ok += 1
         return True
@@ -194,11 +197,13 @@ def run_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or NoProgress()
-    sync_summary(out)  # rows for files a killed driver stored but never summarised
-    have = done_keys(out)
+    # rows for files a killed driver stored but never summarised; damaged files are run again
+    check = check_store(out)
+    have = done_keys(out) - check.damaged_keys()
     todo = [t for t in trials if t.run_key not in have]
     cache_dir = numba_cache_dir or default_numba_cache_dir()
-    result = SweepOutcome(out, "none", total=len(trials), skipped=len(trials) - len(todo))
+    result = SweepOutcome(out, "none", total=len(trials), skipped=len(trials) - len(todo),
+                          store_warnings=check.warnings())
     if not todo:
         result.elapsed_s = time.perf_counter() - t0
         return result

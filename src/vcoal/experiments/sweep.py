@@ -133,15 +133,23 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return parse_sweep(data, str(path), path.parent)
 
 
+def check_sweep_name(name: Any, source: str = "sweep") -> str:
+    """A sweep name, which becomes the results directory ``vcoal-results/NAME``: 1 to 80 characters
+    with at least one letter or digit, so it can never be ``.`` or ``..`` (the results root or the
+    directory above it)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 80 or not any(c.isalnum() for c in name):
+        raise ValueError(f"{source}: name: {name!r}: expected 1 to 80 characters with at least one letter or digit "
+                         "(it names the results directory)")
+    return name
+
+
 def parse_sweep(data: dict[str, Any], source: str = "sweep", base_dir: Path | None = None) -> SweepSpec:
     """Validate a sweep mapping (see the module docstring for the keys)."""
     base_dir = base_dir or Path.cwd()
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         raise ValueError(f"{source}: {unknown[0]}: unknown key; accepted: {', '.join(_TOP_KEYS)}")
-    name = data.get("name", "sweep")
-    if not isinstance(name, str) or not 1 <= len(name) <= 80:
-        raise ValueError(f"{source}: name: expected a string of 1 to 80 characters")
+    name = check_sweep_name(data.get("name", "sweep"), source)
     scenarios = _scenarios(data.get("scenario"), "scenario", source, base_dir)
     duration_s = data.get("duration_s")
     if duration_s is not None and (

@@ -177,8 +177,8 @@ def _store(out_dir: Path, writer: SummaryWriter, spec: ScenarioSpec, config: Con
         result=result,
         error=error,
     )
-    store_document(out_dir, doc)
-    writer.add(doc)
+    _path, facts = store_document(out_dir, doc)
+    writer.add(doc, facts)
 
 
 def run_testbed_compare(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,26 @@ class ReportInfo:
     html: str
     trials: int
     plots: list[RenderedPlot]
+    unreadable: list[str] = field(default_factory=list)
+    """Trial files that could not be read (listed on the page, and by ``vcoal report``)."""
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
+    """``digits`` significant digits in plain notation (12.2, 0.0123, 12,200), never ``1.22e+04``."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        if math.isnan(value):
+        if not math.isfinite(value):
             return "–"
-        return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:.3e}"
+        if value == 0:
+            return "0"
+        decimals = digits - 1 - math.floor(math.log10(abs(value)))
+        return f"{round(value, decimals):,.{max(decimals, 0)}f}"
     return str(value)
+
+
+def _us(ns: float | None) -> float | None:
+    return None if ns is None else ns / 1e3
 
 
 def _attainment_color(frac: float | None) -> str:
@@ -124,7 +134,7 @@ def build_context(data: ReportData, plots: list[RenderedPlot]) -> dict[str, Any]
                     "failed": c.failed,
                     "color": _attainment_color(c.attainment),
                     "p99_us": c.p99_us_median,
-                    "cpu_ns_per_packet": c.cpu_ns_per_packet_median,
+                    "cpu_us_per_packet": _us(c.cpu_ns_per_packet_median),
                 }
             )
         slo_rows.append({"scenario": scen, "cells": row})
@@ -190,4 +200,4 @@ def render_report(results_dir: str | Path, out_path: str | Path | None = None) -
     path = Path(out_path) if out_path is not None else None
     if path is not None:
         write_atomic(path, text)
-    return ReportInfo(path, text, len(data.trials), plots)
+    return ReportInfo(path, text, len(data.trials), plots, list(data.unreadable))

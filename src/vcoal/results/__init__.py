@@ -15,6 +15,7 @@ from vcoal.results.files import (
     upgrade,
     write_trial,
 )
+from vcoal.results.integrity import StoreCheck, check_store, sync_summary
 from vcoal.results.provenance import git_facts, host_facts, now_iso, package_version
 from vcoal.results.store import (
     SummaryWriter,
@@ -26,14 +27,15 @@ from vcoal.results.store import (
     query,
     read_sweep_meta,
     store_document,
-    sync_summary,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "ResultFormatError",
+    "StoreCheck",
     "SummaryWriter",
     "TrialDocument",
+    "check_store",
     "compact",
     "connect",
     "done_keys",

@@ -30,11 +30,13 @@ import json
 import math
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vcoal.model.result import TrialResult
+from vcoal.results.outpath import refuse_non_regular
 
 FORMAT_VERSION = 2
 KIND = "vcoal.trial"
@@ -173,7 +175,12 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+    """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half a file.
+
+    A symlink is followed (its target is replaced, the link stays); a target that exists and is not
+    a regular file (a device node, a FIFO, ``/dev/stdout``) is refused with ``OutputPathError``.
+    """
+    path = refuse_non_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -187,9 +194,17 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_trial(path: Path, doc: dict[str, Any]) -> None:
-    """Write one trial document atomically."""
-    write_atomic(path, dumps(doc))
+def file_facts(data: bytes) -> dict[str, int]:
+    """Size and CRC-32 of a trial file's bytes: recorded in its summary row, so a truncated or
+    damaged file is found without parsing it (``vcoal.results.integrity``)."""
+    return {"file_bytes": len(data), "file_crc32": zlib.crc32(data)}
+
+
+def write_trial(path: Path, doc: dict[str, Any]) -> dict[str, int]:
+    """Write one trial document atomically; returns its ``file_facts``."""
+    text = dumps(doc)  # ASCII (json's default ensure_ascii): the bytes on disk are text.encode()
+    write_atomic(path, text)
+    return file_facts(text.encode())
 
 
 def upgrade(doc: dict[str, Any], source: str = "result") -> dict[str, Any]:
@@ -238,6 +253,17 @@ def _upgrade_1_to_2(old: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def decode_trial(data: bytes, source: str) -> dict[str, Any]:
+    """Decode, check and upgrade the bytes of a trial file (ResultFormatError in one line)."""
+    try:
+        doc = json.loads(data)
+    except UnicodeDecodeError:
+        raise ResultFormatError(f"{source}: not valid JSON: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ResultFormatError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return parse_trial(doc, source)
+
+
 def load_trial(path: str | Path) -> TrialDocument:
     """Read, check and upgrade one trial file.
 
@@ -248,12 +274,10 @@ def load_trial(path: str | Path) -> TrialDocument:
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
     except OSError as exc:
         raise ResultFormatError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ResultFormatError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    return TrialDocument(path, parse_trial(doc, str(path)))
+    return TrialDocument(path, decode_trial(data, str(path)))
 
 
 def parse_trial(doc: Any, source: str = "result") -> dict[str, Any]:

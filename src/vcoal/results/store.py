@@ -10,9 +10,14 @@ Layout of ``RESULTS_DIR``::
 
 Only the sweep driver writes (one writer; DuckDB file locks are avoided by reading Parquet).
 Parquet parts are immutable and written to a temporary name then renamed; ``sync_summary``
-adds rows for trial files that a killed driver wrote but never summarised, and ``compact``
-merges the parts. The ``trials`` view keeps the latest row per run key, so duplicates left by an
-interrupted compaction are harmless.
+(``vcoal.results.integrity``) adds rows for trial files that a killed driver wrote but never
+summarised, checks every trial file against the size and CRC-32 its row recorded and rebuilds a
+damaged summary from the trial files; ``compact`` merges the parts. The ``trials`` view keeps
+the latest row per run key, so duplicates left by an interrupted compaction are harmless.
+
+DuckDB reads the parts through pyarrow datasets (explicit file lists: a results path with glob
+characters such as ``res[1]`` is a path, not a pattern); ``query`` then disables DuckDB's access
+to files and extensions and locks its configuration, so user SQL only reads the views.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from vcoal.results.files import ResultFormatError, TrialDocument, load_trial, write_trial
+from vcoal.results.files import TrialDocument, load_trial, write_trial
 
 TRIALS_DIR = "trials"
 FAILED_DIR = "failed"
@@ -68,6 +74,8 @@ TRIAL_SCHEMA = pa.schema(
         ("package_version", pa.string()),
         ("git_commit", pa.string()),
         ("finished_at", pa.string()),
+        ("file_bytes", pa.int64()),
+        ("file_crc32", pa.int64()),
     ]
 )
 
@@ -109,17 +117,20 @@ def done_keys(root: Path) -> set[str]:
     return {p.stem for p in d.glob("*.json")} if d.is_dir() else set()
 
 
-def store_document(root: Path, doc: dict[str, Any]) -> Path:
-    """Write a trial document where it belongs; a success removes an older failure record."""
+def store_document(root: Path, doc: dict[str, Any]) -> tuple[Path, dict[str, int]]:
+    """Write a trial document where it belongs; a success removes an older failure record.
+
+    Returns the path and the file's ``file_facts`` (size, CRC-32) for its summary row.
+    """
     key = doc["run_key"]
     if doc["status"] == "ok":
         path = trial_path(root, key)
-        write_trial(path, doc)
+        facts = write_trial(path, doc)
         failed_path(root, key).unlink(missing_ok=True)
     else:
         path = failed_path(root, key)
-        write_trial(path, doc)
-    return path
+        facts = write_trial(path, doc)
+    return path, facts
 
 
 def document_paths(root: Path, include_failed: bool = True) -> list[Path]:
@@ -147,8 +158,8 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def trial_row(doc: dict[str, Any]) -> dict[str, Any]:
-    """The summary-table row of one trial document."""
+def trial_row(doc: dict[str, Any], facts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The summary-table row of one trial document; ``facts`` are its file's size and CRC-32."""
     t, s, p = doc["trial"], doc.get("summary") or {}, doc.get("provenance") or {}
     err = doc.get("error") or {}
     return {
@@ -184,6 +195,8 @@ def trial_row(doc: dict[str, Any]) -> dict[str, Any]:
         "package_version": p.get("package_version"),
         "git_commit": p.get("git_commit"),
         "finished_at": p.get("finished_at"),
+        "file_bytes": (facts or {}).get("file_bytes"),
+        "file_crc32": (facts or {}).get("file_crc32"),
     }
 
 
@@ -243,9 +256,10 @@ class SummaryWriter:
         self._last_flush = time.monotonic()
         self.parts_written = 0
 
-    def add(self, doc: dict[str, Any]) -> None:
-        """Queue the rows of one stored document; flush when the batch is full or old."""
-        self._trials.append(trial_row(doc))
+    def add(self, doc: dict[str, Any], facts: dict[str, int] | None = None) -> None:
+        """Queue the rows of one stored document (``facts``: its file's size and CRC-32); flush
+        when the batch is full or old."""
+        self._trials.append(trial_row(doc, facts))
         self._tenants.extend(tenant_rows(doc))
         if len(self._trials) >= self.batch_rows or time.monotonic() - self._last_flush >= self.batch_s:
             self.flush()
@@ -264,21 +278,37 @@ class SummaryWriter:
 # --- DuckDB -------------------------------------------------------------------------------------
 
 
+SCHEMAS = {"trials": TRIAL_SCHEMA, "tenants": TENANT_SCHEMA}
+
+
+def summary_parts(root: Path, name: str) -> list[Path]:
+    """The Parquet parts of table ``name`` (``trials`` or ``tenants``), oldest first."""
+    summary = Path(root) / SUMMARY_DIR
+    return sorted(summary.glob(f"{name}-*.parquet")) if summary.is_dir() else []
+
+
+def part_readable(path: Path) -> bool:
+    """True when a Parquet part's footer and schema can be read (not truncated, not garbage)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
+
+
 def connect(root: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with views over the Parquet parts of ``root``.
+    """An in-memory DuckDB connection with views over the readable Parquet parts of ``root``.
 
     Views: ``trials`` (latest row per run key), ``tenants`` (their tenants), ``trials_all`` and
-    ``tenants_all`` (every row ever written, including superseded failures).
+    ``tenants_all`` (every row ever written, including superseded failures). Parts are passed as
+    an explicit file list (no glob), columns missing from older parts read as NULL, and a part
+    that cannot be read is left out (``vcoal.results.integrity.check_store`` rebuilds it).
     """
     con = duckdb.connect(":memory:")
-    summary = Path(root) / SUMMARY_DIR
-    for name, schema in (("trials", TRIAL_SCHEMA), ("tenants", TENANT_SCHEMA)):
-        if any(summary.glob(f"{name}-*.parquet")):
-            glob = str(summary / f"{name}-*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {name}_all AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
-        else:
-            con.register(f"_{name}_empty", schema.empty_table())
-            con.execute(f"CREATE VIEW {name}_all AS SELECT * FROM _{name}_empty")
+    for name, schema in SCHEMAS.items():
+        parts = [str(p) for p in summary_parts(root, name) if part_readable(p)]
+        con.register(f"_{name}_parts", pads.dataset(parts, schema=schema, format="parquet"))
+        con.execute(f"CREATE VIEW {name}_all AS SELECT * FROM _{name}_parts")
     con.execute(
         "CREATE VIEW trials AS SELECT * FROM trials_all "
         "QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY finished_at DESC, status = 'ok' DESC) = 1"
@@ -291,54 +321,55 @@ def connect(root: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """No more file, network or extension access and no configuration change on ``con``: what it
+    runs can read only the tables and views already defined (``COPY ... TO``, ``ATTACH``,
+    ``read_text``, ``INSTALL`` are refused)."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def query(root: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run SQL against the views of ``root``; returns column names and rows."""
+    """Run SQL read-only against the views of ``root``; returns column names and rows.
+
+    Raises
+    ------
+    ValueError
+        The SQL holds no statement.
+    duckdb.Error
+        DuckDB refused or failed the query (including any attempt to reach files).
+    """
     con = connect(root)
     try:
+        lock_down(con)
         cur = con.execute(sql)
+        if cur is None:  # only whitespace or comments
+            raise ValueError("SQL: no statement; give a query such as 'SELECT * FROM trials'")
         cols = [d[0] for d in cur.description] if cur.description else []
         return cols, cur.fetchall()
     finally:
         con.close()
 
 
-def summarized_keys(root: Path) -> set[tuple[str, str]]:
-    """(run_key, status) pairs that already have a summary row."""
+def recorded_files(root: Path) -> dict[tuple[str, str], set[tuple[int | None, int | None]]]:
+    """(run_key, status) -> the (file_bytes, file_crc32) pairs its summary rows recorded
+    ((None, None) for rows written before files were checksummed)."""
     con = connect(root)
     try:
-        return {(k, s) for k, s in con.execute("SELECT DISTINCT run_key, status FROM trials_all").fetchall()}
+        rows = con.execute("SELECT DISTINCT run_key, status, file_bytes, file_crc32 FROM trials_all").fetchall()
     finally:
         con.close()
-
-
-def sync_summary(root: Path) -> int:
-    """Add summary rows for trial files that have none (a driver killed between file and batch).
-
-    Only files whose run key has no row of the same status are read, so this is cheap on a
-    consistent store. Returns the number of documents added; unreadable files are skipped.
-    """
-    have = summarized_keys(root)
-    writer = SummaryWriter(root, batch_rows=10_000, batch_s=1e9)
-    added = 0
-    for name, status in ((TRIALS_DIR, "ok"), (FAILED_DIR, "failed")):
-        for path in sorted((Path(root) / name).glob("*.json")):
-            if (path.stem, status) in have:
-                continue
-            try:
-                doc = load_trial(path).doc
-            except ResultFormatError:
-                continue
-            writer.add(doc)
-            added += 1
-    writer.flush()
-    return added
+    out: dict[tuple[str, str], set[tuple[int | None, int | None]]] = {}
+    for key, status, size, crc in rows:
+        out.setdefault((key, status), set()).add((size, crc))
+    return out
 
 
 def compact(root: Path) -> None:
     """Merge the Parquet parts of each table into one file (latest row per run key)."""
     summary = Path(root) / SUMMARY_DIR
     for name in ("trials", "tenants"):
-        parts = sorted(summary.glob(f"{name}-*.parquet"))
+        parts = [p for p in summary_parts(root, name) if part_readable(p)]  # damaged ones: check_store
         if len(parts) <= 1:
             continue
         con = connect(root)
