@@ -273,7 +273,7 @@ def test_compare_json_is_strict(tmp_path, cli, monkeypatch):
     import vcoal.experiments.compare as cmp
 
     row = {"scenario": "s", "policy": "oracle", "tenants": [], "cpu_ns_per_packet": math.nan,
-           "irq_per_s": math.inf, "all_slos_met": False, "params": {}, "error": "no static setting"}
+           "irq_per_s": math.inf, "all_slos_met": False, "params": {}, "error": cmp.NO_FEASIBLE}
     monkeypatch.setattr(cmp, "compare", lambda *a, **k: [row])
     r = cli("compare", ROOT / "examples/suite/01-latency-only.toml", "--json", tmp_path / "rows.json")
     assert r.exit_code == 0, r.output
