@@ -6,6 +6,7 @@ tool processes are ended by PID.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -92,6 +93,8 @@ def test_short_closed_loop_trial_gives_a_trial_result():
         assert 5 < t["tap_p50_us"] <= t["tap_p99_us"] < 100_000
     assert r.meta["tap"]["lat"]["samples"] >= sum(w["tenants"]["lat"]["tap_samples"] for w in r.windows)
     assert r.cpus[0].app > 0
+    cpus = len(os.sched_getaffinity(0))  # 2 guests: wire, driver domain and a set each need 4 CPUs
+    assert r.meta["placement"]["mode"] == ("placed" if cpus >= 4 else "shared")
     # per-site attribution from the napi:napi_poll tracepoint: every hop's NAPI counted on its own
     a = r.meta["attribution"]
     assert a["source"] == "napi_poll tracepoint" and a.get("overrun") == 0

@@ -31,6 +31,9 @@ testbed_app = typer.Typer(
 )
 
 
+PLACEMENTS = ("auto", "shared")
+
+
 def _need_root() -> None:
     if os.geteuid() != 0:
         fail("the testbed needs root (network namespaces, veth, NAPI knobs)")
@@ -135,6 +138,7 @@ def run(
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
     reps: int = typer.Option(1, "--reps", help="repetitions (each on a fresh topology)"),
     tap_every: int = typer.Option(16, "--tap-every", help="time every N-th sockperf round trip on wire0 for the policy (0 = off)"),
+    placement: str = typer.Option("auto", "--placement", help="auto: driver domain, wire and guests on their own CPUs when there are enough; shared: never"),
     as_json: bool = typer.Option(False, "--json", help="print the full result(s) as JSON"),
     out: Path = typer.Option(None, "--out", "-o", help="write the JSON result (a list when --reps > 1)"),
 ) -> None:
@@ -164,6 +168,8 @@ def run(
             raise ValueError(f"--reps {reps}: must be in [1, 100]")
         if tap_every and (tap_every & (tap_every - 1) or tap_every > 256):
             raise ValueError(f"--tap-every {tap_every}: must be 0 or a power of two <= 256")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"--placement {placement!r}: one of {', '.join(PLACEMENTS)}")
     except json.JSONDecodeError as exc:
         fail(f"--params: not valid JSON: {exc}")
     except ValueError as exc:
@@ -171,7 +177,8 @@ def run(
     results = []
     for _ in range(reps):
         try:
-            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window, tap_every=tap_every))
+            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window,
+                                                                          tap_every=tap_every, placement=placement))
         except (RuntimeError, ValueError, OSError) as exc:
             fail(f"trial failed: {exc}", code=1)
         results.append(r)
@@ -204,12 +211,30 @@ def _print(r) -> None:
         f"  NET_RX {m['net_rx_per_s']:.0f}/s, {m['net_rx_per_packet']:.3f}/packet; task CPU "
         f"{m['tasks_cpu_ns_per_packet'] / 1e3:.2f} us/packet; background CPU {m['background_cpu_frac']:.2f}"
     )
+    typer.echo(f"  {attribution_line(m.get('attribution') or {})}; {placement_line(m.get('placement') or {})}")
     for s in r.sites:
         p = s.params_final
         typer.echo(
             f"  {s.site:14s} defer {p.get('napi_defer_hard_irqs', 0):>3} gro_flush {p.get('gro_flush_timeout_ns', 0):>8} ns"
             f"  rx {s.rx.packets / r.measured_s:9.0f} pps  tx {s.tx.packets / r.measured_s:9.0f} pps"
         )
+
+
+def attribution_line(a: dict) -> str:
+    """Where the per-site polls came from, in one line (the fallback says why)."""
+    if a.get("source") != "napi_poll tracepoint":
+        return f"site polls: host-wide NET_RX ({a.get('reason', 'no trace')})"
+    ratio = a.get("attributed_over_net_rx")
+    lost = a.get("overrun", 0)
+    return (f"site polls: napi_poll tracepoint, {a.get('polls', 0)} polls in {a.get('attributed_net_rx', 0)} of "
+            f"{a.get('net_rx', 0)} NET_RX runs ({(ratio or 0) * 100:.0f} %)" + (f", {lost} events LOST" if lost else ""))
+
+
+def placement_line(p: dict) -> str:
+    """The trial's CPU placement in one line."""
+    if p.get("mode") == "placed":
+        return "placed: " + ", ".join(f"{role} cpus {c[0]}-{c[-1]}" for role, c in p["sets"].items())
+    return f"CPUs shared ({p.get('reason', 'unknown')})"
 
 
 def register(app: typer.Typer) -> None:
@@ -237,12 +262,15 @@ def compare(
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
     out_dir: Path = typer.Option(Path("vcoal-results/testbed-compare"), "--out", help="results directory (one file per trial)"),
     json_out: Path = typer.Option(None, "--json", help="write the rows and the oracle as JSON"),
+    placement: str = typer.Option("auto", "--placement", help="auto: driver domain, wire and guests on their own CPUs when there are enough; shared: never"),
 ) -> None:
     """Every policy (and with --oracle a static NAPI-deferral grid) on every scenario: medians \\[min..max]."""
+    from functools import partial
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vcoal.experiments.testbed_compare import configs, run_testbed_compare
+    from vcoal.experiments.testbed_compare import configs, run_testbed_compare, testbed_trial
     from vcoal.spec import load_scenario
     from vcoal.testbed.load import check_tools
 
@@ -256,6 +284,8 @@ def compare(
             raise ValueError(f"--duration {duration}: must be in [1, 3600] seconds")
         if not 0.2 <= window <= 60:
             raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"--placement {placement!r}: one of {', '.join(PLACEMENTS)}")
         specs = [load_scenario(p) for p in spec_paths]
         for s in specs:
             check_tools(s)
@@ -273,8 +303,9 @@ def compare(
         def step(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label)
 
-        outcome = run_testbed_compare(specs, names, oracle=oracle, reps=reps, duration_s=duration,
-                                      window_s=window, out_dir=out_dir, on_done=step)
+        outcome = run_testbed_compare(specs, names, trial_fn=partial(testbed_trial, placement=placement),
+                                      oracle=oracle, reps=reps, duration_s=duration, window_s=window,
+                                      out_dir=out_dir, on_done=step)
     if json_out is not None:
         from vcoal.cli.jsonout import strict_json
         from vcoal.results.files import write_atomic
@@ -318,6 +349,9 @@ def print_testbed_rows(rows: list[dict], oracle: dict) -> None:
         t.add_row(r["scenario"], label, tenants, f"{r['all_met_reps']}/{r['reps']}", _spread(r["net_rx_per_packet"], 3),
                   _spread(r["task_cpu_us_per_packet"], 2), _spread(r["throughput_bps"], 2, 1e-9), sites)
     console.print(t)
+    sources = sorted({s for r in rows for s in r.get("attribution", [])})
+    modes = sorted({s for r in rows for s in r.get("placement", [])})
+    console.print(f"site polls from: {', '.join(sources) or '-'}; CPUs: {', '.join(modes) or '-'}")
     for scenario, r in oracle.items():
         console.print(f"testbed oracle of {scenario}: " + (f"{r['label']} (NET_RX/pkt {_spread(r['net_rx_per_packet'], 3)})"
                                                             if r else "no grid point met every SLO in every rep"))

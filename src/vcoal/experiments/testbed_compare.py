@@ -93,6 +93,7 @@ def rep_metrics(result: TrialResult) -> dict[str, Any]:
         "wall_s": m.get("wall_s", math.nan),
         "polls_per_packet": sites,
         "attribution": (m.get("attribution") or {}).get("source", ""),
+        "placement": (m.get("placement") or {}).get("mode", ""),
     }
 
 
@@ -124,6 +125,7 @@ def aggregate(scenario: str, config: Config, reps: list[dict[str, Any]]) -> dict
     sites = list(ok[0]["polls_per_packet"]) if ok else []
     row["polls_per_packet"] = {s: spread([r["polls_per_packet"][s] for r in ok]) for s in sites}
     row["attribution"] = sorted({r["attribution"] for r in ok})
+    row["placement"] = sorted({r["placement"] for r in ok})
     return row
 
 
@@ -154,11 +156,12 @@ class CompareOutcome:
 TrialFn = Callable[[ScenarioSpec, Any, float | None, float], TrialResult]
 
 
-def testbed_trial(spec: ScenarioSpec, policy: Any, duration_s: float | None, window_s: float) -> TrialResult:
+def testbed_trial(spec: ScenarioSpec, policy: Any, duration_s: float | None, window_s: float,
+                  placement: str = "auto") -> TrialResult:
     """One trial on a fresh testbed topology (needs root and the load tools)."""
     from vcoal.testbed.trial import TrialOptions, run_trial
 
-    return run_trial(spec, policy, TrialOptions(measure_s=duration_s, window_s=window_s))
+    return run_trial(spec, policy, TrialOptions(measure_s=duration_s, window_s=window_s, placement=placement))
 
 
 def _store(out_dir: Path, writer: SummaryWriter, spec: ScenarioSpec, config: Config, rep: int,

@@ -92,7 +92,7 @@ def alive(pid: int) -> bool:
 class NsProcess:
     """One tool process inside a namespace, its output captured in a temporary file."""
 
-    def __init__(self, ns: str, argv: Sequence[str], label: str = "") -> None:
+    def __init__(self, ns: str, argv: Sequence[str], label: str = "", cpus: Sequence[int] | None = None) -> None:
         self.ns = ns
         self.argv = list(argv)
         self.label = label or Path(argv[0]).name
@@ -102,6 +102,8 @@ class NsProcess:
             netns.exec_argv(ns, self.argv), stdout=self._out, stderr=self._err, stdin=subprocess.DEVNULL
         )
         self.pid = self.popen.pid
+        if cpus:  # ip netns exec execs the tool in this PID; the tools start no threads before it matters
+            os.sched_setaffinity(self.pid, cpus)
         self.started_ns = time.monotonic_ns()
 
     def wait_listening(self, port: int, proto: str = "tcp", timeout_s: float = 5.0) -> None:
@@ -171,8 +173,8 @@ class ProcessSet(contextlib.AbstractContextManager):
     def __init__(self) -> None:
         self.procs: list[NsProcess] = []
 
-    def start(self, ns: str, argv: Sequence[str], label: str = "") -> NsProcess:
-        proc = NsProcess(ns, argv, label)
+    def start(self, ns: str, argv: Sequence[str], label: str = "", cpus: Sequence[int] | None = None) -> NsProcess:
+        proc = NsProcess(ns, argv, label, cpus)
         self.procs.append(proc)
         return proc
 

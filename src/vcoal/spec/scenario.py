@@ -137,6 +137,12 @@ class WorkloadSpec(_Strict):
     on_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean on period (0 = always on)")
     off_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean off period")
     steps: tuple[tuple[Float, Float], ...] = Field((), description="poisson: (at_s, rate_pps) changes")
+    reply_every: Int = Field(
+        1, ge=0, le=1_000_000,
+        description="poisson, testbed only: the server answers one message in this many and those are timed "
+                    "(1 = every message); 0 = none: a one-way small-packet UDP stream (iperf3 -u), as the "
+                    "simulator's poisson is",
+    )
     trace: str | None = Field(None, description="trace: CSV path, relative to the spec file")
     trace_rows: tuple[tuple[Float, Int, Literal["rx", "tx"]], ...] = Field(
         (), description="trace: rows given inline, checked like a CSV trace (vcoal.spec.trace)"

@@ -4,7 +4,11 @@
   client in the wire namespace, server in the guest: every round trip crosses peth0, xenbr0,
   vifN.0 and geth0 both ways. With ``think_us > 0`` or ``outstanding > 1`` it becomes sockperf
   under-load at the equivalent rate, every reply measured.
-* ``poisson`` → sockperf under-load at ``rate_pps`` (sockperf paces evenly, not Poisson).
+* ``poisson`` → sockperf under-load at ``rate_pps`` (sockperf paces evenly, not Poisson, and spins
+  to do it: a client keeps a CPU busy); the server answers one message in ``reply_every`` (default
+  every one) and those replies are timed. ``reply_every = 0``: a one-way small-packet UDP stream,
+  iperf3 ``-u`` at ``rate_pps`` messages of ``request_bytes`` (paced by timers, no spinning; the
+  simulator's poisson is one-way too).
 * ``bulk`` → iperf3 TCP; direction ``rx`` = wire sends to the guest, ``tx`` = guest sends (``-R``);
   ``pace_gbps > 0`` → iperf3 ``-b`` (application pacing).
 * ``trace`` → not supported on the testbed (ValueError).
@@ -24,6 +28,13 @@ SOCKPERF_BASE_PORT = 11111
 IPERF_BASE_PORT = 5201
 #: workload kind -> the load tool that runs it on the testbed
 TOOL_OF_KIND = {"request_response": "sockperf", "poisson": "sockperf", "bulk": "iperf3"}
+
+
+def tool_of(workload) -> str | None:
+    """The load tool that runs a workload on the testbed (None: not supported)."""
+    if workload.kind == "poisson" and workload.reply_every == 0:
+        return "iperf3"
+    return TOOL_OF_KIND.get(workload.kind)
 #: load tool -> the Debian package that installs it
 TOOL_PACKAGES = {"sockperf": "sockperf", "iperf3": "iperf3"}
 
@@ -33,7 +44,7 @@ def check_tools(spec: ScenarioSpec) -> None:
     or a workload the testbed cannot run, before anything is built."""
     missing: dict[str, list[str]] = {}
     for g in spec.guests:
-        tool = TOOL_OF_KIND.get(g.workload.kind)
+        tool = tool_of(g.workload)
         if tool is None:
             raise ValueError(f"guests.{g.name}.workload.kind={g.workload.kind!r}: not supported on the testbed")
         if shutil.which(tool) is None:
@@ -71,11 +82,24 @@ def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir
     for i, g in enumerate(spec.guests):
         gp = topo.guest(g.name)
         w = g.workload
-        if w.kind in ("request_response", "poisson"):
+        if w.kind == "poisson" and w.reply_every == 0:
+            port = IPERF_BASE_PORT + i
+            client = iperf3.IperfClient(
+                ip=gp.ip, port=port, duration_s=measure_s + 1, reverse=w.direction == "tx",
+                rate_bps=w.rate_pps * w.request_bytes * 8, udp=True, packet_bytes=w.request_bytes,
+            )
+            loads.append(
+                TenantLoad(
+                    g.name, w.kind, "iperf3", w.direction, gp.ns,
+                    tuple(iperf3.build_server_argv(gp.ip, port)), port, "tcp", topo.wire_ns, client,
+                    w.request_bytes,
+                )
+            )
+        elif w.kind in ("request_response", "poisson"):
             port = SOCKPERF_BASE_PORT + i
-            mode, mps = "pp", None
+            mode, mps, reply_every = "pp", None, 1
             if w.kind == "poisson":
-                mode, mps = "ul", max(1, round(w.rate_pps))
+                mode, mps, reply_every = "ul", max(1, round(w.rate_pps)), w.reply_every
             elif w.think_us > 0 or w.outstanding > 1:
                 per_req_us = max(w.think_us, 1.0)
                 mode, mps = "ul", max(1, round(w.outstanding * 1e6 / per_req_us))
@@ -87,7 +111,7 @@ def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir
                 mode=mode,
                 msg_bytes=size,
                 mps=mps,
-                reply_every=1 if mode == "ul" else None,
+                reply_every=reply_every if mode == "ul" else None,
                 full_log=f"{log_dir}/{g.name}.csv",
             )
             loads.append(

@@ -79,13 +79,18 @@ def _tenant(
         h = rtt_histogram(samples)
         lat = h.summary_us() if h.count else {"count": res.observations, "mean": res.avg_rtt_us, **{
             k: v for k, v in res.percentiles_us.items() if k in ("p50", "p90", "p99", "p99_9", "max")}}
-        tps = res.received / res.valid_s if res.valid_s else 0.0
-        bps = tps * (g.workload.request_bytes + g.workload.response_bytes) * 8
+        if ld.kind == "poisson":  # a stream: what the guest received in the period (only some are answered)
+            tps = recv_packets / seconds if seconds else 0.0
+            bps = tps * g.workload.request_bytes * 8
+            delivered, drops = recv_packets, 0
+        else:
+            tps = res.received / res.valid_s if res.valid_s else 0.0
+            bps = tps * (g.workload.request_bytes + g.workload.response_bytes) * 8
+            delivered, drops = res.received, max(0, res.sent - res.received)
         met = slo.verdict(lat.get("p99", math.nan), bool(lat.get("count")), bps)
         return TenantResult(
             ld.tenant, ld.kind, ld.direction, slo.p99_us, slo.min_throughput_bps, lat, dict(lat),
-            tps, bps, res.sent, res.received, max(0, res.sent - res.received), met,
-            h.cdf_us() if h.count else [],
+            tps, bps, res.sent, delivered, drops, met, h.cdf_us() if h.count else [],
         ), samples
     r = iperf3.parse(out.stdout)
     met = slo.throughput_met(r.bits_per_second)
@@ -119,7 +124,7 @@ def summarise(
     tenants, extra = [], {}
     for ld in loads:
         a, b = first_tenants[ld.tenant], last_tenants[ld.tenant]
-        # bulk rx: the guest's geth0 receives the data; bulk tx: it transmits it
+        # bulk or stream rx: the guest's geth receives the data; tx: it transmits it
         key = "rx_packets" if ld.direction == "rx" else "tx_packets"
         t, samples = _tenant(spec, outputs[ld.tenant], b[key] - a[key], seconds)
         tenants.append(t)

@@ -17,6 +17,7 @@ from its full sample log.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 import sys
@@ -29,12 +30,13 @@ from vcoal.linux import procs, topology
 from vcoal.linux.hostinfo import host_info
 from vcoal.linux.knobs import LinuxKnobs
 from vcoal.linux.napitrace import NapiTrace, TraceCounts, TraceUnavailable
+from vcoal.linux.rps import set_rps
 from vcoal.model.policy import Policy
 from vcoal.model.result import TrialResult
 from vcoal.model.stats import CounterSample, SiteStats, TenantStats, WindowStats, window_series_row
 from vcoal.model.units import Site
 from vcoal.spec import ScenarioSpec, context_from_spec
-from vcoal.testbed import measure, tap
+from vcoal.testbed import measure, placement, tap
 from vcoal.testbed.load import TenantLoad, check_tools, client_argv, plan_loads
 from vcoal.testbed.sites import (
     SUPPORTED_KNOBS,
@@ -62,7 +64,8 @@ class TrialOptions:
     counter read takes milliseconds). ``tag`` names the topology (random when None).
     ``tap_every`` > 0 (a power of two) runs ``vcoal.testbed.tap`` on wire0, which times every
     ``tap_every``-th sockperf round trip from kernel packet timestamps, so the policy sees each
-    latency tenant's p50/p99 every window; 0 disables it.
+    latency tenant's p50/p99 every window; 0 disables it. ``placement``: ``auto`` splits the CPUs
+    like a Xen host when there are enough (``vcoal.testbed.placement``), ``shared`` never does.
     """
 
     measure_s: float | None = None
@@ -70,6 +73,7 @@ class TrialOptions:
     tag: str | None = None
     napi: bool = True
     tap_every: int = 16
+    placement: str = "auto"
 
     def measured(self, spec: ScenarioSpec) -> float:
         return max(1.0, self.measure_s if self.measure_s is not None else spec.duration_s)
@@ -191,12 +195,13 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
     knobs: KnobSet | None = None
     counters: Counters | None = None
     try:
+        placed, placement_meta = _place(topo, options.placement)
+        wire_cpus = placed.sets[placement.WIRE] if placed else None
         with tempfile.TemporaryDirectory(prefix="vcoal-tb-") as log_dir, procs.ProcessSet() as ps:
             loads = plan_loads(spec, topo, measure_s, log_dir)
             for ld in loads:
-                ps.start(ld.server_ns, ld.server_argv, f"{ld.tool}-server-{ld.tenant}").wait_listening(
-                    ld.port, ld.proto
-                )
+                ps.start(ld.server_ns, ld.server_argv, f"{ld.tool}-server-{ld.tenant}",
+                         placed.of_guest(ld.tenant) if placed else None).wait_listening(ld.port, ld.proto)
             knobs = KnobSet(devices)
             knobs_initial = knobs.read()
             ctx = context_from_spec(spec, supported=SUPPORTED_KNOBS)
@@ -213,13 +218,13 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             t_c = time.monotonic_ns()
             for ld in loads:
                 if ld.tool == "sockperf":
-                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}")
-            tap_reader, tap_ports = _start_tap(ps, topo, loads, options.tap_every, log_dir)
+                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}", wire_cpus)
+            tap_reader, tap_ports = _start_tap(ps, topo, loads, options.tap_every, log_dir, wire_cpus)
             t_start = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
             _sleep_until(t_start, list(clients.values()))
             for ld in loads:
                 if ld.tool == "iperf3":
-                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}")
+                    clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}", wire_cpus)
             old_sites, old_ten, host0, napi0 = counters.sample()
             first_sites, first_ten, prev_host, prev_napi = old_sites, old_ten, host0, napi0
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
@@ -287,6 +292,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     for t, port in tap_ports.items()
                 },
                 "all_tasks_cpu_ns": all_cpu1 - all_cpu0,
+                "placement": placement_meta,
                 "attribution": attribution_summary(counters.attribution_state(), napi0, prev_napi,
                                                    host_end.net_rx - host0.net_rx),
                 "wall_s": time.monotonic() - wall0,
@@ -311,8 +317,21 @@ def _decide(decision, k: int, devices, current: dict, knobs: KnobSet, decisions:
         applied_log.append({"window": k, **entry})
 
 
+def _place(topo: topology.TopologyPlan, asked: str) -> tuple[placement.Placement | None, dict]:
+    """Split the CPUs this process may use (``asked``: ``auto`` or ``shared``) and steer every
+    device's receive path to its owner's set; (the placement or None, ``meta.placement``)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    placed = placement.plan(topo, cpus) if asked == "auto" else None
+    if placed is None:
+        return None, placement.shared_meta(topo, cpus, asked)
+    for (ns, dev), role in placed.devices.items():
+        set_rps(ns, dev, placed.sets[role])
+    return placed, placed.to_meta()
+
+
 def _start_tap(
-    ps: procs.ProcessSet, topo: topology.TopologyPlan, loads: list[TenantLoad], every: int, log_dir: str
+    ps: procs.ProcessSet, topo: topology.TopologyPlan, loads: list[TenantLoad], every: int, log_dir: str,
+    cpus: tuple[int, ...] | None = None,
 ) -> tuple[tap.TapReader | None, dict[str, int]]:
     """One tap on wire0 for all sockperf tenants; returns its reader and tenant → server port."""
     ports = {ld.tenant: ld.port for ld in loads if ld.tool == "sockperf"}
@@ -321,7 +340,7 @@ def _start_tap(
     tap.bpf_program(every)  # validates
     path = f"{log_dir}/tap.txt"
     argv = [sys.executable, "-m", "vcoal.testbed.tap", topo.wire_dev, str(every), path]
-    t = ps.start(topo.wire_ns, argv, "tap")
+    t = ps.start(topo.wire_ns, argv, "tap", cpus)
     procs.poll_until(lambda: Path(path).exists() or not t.running(), 5.0)
     if not t.running():
         raise RuntimeError(f"latency tap on {topo.wire_dev} failed: {t.stderr().strip()[-300:]}")
