@@ -31,7 +31,18 @@ def test_qos_meets_the_slos_with_less_cpu_than_no_coalescing(name):
 
 def test_suite_scenarios_load():
     names = sorted(p.name for p in SUITE.glob("*.toml"))
-    assert len(names) >= 7
+    assert len(names) >= 11
     for n in names:
         spec = load_scenario(SUITE / n)
         assert spec.duration_s <= 0.5
+
+
+def test_an_infeasible_slo_is_named_in_the_result_and_the_compare_row():
+    from vcoal.experiments.compare import summarise
+
+    spec = load_scenario(SUITE / "10-infeasible-bulk.toml")
+    qos = run_scenario(spec, make_policy("qos"), duration_s=0.08)
+    assert qos.infeasible_tenants() == ["tight"]
+    assert summarise(qos).infeasible == ["tight"]
+    off = run_scenario(spec, make_policy("off"), duration_s=0.08)
+    assert off.infeasible_tenants() == []
