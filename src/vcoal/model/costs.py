@@ -26,11 +26,11 @@ DEFAULT_COSTS: Mapping[str, float] = MappingProxyType({
     "ctx_switch_us": 1.5,  # waking the application thread
 })  # fmt: skip
 
-MAX_COST_US = 1000.0  # the largest per-event / per-packet cost (µs) a table may hold
-MAX_BYTE_COST_NS = 100.0  # the largest per-byte cost (ns)
+MAX_COST_US = 1000  # the largest per-event / per-packet cost (µs) a table may hold
+MAX_BYTE_COST_NS = 100  # the largest per-byte cost (ns)
 
 
-def max_cost(key: str) -> float:
+def max_cost(key: str) -> int:
     """Upper bound of one cost table entry."""
     return MAX_BYTE_COST_NS if key.endswith("_ns") else MAX_COST_US
 
