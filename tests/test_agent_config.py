@@ -112,3 +112,47 @@ def test_lo_or_every_interface_needs_allow_all(group):
 def test_a_narrow_match_needs_no_allow_all():
     cfg = parse_config({"interfaces": [{"match": ["l*"], "exclude": ["lo"], "layer": "nic"}, *OK["interfaces"]]})
     assert not cfg.interfaces[0].allow_all and cfg.group_of("lo") is None
+
+
+# --- cost_file: the costs the policy plans with -------------------------------------------------
+
+
+def test_cost_file_reaches_the_policy_context(tmp_path):
+    from vcoal.agent.linux_io import build_context
+    from vcoal.model.costs import DEFAULT_COSTS
+
+    (tmp_path / "costs.toml").write_text("[cost]\nirq_us = 4.5\nvirq_us = 3\n")
+    (tmp_path / "agent.toml").write_text('cost_file = "costs.toml"\n[[interfaces]]\nmatch = ["vif*"]\nlayer = "backend"\n')
+    cfg = load_config(tmp_path / "agent.toml")  # relative to the config file
+    ctx = build_context(cfg, {})
+    assert ctx.cost["irq_us"] == 4.5 and ctx.cost["virq_us"] == 3.0
+    assert ctx.cost["poll_us"] == DEFAULT_COSTS["poll_us"]  # names the file omits keep their default
+    assert "costs.toml" in cfg.cost_source
+
+
+def test_without_cost_file_the_policy_gets_the_defaults_and_status_says_so():
+    from vcoal.agent.linux_io import build_context
+    from vcoal.model.costs import DEFAULT_COSTS
+
+    cfg = parse_config(OK)
+    assert dict(build_context(cfg, {}).cost) == dict(DEFAULT_COSTS)
+    assert cfg.cost_source.startswith("built-in defaults")
+
+
+@pytest.mark.parametrize("text, needle", [("irq_usec = 1\n", "irq_usec: unknown cost"),
+                                          ("irq_us = -1\n", "irq_us=-1"), ("irq_us = 'x'\n", "must be a number")])
+def test_bad_cost_file_is_one_line_naming_the_entry(tmp_path, text, needle):
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        parse_config({**OK, "cost_file": str(tmp_path / "c.toml")})
+    assert "\n" not in str(err.value) and needle in str(err.value) and str(err.value).startswith("cost_file: ")
+
+
+def test_spec_and_qos_share_one_default_cost_table():
+    from vcoal.model.costs import DEFAULT_COSTS
+    from vcoal.policies._qos_model import Costs
+    from vcoal.spec.scenario import CostSpec
+
+    spec = CostSpec().model_dump()
+    assert {k: spec[k] for k in DEFAULT_COSTS} == dict(DEFAULT_COSTS)
+    assert Costs.from_mapping({}) == Costs.from_mapping(dict(DEFAULT_COSTS))

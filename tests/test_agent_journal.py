@@ -180,6 +180,7 @@ def test_status_after_stop_says_stopped_not_knobs_in_force(tmp_path, monkeypatch
     assert out.exit_code == 0 and f"agent pid {os.getpid()} stopped" in text
     assert "no knobs in force" in text and "knobs in force" not in text.replace("no knobs in force", "")
     assert "knobs last set" not in text  # no table of knobs once they are restored
+    assert "policy costs: built-in defaults" in text
 
 
 def test_status_of_a_killed_agent_says_not_running(tmp_path):

@@ -20,7 +20,8 @@ def test_qos_meets_the_slos_with_less_cpu_than_no_coalescing(name):
     off = run_scenario(spec, make_policy("off"), duration_s=0.08)
     assert all(t.slo_met is not False for t in qos.tenants), [(t.name, t.p99_us) for t in qos.tenants]
     assert qos.cpu_ns_per_packet() < 0.9 * off.cpu_ns_per_packet()
-    assert qos.irq_per_s() < 0.5 * off.irq_per_s()
+    # (the throughput guard keeps a request-response tenant's shared queue lightly coalesced)
+    assert qos.irq_per_s() < 0.6 * off.irq_per_s()
     # every window's decision is explained for every site
     windows = {d["window"] for d in qos.decisions}
     sites = {d["site"] for d in qos.decisions}
@@ -30,7 +31,18 @@ def test_qos_meets_the_slos_with_less_cpu_than_no_coalescing(name):
 
 def test_suite_scenarios_load():
     names = sorted(p.name for p in SUITE.glob("*.toml"))
-    assert len(names) >= 7
+    assert len(names) >= 11
     for n in names:
         spec = load_scenario(SUITE / n)
         assert spec.duration_s <= 0.5
+
+
+def test_an_infeasible_slo_is_named_in_the_result_and_the_compare_row():
+    from vcoal.experiments.compare import summarise
+
+    spec = load_scenario(SUITE / "10-infeasible-bulk.toml")
+    qos = run_scenario(spec, make_policy("qos"), duration_s=0.08)
+    assert qos.infeasible_tenants() == ["tight"]
+    assert summarise(qos).infeasible == ["tight"]
+    off = run_scenario(spec, make_policy("off"), duration_s=0.08)
+    assert off.infeasible_tenants() == []

@@ -19,6 +19,11 @@ Example (see examples/agent/ for complete files)::
     name = "web"
     interfaces = ["vif1.*"]
     p99_us = 200
+
+``cost_file`` (optional) names a TOML file of per-operation CPU costs, the names and units of a
+scenario's ``[cost]`` table (top level or under ``[cost]``), relative to the config file; the
+policy plans with it. Without it the policy gets the built-in defaults
+(``vcoal.model.costs.DEFAULT_COSTS``); ``vcoal agent status`` says which.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from vcoal.linux.knobs import KNOBS, NAPI_KNOBS, queue_unit
+from vcoal.model.costs import cost_table
 from vcoal.model.params import PARAM_RANGES
 from vcoal.model.tomlfile import read_toml
 
@@ -165,6 +171,24 @@ class AgentConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     interfaces: Annotated[list[InterfaceGroup], Field(min_length=1)]
     tenants: list[TenantConfig] = []
+    cost_file: str | None = None
+    cost: dict[str, float] = Field({}, description="costs read from cost_file (set by parse_config)")
+
+    @field_validator("cost")
+    @classmethod
+    def _cost(cls, v: dict[str, float]) -> dict[str, float]:
+        cost_table(v)
+        return v
+
+    @property
+    def costs(self) -> dict[str, float]:
+        """The cost table handed to the policy: the defaults with ``cost_file``'s entries applied."""
+        return cost_table(self.cost)
+
+    @property
+    def cost_source(self) -> str:
+        """Where the policy's costs come from, in words (for ``agent status``)."""
+        return f"cost_file {self.cost_file}" if self.cost_file else "built-in defaults (no cost_file)"
 
     @property
     def window_ns(self) -> int:
@@ -185,14 +209,37 @@ def _one_line(exc: ValidationError) -> str:
     return f"{loc}: {msg}{shown}{more}"
 
 
-def parse_config(data: dict[str, Any], origin: str = "config") -> AgentConfig:
-    """Validate a mapping; raises ConfigError with one line naming the field."""
+def read_cost_file(path: str | Path) -> dict[str, float]:
+    """The entries of a cost file (top level or a ``[cost]`` table), checked against the cost table;
+    raises ConfigError with one line naming the file and entry."""
+    try:
+        data = read_toml(path)
+        if set(data) == {"cost"} and isinstance(data["cost"], dict):
+            data = data["cost"]
+        checked = cost_table(data, origin=str(path))
+        return {k: checked[k] for k in data}
+    except ValueError as exc:
+        raise ConfigError(f"cost_file: {exc}") from None
+
+
+def parse_config(data: dict[str, Any], origin: str = "config", base_dir: str | Path | None = None) -> AgentConfig:
+    """Validate a mapping; raises ConfigError with one line naming the field.
+
+    A ``cost_file`` is read (relative to ``base_dir``, default the working directory) into ``cost``.
+    """
     from vcoal.policies import make_policy
 
+    if "cost" in data:
+        raise ConfigError(f"{origin}: cost: not a config key; name a cost file with cost_file")
     try:
         cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {_one_line(exc)}") from None
+    if cfg.cost_file:
+        path = Path(cfg.cost_file)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        cfg = cfg.model_copy(update={"cost": read_cost_file(path)})
     try:
         make_policy(cfg.policy.name, cfg.policy.params)
     except ValueError as exc:
@@ -206,4 +253,4 @@ def load_config(path: str | Path) -> AgentConfig:
         data = read_toml(path)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), Path(path).parent)

@@ -242,6 +242,7 @@ class Agent:
             "dry_run": self.dry_run,
             "config": self.config_path,
             "policy": self.config.policy.name,
+            "costs": self.config.cost_source,
             "started_unix_s": self.started,
             "updated_unix_s": time.time(),
             "windows": self._windows,

@@ -12,6 +12,7 @@ from vcoal.agent.loop import WindowReport
 from vcoal.model.params import CoalesceParams
 
 _LABELS = ("interface", "layer")
+INFEASIBLE_SUFFIX = ".infeasible"  # decision-record input a policy sets to 1.0 for an infeasible tenant
 _PARAM_GAUGES = {
     # parameter -> (metric name, help, factor to base units)
     "rx_usecs": ("vcoal_agent_coalesce_rx_seconds", "rx-usecs in force, in seconds", 1e-6),
@@ -62,6 +63,10 @@ class AgentMetrics:
         self.predicted_delay = Gauge(
             "vcoal_agent_predicted_delay_seconds", "The policy's predicted added delay per site", _LABELS, registry=r
         )
+        self.slo_infeasible = Gauge(
+            "vcoal_tenant_slo_infeasible", "1 while the policy finds the tenant's SLO infeasible (decision input "
+            "'<tenant>.infeasible'), else 0", ("tenant",), registry=r,
+        )
         self.loop_seconds = Gauge(
             "vcoal_agent_window_processing_seconds", "CPU wall time spent in the last window's work", registry=r
         )
@@ -91,6 +96,9 @@ class AgentMetrics:
         for rec in report.records:
             labels = (rec.site.instance, rec.site.layer.value)
             self.decisions.labels(*labels, "true" if rec.changed else "false").inc()
+            for key, value in rec.inputs.items():
+                if key.endswith(INFEASIBLE_SUFFIX):
+                    self.slo_infeasible.labels(key.removesuffix(INFEASIBLE_SUFFIX)).set(value)
             for key, value in rec.predicted.items():
                 if "delay" in key:
                     scale = 1e-6 if key.endswith("_us") else 1e-9 if key.endswith("_ns") else 1.0

@@ -121,6 +121,8 @@ def status_cmd(
         f"agent pid {status['pid']} {state}{' (dry run)' if status.get('dry_run') else ''}, policy "
         f"{status['policy']}, {status['windows']} windows, {status['overruns']} overruns, updated {age_s:.1f} s ago"
     )
+    if "costs" in status:
+        console.print(f"policy costs: {status['costs']}")
     if state == "stopped":
         left = status.get("journal_entries", 0)
         console.print(f"no knobs in force: restored {status.get('restored', 0)} knob(s) at exit"

@@ -109,7 +109,8 @@ def print_rows(rows: list[dict]) -> None:
         parts = []
         for x in r["tenants"]:
             mark = {True: "[green]✓[/]", False: "[red]✗[/]", None: ""}[x["slo_met"]]
-            parts.append(f"{x['name']} {_f(x['p99_us'], 0)}/{_f(x['slo_p99_us'], 0)}{mark}")
+            bad = " [yellow]infeasible[/]" if x["name"] in r.get("infeasible", []) else ""
+            parts.append(f"{x['name']} {_f(x['p99_us'], 0)}/{_f(x['slo_p99_us'], 0)}{mark}{bad}")
         gbps = sum(x["throughput_bps"] for x in r["tenants"]) / 1e9
         t.add_row(r["scenario"], r["policy"], " ".join(parts), "yes" if r["all_slos_met"] else "NO",
                   _f(gbps, 2), _f(r["cpu_ns_per_packet"] / 1e3, 2), _f(r["irq_per_s"], 0))

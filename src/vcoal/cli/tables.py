@@ -29,6 +29,10 @@ def print_summary(r: TrialResult, console: Console | None = None) -> None:
         t.add_row(x.name, kind, _f(lat["p50"]), _f(lat["p99"]), _f(x.slo_p99_us), met,
                   _f(x.throughput_bps / 1e6), _f(x.throughput_pps / 1e3), str(x.drops))
     console.print(t)
+    for name in r.infeasible_tenants():
+        reason = next((d["reason"] for d in reversed(r.decisions) if f"tenant {name}: infeasible" in d["reason"]), "")
+        cause = reason.split(f"tenant {name}: infeasible: ", 1)[-1].split(";", 1)[0]
+        console.print(f"[yellow]{name}: SLO infeasible[/] ({cause})")
     s = Table(title="coalescing sites")
     for col in ("site", "rx irq/s", "rx pkts/irq", "tx irq/s", "tx pkts/irq", "polls", "drops",
                 "rx µs/frames tx µs/frames timer"):

@@ -55,6 +55,7 @@ class Row:
     all_slos_met: bool
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    infeasible: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +95,7 @@ def summarise(result: TrialResult, params: dict[str, Any] | None = None) -> Row:
         for t in result.tenants
     ]
     return Row(result.scenario, result.policy, tenants, result.cpu_ns_per_packet(), result.irq_per_s(),
-               result.all_slos_met(), params or result.policy_params)
+               result.all_slos_met(), params or result.policy_params, infeasible=result.infeasible_tenants())
 
 
 def _run_one(args: tuple[dict, str, dict, int | None, float | None]) -> dict[str, Any]:

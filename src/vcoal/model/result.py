@@ -101,6 +101,14 @@ class TrialResult:
         """All interrupts (physical and virtual, both directions) per second."""
         return sum(s.rx.irq_per_s + s.tx.irq_per_s for s in self.sites)
 
+    def infeasible_tenants(self) -> list[str]:
+        """Tenants the policy named infeasible in its last window (decision input ``<tenant>.infeasible``)."""
+        if not self.decisions:
+            return []
+        last = max(d["window"] for d in self.decisions)
+        return sorted({k.removesuffix(".infeasible") for d in self.decisions if d["window"] == last
+                       for k, v in d.get("inputs", {}).items() if k.endswith(".infeasible") and v})
+
     def all_slos_met(self) -> bool:
         """True when no tenant misses a declared SLO."""
         return all(t.slo_met is not False for t in self.tenants)

@@ -38,8 +38,10 @@ Per stage (rates per µs):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vcoal.model.costs import DEFAULT_COSTS
 from vcoal.model.params import CoalesceParams, TimerMode
 from vcoal.model.queueing import napi_min_nt, zero_cost_delay
 from vcoal.model.units import Layer, Site
@@ -79,22 +81,18 @@ class Gate:
 
 @dataclass(frozen=True, slots=True)
 class Costs:
-    """Per-event CPU costs (µs) from the scenario's cost table (defaults as in the spec)."""
+    """Per-event CPU costs (µs) the planner charges, from the context's cost table."""
 
-    irq_us: float = 1.0
-    virq_us: float = 1.0
-    evtchn_send_us: float = 0.5
-    poll_us: float = 0.3
+    irq_us: float = DEFAULT_COSTS["irq_us"]
+    virq_us: float = DEFAULT_COSTS["virq_us"]
+    evtchn_send_us: float = DEFAULT_COSTS["evtchn_send_us"]
+    poll_us: float = DEFAULT_COSTS["poll_us"]
 
     @classmethod
-    def from_mapping(cls, cost: dict | None) -> Costs:
-        cost = cost or {}
-        return cls(
-            float(cost.get("irq_us", 1.0)),
-            float(cost.get("virq_us", 1.0)),
-            float(cost.get("evtchn_send_us", 0.5)),
-            float(cost.get("poll_us", 0.3)),
-        )
+    def from_mapping(cls, cost: Mapping[str, float] | None) -> Costs:
+        """The table's event costs; names it lacks take ``DEFAULT_COSTS``."""
+        c = {**DEFAULT_COSTS, **(cost or {})}
+        return cls(float(c["irq_us"]), float(c["virq_us"]), float(c["evtchn_send_us"]), float(c["poll_us"]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from vcoal.model.costs import DEFAULT_COSTS
 from vcoal.model.queueing import zero_cost_delay
 from vcoal.model.stats import WindowStats
 from vcoal.model.units import NS_PER_S, Layer, Site
@@ -100,14 +101,12 @@ def nic_work_us(stats_site, costs: Costs) -> float | None:
     return max(0.0, s.cpu_ns / 1000.0 - ev) / (s.rx.packets + s.tx.packets)
 
 
+PRIOR_TERMS = ("irq_us", "poll_us", "nic_pkt_us", "bridge_pkt_us", "netback_pkt_us", "evtchn_send_us",
+               "virq_us", "frontend_pkt_us", "stack_pkt_us")
+
+
 def prior_base_us(cost: Mapping[str, float]) -> float:
-    """Latency the model does not see, before any measurement: per-packet work of both directions."""
-    per_dir = sum(
-        cost.get(k, d)
-        for k, d in (
-            ("irq_us", 1.0), ("poll_us", 0.3), ("nic_pkt_us", 1.0), ("bridge_pkt_us", 1.0),
-            ("netback_pkt_us", 1.0), ("evtchn_send_us", 0.5), ("virq_us", 1.0),
-            ("frontend_pkt_us", 0.5), ("stack_pkt_us", 1.0),
-        )
-    )  # fmt: skip
-    return 2.0 * per_dir + cost.get("ctx_switch_us", 1.5)
+    """Latency the model does not see, before any measurement: per-packet work of both directions
+    (the ``PRIOR_TERMS`` of the cost table, ``DEFAULT_COSTS`` for names it lacks) and one wake-up."""
+    c = {**DEFAULT_COSTS, **cost}
+    return 2.0 * sum(c[k] for k in PRIOR_TERMS) + c["ctx_switch_us"]

@@ -1,7 +1,8 @@
 """The ``qos`` planner: evaluate chains of gates, then a greedy budgeted cost minimisation.
 
 ``Planner.evaluate(params)`` predicts every chain (per-stage p99 bound, mean delay, interrupt rate,
-CPU cost) for a full assignment of site parameters; a tenant's predicted added p99 is the sum of
+CPU cost, times the measured correction of that chain at that setting when ``factor`` is given) for a
+full assignment of site parameters; a tenant's predicted added p99 is the sum of
 the stage bounds of the chains on its path (NIC RX of its queue, its guest RX and guest TX).
 
 ``Planner.optimise(budgets)`` starts from no coalescing on every controllable gate and repeatedly
@@ -14,7 +15,7 @@ tightest tenant bounds it. Ties break by gate order, so the result is determinis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from vcoal.model.params import CoalesceParams
@@ -75,6 +76,7 @@ class Planner:
         supported: Mapping[Site, frozenset[str] | None],
         costs: Costs,
         memo: dict | None = None,
+        factor: Callable[[tuple], float] | None = None,
     ) -> None:
         order = {"nic_rx": 0, "nic_txc": 1, "guest_rx": 2, "guest_tx": 3}
         self.chains = sorted(chains, key=lambda c: (order[c.kind], c.key))
@@ -84,6 +86,7 @@ class Planner:
         self.current = dict(current)
         self.supported = supported
         self.costs = costs
+        self.factor = factor  # measured / predicted CPU of a (chain, setting) key (_qos_evidence)
         self.gate_order = sorted(self.levels)
         self._gate_chains: dict[str, list[str]] = {k: [] for k in gates}
         for c in self.chains:
@@ -130,8 +133,15 @@ class Planner:
             ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
         memo_key = (c.key, ps, round(lam, 9))
         hit = self._memo.get(memo_key)
-        if hit is not None:
-            return hit
+        if hit is None:
+            hit = self._memo[memo_key] = self._predict(c, ps, lam)
+        if self.factor is not None:
+            f = self.factor((c.key, *(getattr(p, name) for g, p in zip(c.gates, ps, strict=True) for name in g.fields())))
+            if f != 1.0:
+                hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, hit.cost * f)
+        return hit
+
+    def _predict(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
         ev_cost = chain_event_cost(c.kind, self.costs)
         preds = []
         pkts = c.lam_pkts
@@ -143,9 +153,7 @@ class Planner:
             lam = pred.out_per_us
         cost = lam * ev_cost + sum(s.polls_per_us for s in preds) * self.costs.poll_us
         p99 = sum(s.p99_us for s in preds)
-        out = ChainPred(tuple(preds), p99, sum(s.mean_us for s in preds), lam, cost)
-        self._memo[memo_key] = out
-        return out
+        return ChainPred(tuple(preds), p99, sum(s.mean_us for s in preds), lam, cost)
 
     def evaluate(self, params: Mapping[Site, CoalesceParams]) -> Evaluation:
         """Predict every chain and every tenant's added p99 for ``params``."""

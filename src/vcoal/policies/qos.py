@@ -16,26 +16,19 @@ Every window the controller
    interrupt rate come from the exact Min(N,T) batch terms of ``vcoal.model.queueing`` at the
    observed rates; its p99 contribution is bounded by its timer (or the time to fill its frame cap).
 3. **Learns a latency correction.** When the environment measures a tenant's window p99 the
-   residual ``measured - predicted added p99 (parameters in force)`` is the part the model does not
-   see (processing, application, queueing, model error); an EWMA of it (fast when it grows, slow
-   when it shrinks) is the tenant's *base*. With a model error proportional to the added delay this
-   additive correction converges to measured p99 = target. Without measurements the base is a prior
-   from the cost table (the per-packet work of both directions).
-4. **Sets budgets.** A latency tenant may add ``p99_slo * (1 - slo_margin) - base`` µs; a tenant
-   without a p99 SLO is throughput-seeking and may add ``bulk_budget_us``; a tenant whose path
-   dropped packets or whose consumer CPU is busy (inferred by inverting the exact interrupt-rate
-   formula, ``_qos_observe.busy_sites``) is capacity-bound: queueing dominates its latency and only
-   more coalescing frees CPU, so it gets at least ``min(bulk_budget_us, p99_slo * (1 - slo_margin))``
-   until its load falls below 80 % of the load at which it was busy. The measured p99 tests this
-   hypothesis: coalescing a capacity-bound path should shorten its queues, so when a latency
-   tenant's measured p99 is above its target and more than ``refute_ratio`` times what it was when
-   the tenant became capacity-bound, the evidence (a drop count, or an interrupt count that does not
-   mean what the inversion assumes, e.g. host-wide softirqs on the real-kernel testbed) is
-   *refuted*: the tenant is treated as latency-bound again (its correction is learned, its budget
-   shrinks, the planner tightens) and busy/drop evidence is ignored for it until its load leaves
-   [0.5x, 2x] of the load at the refutation. A tenant missing its
-   throughput floor while not dropping has its budget halved (window-limited flow), recovering by
-   25 % per window once it is met again.
+   residual ``measured - predicted added p99 (parameters in force)``, never below 0, is the part the
+   model does not see (processing, application, queueing); an EWMA of it (fast when it grows, slow
+   when it shrinks) is the tenant's *base*. Without measurements the base is a prior from the cost
+   table (the per-packet work of both directions).
+4. **Classifies every tenant and sets budgets** (``_qos_regime``): latency-bound, capacity-bound
+   (drops, or a busy consumer inferred by inverting the exact interrupt-rate formula,
+   ``_qos_observe.busy_sites``), refuted (capacity evidence contradicted by the measured p99),
+   infeasible (base at or above the target: budget 0, the least latency; or a saturated shared core)
+   or throughput-seeking (no p99 SLO); request-response tenants are capped to keep
+   ``rr_throughput_floor`` of their least-delay throughput unless CPU-bound.
+   **Learns the measured response** (``_qos_evidence``): per chain and setting the ratio of measured
+   to predicted CPU (model as prior), which scales the planner's predictions; every change that
+   should save CPU is verified over ``verify_windows`` windows and reverted when it does not deliver.
 5. **Plans** (``_qos_plan``): greedy minimisation of predicted interrupt + poll CPU cost over a
    small candidate grid per gate (powers of two up to ``max_usecs`` for timers, 5-200 µs for the
    NAPI deferral), keeping every tenant's summed stage bounds within its budget. A move that adds
@@ -52,9 +45,11 @@ Every window the controller
    the inputs settle, so does the plan, and nothing oscillates.
    Stage predictions are cached on a quantised rate (5 significant digits), so decisions are exact
    functions of the recorded windows: a replayed counter trace reproduces them bit for bit.
-7. **Explains.** Every site gets a DecisionRecord each window: the observed rates, interrupt rates,
-   CPU and tenants' p99, budgets and bases as inputs; per gate the predicted p99 bound, mean delay,
-   interrupt rate and CPU cost as predictions; and the reason.
+7. **Explains.** Every site gets a DecisionRecord each window naming that site and its tenants: the
+   observed rates, interrupt rates, CPU, tenants' p99, budgets, bases, regimes (``T.infeasible`` 1/0)
+   and throughput ratios as inputs; per gate the predicted p99 bound, mean delay, interrupt rate,
+   CPU cost and measured correction as predictions; the action at that site with its signed
+   predicted gain; and each tenant's regime and budget.
 
 The policy is pure: no clock, no I/O, no randomness.
 """
@@ -68,6 +63,8 @@ from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, PolicyContext
 from vcoal.model.stats import WindowStats
 from vcoal.model.units import NS_PER_S, Layer, Site
+from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, Pending, measured_chain, setting_key
+from vcoal.policies._qos_explain import site_records
 from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, timer_levels
 from vcoal.policies._qos_observe import (
     busy_sites,
@@ -78,9 +75,11 @@ from vcoal.policies._qos_observe import (
     window_rates,
 )
 from vcoal.policies._qos_plan import Chain, Evaluation, Planner
+from vcoal.policies._qos_regime import TenantState
 from vcoal.policies.base import PolicyBase
 
 DEFER_GRID_US = (5, 10, 20, 50, 100, 200)
+MAX_CORRECTION = 8.0  # largest measured/predicted CPU ratio taken from a refuted change
 
 
 def _check(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
@@ -112,6 +111,18 @@ _PARAM_RANGES: dict[str, tuple] = {
     "util_max": (0.0, 1.0, True),
     "latency_price": (0.0, 1.0),
     "refute_ratio": (1.0, 100.0),
+    "infeasible_ratio": (0.5, 10.0),
+    "feasible_ratio": (0.1, 1.0),
+    "infeasible_windows": (1, 1000),
+    "rr_throughput_floor": (0.0, 1.0, True),
+    "thr_ref_tolerance_us": (0.0, 1000.0),
+    "thr_recover": (1.0, 2.0),
+    "prior_weight": (0.0, 1000.0),
+    "evidence_windows": (1.0, 1000.0),
+    "verify_windows": (1, 100),
+    "verify_fraction": (0.0, 1.0),
+    "verify_slack_us": (0.0, 100_000.0),
+    "retry_windows": (0, 1_000_000),
 }
 
 
@@ -147,6 +158,20 @@ class Qos(PolicyBase):
         correct_latency: learn the additive correction from measured p99.
         refute_ratio: a capacity-bound latency tenant whose measured p99 exceeds its target and this
             multiple of its p99 when it became capacity-bound is latency-bound after all.
+        infeasible_ratio: a base at least this multiple of the p99 target marks the tenant infeasible...
+        infeasible_windows: ...after this many windows in a row.
+        feasible_ratio: an infeasible tenant is feasible again when its base falls below this multiple.
+        rr_throughput_floor: request-response tenants keep this fraction of their least-delay rate.
+        thr_ref_tolerance_us: modelled added p99 within this of the least seen counts as the reference.
+        thr_recover: factor by which a throughput cap loosens per window comfortably above the floor.
+        prior_weight: weight (windows) of the model's prediction against measured CPU per setting.
+        evidence_windows: measured windows after which the per-setting correction becomes an EWMA.
+        verify_windows: windows over which a change's realised saving and latency are measured.
+        verify_fraction: a change realising less than this fraction of its predicted saving is reverted.
+        verify_slack_us: p99 rise beyond the predicted one (µs) that reverts a change.
+        retry_windows: windows a reverted change's gates stay where the revert put them.
+        measured_response: plan with measured CPU per setting and verify changes (``_qos_evidence``);
+            off by default until it is stable on noisy counters (see docs/simulator.md).
         """
 
         slo_margin: float = 0.15
@@ -170,6 +195,19 @@ class Qos(PolicyBase):
         latency_price: float = 0.0002
         correct_latency: bool = True
         refute_ratio: float = 1.25
+        infeasible_ratio: float = 1.0
+        feasible_ratio: float = 0.85
+        infeasible_windows: int = 2
+        rr_throughput_floor: float = 0.95
+        thr_ref_tolerance_us: float = 2.0
+        thr_recover: float = 1.1
+        prior_weight: float = 2.0
+        evidence_windows: float = 4.0
+        verify_windows: int = 2
+        verify_fraction: float = 0.5
+        verify_slack_us: float = 20.0
+        retry_windows: int = 50
+        measured_response: bool = False
 
         def __post_init__(self) -> None:
             for name, limits in _PARAM_RANGES.items():
@@ -185,13 +223,12 @@ class Qos(PolicyBase):
         self.rates: dict[tuple[Site, str], float] = {}
         self._low_streak: dict[tuple[Site, str], int] = {}
         self.work_us: dict[Site, float] = {}
-        self.base_us: dict[str, float | None] = {t: None for t in context.tenants}
-        self.scale: dict[str, float] = {t: 1.0 for t in context.tenants}
-        self.capacity_load: dict[str, float | None] = {t: None for t in context.tenants}
-        # measured p99 when a tenant became capacity-bound; load at which that was refuted
-        self.capacity_p99: dict[str, float | None] = {t: None for t in context.tenants}
-        self.refuted_load: dict[str, float | None] = {t: None for t in context.tenants}
-        self.measured: dict[str, float | None] = {t: None for t in context.tenants}
+        self.state = {t: TenantState(i.slo, i.kind) for t, i in context.tenants.items()}
+        self.evidence = Evidence(self.params.prior_weight, self.params.evidence_windows)
+        self.pending: Pending | None = None
+        self.revert: tuple[dict[Site, CoalesceParams], str] | None = None
+        self.verdict: str = ""
+        self.frozen: dict[str, int] = {}  # gate key -> last window it is held after a revert
         self.saturated: set[Site] = set()
         self._memo: dict = {}
         self.gates, self.levels = self._gates_and_levels(context)
@@ -260,60 +297,86 @@ class Qos(PolicyBase):
         return max((self.rates.get((s, "rx"), 0.0) + self.rates.get((s, "tx"), 0.0) for s in t.path), default=0.0)
 
     def _learn(self, stats: WindowStats) -> None:
-        """Update capacity flags, throughput scales and the latency correction from one window."""
+        """Update regimes, throughput references, the latency correction and the measured response."""
         p = self.params
-        ev = self._planner(stats_rates=window_rates(stats)).evaluate(self.current)
+        planner = self._planner(stats_rates=window_rates(stats), corrected=False)
+        ev = planner.evaluate(self.current)
+        self._measure(stats, planner, ev)
         saturated = busy_sites(stats, self.costs, p.util_max)
         self.saturated = saturated
         for name, info in self.context.tenants.items():
+            st = self.state[name]
             dropped = dropped_on(stats, info.path)
-            busy = dropped or any(s in saturated for s in info.path)
-            load = self._load_pps(name)
-            refuted = self.refuted_load[name]
-            if refuted is not None and not 0.5 * refuted <= load <= 2.0 * refuted:
-                self.refuted_load[name] = refuted = None  # a new load phase: the evidence may hold now
-            if refuted is not None:
-                busy = dropped = False
-            cap = self.capacity_load[name]
+            busy_at = next((s for s in info.path if s in saturated), None)
             ts = stats.tenants.get(name)
             p99 = ts.p99_us if ts is not None and ts.packets >= p.min_samples else None
-            if busy:
-                self.capacity_load[name] = max(load, cap or 0.0)
-                if cap is None or self.capacity_p99[name] is None:
-                    self.capacity_p99[name] = p99  # latency before coalescing for capacity
-            elif cap is not None and load < 0.8 * cap:
-                self.capacity_load[name] = self.capacity_p99[name] = None
-            ref = self.capacity_p99[name]
-            if (self.capacity_load[name] is not None and info.slo.p99_us is not None and p99 is not None
-                    and ref is not None and p99 > info.slo.p99_us * (1.0 - p.slo_margin)
-                    and p99 > p.refute_ratio * ref):
-                # coalescing for capacity made the tail worse, not better: latency-bound after all
-                self.capacity_load[name] = self.capacity_p99[name] = None
-                self.refuted_load[name] = max(load, 1.0)
-            if ts is None:
+            st.capacity(p, dropped or busy_at is not None, self._load_pps(name), p99)
+            if ts is not None and stats.interval_ns:
+                st.floor(ts.bytes * 8 * NS_PER_S / stats.interval_ns, dropped)
+                st.measured_p99 = ts.p99_us
+                pps = ts.packets * NS_PER_S / stats.interval_ns
+                st.throughput(p, pps, ts.p50_us, ev.tenant_p99_us.get(name, 0.0))
+                if p.correct_latency and p99 is not None and st.capacity_load is None:
+                    st.learn_base(p, p99, ev.tenant_p99_us.get(name, 0.0))
+            st.classify(p, p99, str(busy_at) if busy_at is not None else ("drops" if dropped else None))
+
+    def _measure(self, stats: WindowStats, planner: Planner, ev: Evaluation) -> None:
+        """Per chain: fold measured / predicted CPU into the evidence; advance a pending verification."""
+        measured: dict[str, tuple[float, int]] = {}
+        for c in planner.chains:
+            m = measured_chain(c.kind, c.gates, stats, self.costs)
+            if m is None:
                 continue
-            floor = info.slo.min_throughput_bps
-            if floor is not None and stats.interval_ns:
-                bps = ts.bytes * 8 * NS_PER_S / stats.interval_ns
-                if bps < floor and not dropped:
-                    self.scale[name] = max(1 / 16, self.scale[name] * 0.5)
-                else:
-                    self.scale[name] = min(1.0, self.scale[name] * 1.25)
-            self.measured[name] = ts.p99_us
-            if (not p.correct_latency or ts.p99_us is None or ts.packets < p.min_samples
-                    or self.capacity_load[name] is not None):
-                continue
-            residual = ts.p99_us - ev.tenant_p99_us.get(name, 0.0)
-            base = self.base_us[name]
-            if base is None:
-                self.base_us[name] = residual
-            else:
-                a = min(1.0, 2 * p.correction_alpha) if residual > base else p.correction_alpha
-                self.base_us[name] = base + a * (residual - base)
+            measured[c.key] = m
+            if m[1] >= MIN_EVIDENCE_PACKETS:
+                self.evidence.add(setting_key(c.key, c.gates, self.current), m[0], ev.chains[c.key].cost)
+        pend = self.pending
+        if pend is None or not stats.interval_ns:
+            return
+        us = sum(measured[k][0] for k in pend.chains if k in measured) * stats.interval_ns / 1000.0
+        pkts = sum(measured[k][1] for k in pend.chains if k in measured)
+        pend.after.append((us, pkts))
+        for t, ts in stats.tenants.items():
+            if t in pend.before_p99 and ts.p99_us is not None and ts.packets >= self.params.min_samples:
+                pend.after_p99.setdefault(t, []).append(ts.p99_us)
+        if len(pend.after) >= self.params.verify_windows:
+            self._verify(pend, planner)
+
+    def _verify(self, pend: Pending, planner: Planner) -> None:
+        """Compare a change's realised saving and latency with its prediction; revert if it failed."""
+        p = self.params
+        self.pending = None
+        us, pkts = sum(a for a, _ in pend.after), sum(b for _, b in pend.after)
+        realised = pend.before_pp - us / pkts if pkts else 0.0
+        sites = ", ".join(sorted(str(s) for s in pend.old))
+        text = (f"change of window {pend.window} at {sites}: realised saving {realised:+.3f}us/pkt of "
+                f"{pend.predicted_saving_pp:+.3f}us/pkt predicted")
+        worse = [
+            f"{t} p99 +{sum(v) / len(v) - pend.before_p99[t]:.1f}us (predicted +{pend.predicted_added.get(t, 0.0):.1f})"
+            for t, v in sorted(pend.after_p99.items())
+            if sum(v) / len(v) - pend.before_p99[t] > pend.predicted_added.get(t, 0.0) + p.verify_slack_us
+        ]
+        if realised >= p.verify_fraction * pend.predicted_saving_pp and not worse:
+            self.verdict = "verified " + text
+            return
+        # the model of these chains was wrong at this setting: take the measured ratio at full weight
+        if pend.predicted_saving_pp > 0 and pend.before_pp > 0:
+            ratio = min(MAX_CORRECTION, (pend.before_pp - realised) / max(pend.before_pp - pend.predicted_saving_pp, 1e-9))
+            for key in planner.by_key:
+                if key in pend.chains:
+                    c = planner.by_key[key]
+                    k = setting_key(key, c.gates, self.current)
+                    self.evidence.set(k, max(self.evidence.factor(k), ratio))
+        now = self.window.index if self.window is not None else 0
+        for key in pend.chains:
+            for g in planner.by_key[key].gates:
+                if g.site in pend.old:
+                    self.frozen[g.key] = now + p.retry_windows
+        self.revert = (pend.old, "revert: " + text + ("; " + ", ".join(worse) if worse else ""))
 
     # --- planning --------------------------------------------------------------------------------
 
-    def _planner(self, stats_rates: dict[tuple[Site, str], float] | None = None) -> Planner:
+    def _planner(self, stats_rates: dict[tuple[Site, str], float] | None = None, corrected: bool = True) -> Planner:
         rates = self.rates if stats_rates is None else stats_rates
         per_us = lambda site, d: rates.get((site, d), 0.0) / 1e6  # noqa: E731
         chains: list[Chain] = []
@@ -332,35 +395,19 @@ class Qos(PolicyBase):
             else:
                 fe = Site(Layer.FRONTEND, guest or "")
                 chains.append(Chain(f"{kind}:{guest}", kind, gates, (guest or "",), per_us(fe, "tx")))
-        return Planner(chains, self.levels, self.gates, self.current, self.supported, self.costs, self._memo)
+        factor = self.evidence.factor if corrected and self.params.measured_response else None
+        now = self.window.index if self.window is not None else 0
+        levels = {k: v for k, v in self.levels.items() if self.frozen.get(k, -1) < now}
+        return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, factor)
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
         return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
 
     def _budgets(self) -> tuple[dict[str, float], dict[str, str]]:
-        p = self.params
         budgets: dict[str, float] = {}
         why: dict[str, str] = {}
-        for name, info in self.context.tenants.items():
-            if info.slo.p99_us is None:
-                b = p.bulk_budget_us
-                why[name] = "throughput-seeking"
-            else:
-                base = self.base_us[name] if self.base_us[name] is not None else self.prior_us
-                b = info.slo.p99_us * (1.0 - p.slo_margin) - base
-                why[name] = f"p99 target {info.slo.p99_us:g}us, base {base:.1f}us"
-                if self.refuted_load[name] is not None:
-                    why[name] += " (capacity-bound refuted: measured p99 rose while coalescing)"
-            b *= self.scale[name]
-            if self.capacity_load[name] is not None:
-                # queueing dominates the measured latency; only coalescing frees CPU. Allow up to the
-                # bulk budget, but not beyond the SLO itself.
-                slo_cap = info.slo.p99_us * (1.0 - p.slo_margin) if info.slo.p99_us else p.bulk_budget_us
-                cap_b = min(p.bulk_budget_us, slo_cap)
-                if b < cap_b:
-                    b = cap_b
-                    why[name] = "capacity-bound (drops or busy consumer on its path)"
-            budgets[name] = max(0.0, b)
+        for name, st in self.state.items():
+            budgets[name], why[name] = st.budget(self.params, self.prior_us)
         return budgets, why
 
     def decide(self) -> Decision | None:
@@ -369,7 +416,7 @@ class Qos(PolicyBase):
         index = self.window.index if self.window else 0
         if self.window is None:
             records = tuple(
-                DecisionRecord(index, s, self.current[s], False, "keep: no window observed yet")
+                DecisionRecord(index, s, self.current[s], False, f"keep {s}: no window observed yet")
                 for s in sorted(self.context.sites)
             )
             return Decision({}, records)
@@ -380,36 +427,64 @@ class Qos(PolicyBase):
         violations = sorted(t for t, d in cur.tenant_p99_us.items() if d > budgets[t] + 1e-6)
         plan_budgets = {t: b * (1.0 - p.budget_deadband) for t, b in budgets.items()}
         prices = {
-            t: p.latency_price if info.slo.p99_us is not None and self.capacity_load[t] is None else 0.0
-            for t, info in self.context.tenants.items()
+            t: p.latency_price if st.slo.p99_us is not None and st.capacity_load is None else 0.0
+            for t, st in self.state.items()
         }
         idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
-        idx = self._bounded(planner, idx)
-        target = planner.params_for(idx)
+        target = planner.params_for(self._bounded(planner, idx))
         plan = planner.evaluate(target)
         # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
         j_cur = cur.cost + sum(prices[t] * d for t, d in cur.tenant_p99_us.items())
         j_plan = plan.cost + sum(prices[t] * d for t, d in plan.tenant_p99_us.items())
-        gain = j_cur - j_plan
-        saving = cur.cost - plan.cost
-        if violations:
-            adopt = True
-            reason = "tighten: predicted p99 over budget for " + ", ".join(violations)
+        gain, saving = j_cur - j_plan, cur.cost - plan.cost
+        verdict, self.verdict = self.verdict, ""
+        if self.revert is not None and not violations:
+            target, reason = {**self.current, **self.revert[0]}, self.revert[1]
+            adopt, plan = True, planner.evaluate({**self.current, **self.revert[0]})
+        elif violations:
+            adopt, reason = True, "tighten: predicted p99 over budget for " + ", ".join(violations)
+        elif self.pending is not None:
+            adopt, reason = False, f"keep: verifying the change of window {self.pending.window}"
         elif gain > max(p.hysteresis * j_cur, p.min_change_cpu):
             adopt = True
             if saving >= 0:
-                reason = f"relax: predicted saving {saving * 100:.2f}% of a CPU"
+                reason = f"relax: predicted saving {saving * 100:+.2f}% of a CPU"
             else:
-                reason = f"cut delay: worth its {-saving * 100:.2f}% of a CPU at the latency price"
+                reason = f"cut delay: costs {-saving * 100:.2f}% of a CPU, worth it at the latency price"
         else:
             adopt = False
-            reason = f"keep: within hysteresis (objective gain {gain * 100:.2f}% of a CPU)"
+            reason = (f"keep: objective gain {gain * 100:+.2f}% of a CPU "
+                      f"({'below' if gain > 0 else 'no gain over'} the change threshold)")
+        self.revert = None
+        if verdict:
+            reason = f"{reason} [{verdict}]"
         new_params = target if adopt else dict(self.current)
         final = plan if adopt else cur
         changed = {s: q for s, q in new_params.items() if q != self.current.get(s)}
-        records = self._records(index, planner, final, changed, reason, budgets, why)
+        if changed and saving > 0 and p.measured_response and reason.startswith("relax"):
+            self._start_verification(index, planner, cur, plan, changed)
+        records = site_records(self, index, planner, final, changed, reason, budgets, why, cur)
         self.current.update(changed)
         return Decision(changed, records)
+
+    def _start_verification(self, index: int, planner: Planner, cur: Evaluation, plan: Evaluation,
+                            changed: dict[Site, CoalesceParams]) -> None:
+        """Remember a relaxing change's predicted saving and latency to check them over the next windows."""
+        chains = tuple(c.key for c in planner.chains if any(g.site in changed for g in c.gates))
+        lam = sum(planner.by_key[k].lam_pkts for k in chains)
+        if not chains or lam <= 0 or self.window is None or not self.window.interval_ns:
+            return
+        measured = [measured_chain(planner.by_key[k].kind, planner.by_key[k].gates, self.window, self.costs)
+                    for k in chains]
+        pkts = sum(m[1] for m in measured if m)
+        if pkts < MIN_EVIDENCE_PACKETS:
+            return
+        before_pp = sum(m[0] for m in measured if m) * self.window.interval_ns / 1000.0 / pkts
+        saving_pp = sum(cur.chains[k].cost - plan.chains[k].cost for k in chains) / lam
+        added = {t: plan.tenant_p99_us.get(t, 0.0) - cur.tenant_p99_us.get(t, 0.0) for t in cur.tenant_p99_us}
+        before_p99 = {t: st.measured_p99 for t, st in self.state.items() if st.measured_p99 is not None}
+        self.pending = Pending(index, {s: self.current[s] for s in changed}, chains, saving_pp, added,
+                               before_pp, before_p99)
 
     def _bounded(self, planner: Planner, idx: dict[str, int]) -> dict[str, int]:
         """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``)."""
@@ -427,44 +502,3 @@ class Qos(PolicyBase):
                 j -= 1
             out[key] = j
         return out
-
-    def _records(
-        self, index: int, planner: Planner, ev: Evaluation, changed: dict[Site, CoalesceParams], reason: str,
-        budgets: dict[str, float], why: dict[str, str],
-    ) -> tuple[DecisionRecord, ...]:
-        preds: dict[Site, dict[str, float]] = {}
-        for c in planner.chains:
-            cp = ev.chains[c.key]
-            for g, sp in zip(c.gates, cp.stages, strict=True):
-                d = preds.setdefault(g.site, {})
-                d[f"{g.knob}.p99_us"] = sp.p99_us
-                d[f"{g.knob}.mean_delay_us"] = sp.mean_us
-                d[f"{g.knob}.irq_per_s"] = sp.out_per_us * 1e6
-            first = c.gates[0].site
-            preds.setdefault(first, {})[f"{c.kind}.cpu_frac"] = cp.cost
-        records = []
-        for site in sorted(self.context.sites):
-            info = self.context.sites[site]
-            inputs: dict[str, float] = {
-                "rx_pps": self.rates.get((site, "rx"), 0.0),
-                "tx_pps": self.rates.get((site, "tx"), 0.0),
-            }
-            s = self.window.sites.get(site) if self.window else None
-            if s is not None:
-                inputs["rx_irq_per_s"] = s.irq_per_s("rx")
-                inputs["tx_irq_per_s"] = s.irq_per_s("tx")
-                inputs["cpu_util"] = s.cpu_ns / s.interval_ns if s.interval_ns else 0.0
-            predicted = dict(preds.get(site, {}))
-            notes = []
-            for t in info.tenants:
-                inputs[f"{t}.budget_us"] = budgets.get(t, 0.0)
-                predicted[f"{t}.added_p99_us"] = ev.tenant_p99_us.get(t, 0.0)
-                if self.base_us.get(t) is not None:
-                    inputs[f"{t}.base_us"] = float(self.base_us[t])
-                if self.measured.get(t) is not None:
-                    inputs[f"{t}.measured_p99_us"] = float(self.measured[t])
-                notes.append(f"{t}: {why.get(t, '')}")
-            text = reason + ("; " + "; ".join(notes) if notes else "")
-            params = changed.get(site, self.current[site])
-            records.append(DecisionRecord(index, site, params, site in changed, text, inputs, predicted))
-        return tuple(records)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
+from vcoal.model.costs import DEFAULT_COSTS, MAX_BYTE_COST_NS, MAX_COST_US
 from vcoal.model.params import PARAM_RANGES, CoalesceParams
 from vcoal.model.slo import Slo
 from vcoal.model.tomlfile import read_toml
@@ -54,24 +55,24 @@ class CoalesceSpec(_Strict):
 
 
 class CostSpec(_Strict):
-    """CPU cost model in µs (per byte in ns); defaults from shared/reference/simulation.md A.1.
+    """CPU cost model in µs (per byte in ns); defaults: ``vcoal.model.costs.DEFAULT_COSTS`` (simulation.md A.1).
 
     ``service_dist`` makes every per-packet cost deterministic (``det``) or exponential with the
     same mean (``exp``); ``irq_dist`` does the same for interrupt costs.
     """
 
-    irq_us: Float = Field(1.0, ge=0, le=1000, description="physical interrupt, direct cost")
-    virq_us: Float = Field(1.0, ge=0, le=1000, description="event-channel upcall / virtual irq in guest")
-    evtchn_send_us: Float = Field(0.5, ge=0, le=1000, description="notify_remote_via_irq on the sender")
-    poll_us: Float = Field(0.3, ge=0, le=1000, description="one NAPI poll invocation")
-    nic_pkt_us: Float = Field(1.0, ge=0, le=1000, description="NIC driver rx/tx per packet in dom0")
-    bridge_pkt_us: Float = Field(1.0, ge=0, le=1000, description="bridge forwarding per packet")
-    netback_pkt_us: Float = Field(1.0, ge=0, le=1000, description="netback grant-copy op per packet")
-    byte_copy_ns: Float = Field(0.15, ge=0, le=100, description="per byte copied by netback")
-    frontend_pkt_us: Float = Field(0.5, ge=0, le=1000, description="netfront / virtio-net per packet")
-    stack_pkt_us: Float = Field(1.0, ge=0, le=1000, description="guest TCP/IP stack per packet")
-    tx_clean_us: Float = Field(0.1, ge=0, le=1000, description="NIC TX completion cleaned per packet")
-    ctx_switch_us: Float = Field(1.5, ge=0, le=1000, description="waking the application thread")
+    irq_us: Float = Field(DEFAULT_COSTS["irq_us"], ge=0, le=MAX_COST_US, description="physical interrupt, direct cost")
+    virq_us: Float = Field(DEFAULT_COSTS["virq_us"], ge=0, le=MAX_COST_US, description="event-channel upcall / virtual irq in guest")
+    evtchn_send_us: Float = Field(DEFAULT_COSTS["evtchn_send_us"], ge=0, le=MAX_COST_US, description="notify_remote_via_irq on the sender")
+    poll_us: Float = Field(DEFAULT_COSTS["poll_us"], ge=0, le=MAX_COST_US, description="one NAPI poll invocation")
+    nic_pkt_us: Float = Field(DEFAULT_COSTS["nic_pkt_us"], ge=0, le=MAX_COST_US, description="NIC driver rx/tx per packet in dom0")
+    bridge_pkt_us: Float = Field(DEFAULT_COSTS["bridge_pkt_us"], ge=0, le=MAX_COST_US, description="bridge forwarding per packet")
+    netback_pkt_us: Float = Field(DEFAULT_COSTS["netback_pkt_us"], ge=0, le=MAX_COST_US, description="netback grant-copy op per packet")
+    byte_copy_ns: Float = Field(DEFAULT_COSTS["byte_copy_ns"], ge=0, le=MAX_BYTE_COST_NS, description="per byte copied by netback")
+    frontend_pkt_us: Float = Field(DEFAULT_COSTS["frontend_pkt_us"], ge=0, le=MAX_COST_US, description="netfront / virtio-net per packet")
+    stack_pkt_us: Float = Field(DEFAULT_COSTS["stack_pkt_us"], ge=0, le=MAX_COST_US, description="guest TCP/IP stack per packet")
+    tx_clean_us: Float = Field(DEFAULT_COSTS["tx_clean_us"], ge=0, le=MAX_COST_US, description="NIC TX completion cleaned per packet")
+    ctx_switch_us: Float = Field(DEFAULT_COSTS["ctx_switch_us"], ge=0, le=MAX_COST_US, description="waking the application thread")
     service_dist: Literal["det", "exp"] = "det"
     irq_dist: Literal["det", "exp"] = "det"
 
