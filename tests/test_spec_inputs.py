@@ -210,6 +210,24 @@ def test_sim_refuses_a_run_above_the_event_budget_and_shows_the_estimate(tmp_pat
     assert "simulator events estimated" in r.output and "--force" in r.output and "e+" in r.output
 
 
+def test_sweep_refuses_a_trial_above_the_event_budget_before_any_trial_runs(tmp_path, cli, monkeypatch):
+    import vcoal.experiments
+
+    def never(*a, **k):
+        raise AssertionError("sweep started")
+
+    monkeypatch.setattr(vcoal.experiments, "run_sweep", never)
+    (tmp_path / "s.toml").write_text('[[guests]]\nname="g1"\nworkload={kind="poisson", rate_pps=1e8}\n')
+    # the sweep's duration makes the second trial too big: the check sees each trial's expanded scenario
+    (tmp_path / "w.toml").write_text('name = "big"\nscenario = "s.toml"\n'
+                                     '[axes]\npolicy = ["off"]\nduration_s = [0.01, 60.0]\n')
+    r = cli("sweep", tmp_path / "w.toml", "-o", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("vcoal: error: trial ") and "duration_s=60" in r.output and "--force" in r.output
+    assert "duration_s=0.01" not in r.output  # the small trial is within the budget
+    assert not (tmp_path / "out").exists()
+
+
 def test_event_estimate_scales_with_duration_and_rate():
     from vcoal.sim.budget import estimate_events
 

@@ -44,6 +44,7 @@ def sweep(
     workers: int = typer.Option(None, "--workers", "-w", help="local process-pool size (default: CPU count)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the expanded trials and exit"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    force: bool = typer.Option(False, "--force", help="run even when a trial's estimated simulator events exceed the budget"),
 ) -> None:
     """Run every trial of a sweep that has no stored result yet; failures are recorded, not fatal."""
     from vcoal.experiments import NoProgress, RichProgress, load_sweep, run_sweep
@@ -61,6 +62,10 @@ def sweep(
         trials = spec.expand()
     except ValueError as exc:
         fail(str(exc))
+    if not force:
+        refusal = first_over_budget(trials)
+        if refusal is not None:
+            fail(refusal)
     if dry_run:
         for t in trials:
             typer.echo(f"{t.run_key}  {t.label}")
@@ -80,6 +85,23 @@ def sweep(
         raise typer.Exit(130)
     if outcome.failed or outcome.lost:
         raise typer.Exit(1)
+
+
+def first_over_budget(trials) -> str | None:
+    """The refusal line of the first trial whose estimated simulator events exceed the budget
+    (``vcoal.sim.budget``; a trial's scenario carries the sweep's duration and axes), or None."""
+    from vcoal.sim.budget import over_budget
+    from vcoal.spec import ScenarioSpec
+
+    seen: set[str] = set()
+    for t in trials:
+        if t.spec_hash in seen:
+            continue
+        seen.add(t.spec_hash)
+        refusal = over_budget(ScenarioSpec.model_validate(t.scenario))
+        if refusal is not None:
+            return f"trial {t.label}: {refusal}"
+    return None
 
 
 def report_outcome(outcome) -> None:
