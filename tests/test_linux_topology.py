@@ -79,9 +79,14 @@ def test_down_removes_leftovers_of_a_crashed_run(tag):
     # `ip netns exec` may still be switching namespaces when the parent dies: poll
     ns = netns.ns_name(tag, "g-g1")
     assert procs.poll_until(lambda: netns.pids_in(ns) == [orphan], 5.0), netns.pids_in(ns)
+    from vcoal.linux import napitrace
+
+    leftover = napitrace.ensure_tracefs() / "instances" / f"vcoal-{tag}"  # a crashed trial's trace
+    leftover.mkdir()
     removed = topology.down(tag)
     assert len(removed) == 3
     assert tag not in topology.tags_present()
+    assert not leftover.exists()
     assert procs.poll_until(lambda: not os.path.exists(f"/proc/{orphan}"), 5.0), "orphan still alive"
 
 

@@ -210,6 +210,23 @@ def filter_expression(devices: list[str] | tuple[str, ...]) -> str:
     return " || ".join(f'dev_name == "{d}"' for d in devices)
 
 
+def remove_instance(name: str, root: Path = TRACEFS) -> bool:
+    """Remove the tracefs instance ``vcoal-<name>`` a crashed trial left (events off, then rmdir);
+    True when there was one."""
+    inst = root / "instances" / f"vcoal-{name}"
+    try:
+        if not inst.is_dir():
+            return False
+    except OSError:  # tracefs not readable (not root): nothing of ours can be there
+        return False
+    for event in (EVENT, SOFTIRQ_EVENT):
+        with contextlib.suppress(OSError):
+            (inst / "events" / event / "enable").write_text("0")
+    with contextlib.suppress(OSError):
+        inst.rmdir()
+    return not inst.is_dir()
+
+
 def ensure_tracefs(root: Path = TRACEFS) -> Path:
     """Mount tracefs at ``root`` if it is not mounted; TraceUnavailable when that is impossible."""
     if (root / "instances").is_dir():
@@ -344,12 +361,7 @@ class NapiTrace:
             for fd in (*self._fds.values(), *(self._pipe or ())):
                 os.close(fd)
             self._fds, self._pipe = {}, None
-        if self.dir.is_dir():
-            for event in (EVENT, SOFTIRQ_EVENT):
-                with contextlib.suppress(OSError):
-                    (self.dir / "events" / event / "enable").write_text("0")
-            with contextlib.suppress(OSError):
-                self.dir.rmdir()
+        remove_instance(self.dir.name.removeprefix("vcoal-"), self.dir.parent.parent)
 
     def __enter__(self) -> NapiTrace:
         return self

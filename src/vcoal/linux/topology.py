@@ -181,7 +181,8 @@ def down(tag: str | None = None) -> list[str]:
     """Remove topology ``tag`` (None: every vcoal topology), including leftovers of crashed runs.
 
     Processes still running inside those namespaces (tool servers of a crashed run) are ended by
-    PID first: SIGTERM, then SIGKILL. Deleting a namespace deletes its veths and the bridge.
+    PID first: SIGTERM, then SIGKILL. Deleting a namespace deletes its veths and the bridge; the
+    tracefs instance of a crashed trial's per-hop trace (``vcoal-<tag>``) goes too.
     Returns the namespaces removed.
     """
     from vcoal.linux import procs
@@ -193,6 +194,10 @@ def down(tag: str | None = None) -> list[str]:
             procs.end_pid(pid)
     for name in names:
         netns.remove(name)
+    from vcoal.linux.napitrace import remove_instance
+
+    for t in {netns.tag_of(n) for n in names}:
+        remove_instance(t)  # the per-hop trace of a crashed trial (named after its topology)
     return names
 
 
