@@ -23,7 +23,7 @@ EPILOG = """Examples:
 def compare_cmd(
     suite: Path = typer.Argument(..., help="directory of scenario TOML files (or one file)"),
     policies: str = typer.Option(None, "--policies", help="comma-separated policy names (default: all)"),
-    oracle: bool = typer.Option(False, "--oracle", help="also grid-search the cheapest static setting meeting every SLO"),
+    oracle: bool = typer.Option(False, "--oracle", help="also search the cheapest static setting meeting every SLO (uniform grid, then per queue / tenant path)"),
     duration: float = typer.Option(None, "--duration", help="simulated seconds per trial (overrides the specs)"),
     seed: int = typer.Option(None, "--seed", help="root seed for every trial"),
     workers: int = typer.Option(2, "--workers", help="local processes", min=1, max=256),
@@ -115,6 +115,9 @@ def print_rows(rows: list[dict]) -> None:
         t.add_row(r["scenario"], r["policy"], " ".join(parts), "yes" if r["all_slos_met"] else "NO",
                   _f(gbps, 2), _f(r["cpu_ns_per_packet"] / 1e3, 2), _f(r["irq_per_s"], 0))
     console.print(t)
+    for r in rows:
+        if r.get("search"):
+            console.print(f"{r['scenario']} / {r['policy']}: {r['search']}")
 
 
 def register(app: typer.Typer) -> None:
