@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail, interrupted, output_path
+from vcoal.cli.main import fail, interrupted, output_path, warn
 
 EPILOG = """Examples:
 
@@ -37,7 +37,7 @@ def compare_cmd(
     from vcoal.experiments.compare import compare, failed_rows, suite_paths
     from vcoal.results.files import write_atomic
     from vcoal.sim.budget import over_budget
-    from vcoal.spec import load_scenario
+    from vcoal.spec import link_warning, load_scenario
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
@@ -54,6 +54,8 @@ def compare_cmd(
     except ValueError as exc:
         fail(str(exc))
     for spec in specs:
+        if (note := link_warning(spec)) is not None:
+            warn(note)
         refusal = None if force else over_budget(spec if duration is None else spec.model_copy(update={"duration_s": duration}))
         if refusal is not None:
             fail(refusal)
