@@ -55,7 +55,7 @@ def sim(
     from vcoal.policies import make_policy
     from vcoal.sim import run_scenario
     from vcoal.sim.budget import estimate_events, over_budget
-    from vcoal.spec import link_warning, load_scenario
+    from vcoal.spec import link_warning, load_scenario, placement_line
 
     output_path(out, "--out")
     try:
@@ -124,6 +124,7 @@ def sim(
     from vcoal.cli.tables import print_summary
 
     print_summary(result)
+    typer.echo(placement_line(spec))
     if out is not None:
         typer.echo(f"result file: {out}")
 
