@@ -157,4 +157,4 @@ def search_text(grid_points: int, descent: Descent | None = None, passes: int = 
     if descent is None:
         return f"uniform grid of {grid_points} points, {grid_points} simulations"
     return (f"uniform grid of {grid_points} points + coordinate descent over {descent.coordinates} coordinates, "
-            f"{descent.passes} passes (limit {passes}), {grid_points + descent.simulations} simulations")
+            f"{descent.passes} pass{'es' if descent.passes != 1 else ''} (limit {passes}), {grid_points + descent.simulations} simulations")
