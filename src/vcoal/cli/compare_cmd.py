@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail, interrupted, output_path
+from vcoal.cli.main import fail, interrupted, output_path, warn
 
 EPILOG = """Examples:
 
@@ -23,7 +23,7 @@ EPILOG = """Examples:
 def compare_cmd(
     suite: Path = typer.Argument(..., help="directory of scenario TOML files (or one file)"),
     policies: str = typer.Option(None, "--policies", help="comma-separated policy names (default: all)"),
-    oracle: bool = typer.Option(False, "--oracle", help="also grid-search the cheapest static setting meeting every SLO"),
+    oracle: bool = typer.Option(False, "--oracle", help="also search the cheapest static setting meeting every SLO (uniform grid, then per queue / tenant path)"),
     duration: float = typer.Option(None, "--duration", help="simulated seconds per trial (overrides the specs)"),
     seed: int = typer.Option(None, "--seed", help="root seed for every trial"),
     workers: int = typer.Option(2, "--workers", help="local processes", min=1, max=256),
@@ -37,7 +37,7 @@ def compare_cmd(
     from vcoal.experiments.compare import compare, failed_rows, suite_paths
     from vcoal.results.files import write_atomic
     from vcoal.sim.budget import over_budget
-    from vcoal.spec import load_scenario
+    from vcoal.spec import link_warning, load_scenario
 
     if duration is not None and not 0 < duration <= 3600:
         fail(f"--duration {duration}: must be in (0, 3600] seconds")
@@ -54,6 +54,8 @@ def compare_cmd(
     except ValueError as exc:
         fail(str(exc))
     for spec in specs:
+        if (note := link_warning(spec)) is not None:
+            warn(note)
         refusal = None if force else over_budget(spec if duration is None else spec.model_copy(update={"duration_s": duration}))
         if refusal is not None:
             fail(refusal)
@@ -115,6 +117,9 @@ def print_rows(rows: list[dict]) -> None:
         t.add_row(r["scenario"], r["policy"], " ".join(parts), "yes" if r["all_slos_met"] else "NO",
                   _f(gbps, 2), _f(r["cpu_ns_per_packet"] / 1e3, 2), _f(r["irq_per_s"], 0))
     console.print(t)
+    for r in rows:
+        if r.get("search"):
+            console.print(f"{r['scenario']} / {r['policy']}: {r['search']}")
 
 
 def register(app: typer.Typer) -> None:

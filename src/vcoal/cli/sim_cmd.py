@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from vcoal.cli.jsonout import strict_json
-from vcoal.cli.main import fail, interrupted, output_path
+from vcoal.cli.main import fail, interrupted, output_path, warn
 
 EPILOG = """Examples:
 
@@ -55,7 +55,7 @@ def sim(
     from vcoal.policies import make_policy
     from vcoal.sim import run_scenario
     from vcoal.sim.budget import estimate_events, over_budget
-    from vcoal.spec import load_scenario
+    from vcoal.spec import link_warning, load_scenario, placement_line
 
     output_path(out, "--out")
     try:
@@ -87,6 +87,8 @@ def sim(
         fail(f"--params: not valid JSON: {exc}")
     except ValueError as exc:
         fail(str(exc))
+    if (note := link_warning(spec)) is not None:
+        warn(note)
 
     from vcoal.experiments.runner import document_for
     from vcoal.experiments.sweep import expand, single_trial
@@ -122,6 +124,7 @@ def sim(
     from vcoal.cli.tables import print_summary
 
     print_summary(result)
+    typer.echo(placement_line(spec))
     if out is not None:
         typer.echo(f"result file: {out}")
 

@@ -2,14 +2,14 @@
 
 ``compare(paths, policies)`` runs every policy on every scenario (local process pool) and returns
 one ``Row`` per scenario x policy: per tenant p99 vs SLO, throughput, CPU per packet, interrupts/s.
-``static_oracle(spec)`` searches a grid of static per-layer settings and returns the cheapest one
-(CPU per delivered packet) that meets every SLO, or reports that none does.
+``static_oracle(spec)`` searches static settings (a uniform per-layer grid, then per-site coordinate
+descent on multi-queue / multi-tenant hosts: ``vcoal.experiments.oracle``) and returns the cheapest
+one (CPU per delivered packet) that meets every SLO, or reports that none does.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from vcoal.experiments.executors import PoolHandle
+from vcoal.experiments.oracle import (
+    DESCENT_PASSES,
+    best_feasible,
+    descend,
+    expand,
+    search_grid,
+    search_text,
+    wants_descent,
+)
 from vcoal.model.result import TrialResult
 from vcoal.policies import POLICIES, make_policy
 from vcoal.spec import ScenarioSpec, load_scenario
 
-# Static grid of the oracle: NIC rx (usecs, frames), backend->frontend virtual interrupt usecs,
-# software NAPI deferral (defer_hard_irqs, gro_flush_timeout_ns) on backend and frontend.
-NIC_GRID = ((0, 1), (8, 32), (32, 64), (64, 64), (128, 128))
-VIRQ_GRID = (0, 16, 64)
-DEFER_GRID = ((0, 0), (2, 20_000), (2, 100_000))
 NO_FEASIBLE = "no static setting meets every SLO"
 """The oracle row's ``error`` when no grid point meets every SLO (an answer, not a failure)."""
 
@@ -56,6 +60,8 @@ class Row:
     params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     infeasible: list[str] = field(default_factory=list)
+    search: str | None = None
+    """The oracle's search space and simulations run (oracle rows only)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,31 +144,31 @@ def run_rows(
     return [r for r in out if r is not None]
 
 
-def oracle_grid() -> list[dict[str, dict]]:
-    """Static-policy parameter tables of the oracle's grid."""
-    grid = []
-    for (nu, nf), vu, (dh, gro) in itertools.product(NIC_GRID, VIRQ_GRID, DEFER_GRID):
-        napi = {"napi_defer_hard_irqs": dh, "gro_flush_timeout_ns": gro}
-        grid.append({
-            "nic": {"rx_usecs": nu, "rx_frames": nf, "tx_usecs": 64, "tx_frames": 64},
-            "backend": {"rx_usecs": vu, "rx_frames": 64 if vu else 1, **napi},
-            "frontend": napi,
-        })
-    return grid
+def static_oracle(spec: ScenarioSpec, *, passes: int = DESCENT_PASSES, **kwargs: Any) -> tuple[dict | None, list[dict]]:
+    """The cheapest static setting meeting every SLO on one scenario: (best row or None, all rows).
 
+    The uniform grid first; where the host has several used NIC queues or tenant paths, coordinate
+    descent per site from the best uniform point (``vcoal.experiments.oracle``). The best row's
+    ``search`` field states the search space and the simulations run; ``params`` is what to apply.
+    """
+    grid = search_grid(spec)
+    rows = run_rows([(spec, "static", g) for g in grid], **kwargs)
+    best = best_feasible(rows)
+    descent = None
+    if best is not None and wants_descent(spec):
+        def run(tables: list[dict]) -> list[dict]:
+            out = run_rows([(spec, "static", t) for t in tables], **kwargs)
+            rows.extend(out)
+            return out
 
-def best_feasible(rows: Sequence[dict]) -> dict | None:
-    """The cheapest row (CPU per packet) that meets every SLO, or None."""
-    ok = [r for r in rows if r["error"] is None and r["all_slos_met"]]
-    return min(ok, key=lambda r: r["cpu_ns_per_packet"]) if ok else None
-
-
-def static_oracle(spec: ScenarioSpec, **kwargs: Any) -> tuple[dict | None, list[dict]]:
-    """Grid-search static settings on one scenario: (best feasible row or None, all rows)."""
-    rows = run_rows([(spec, "static", g) for g in oracle_grid()], **kwargs)
+        start = expand(spec, grid[next(i for i, r in enumerate(rows) if r is best)])
+        descent = descend(spec, start, best, run, passes)
+        best = descent.row
     for r in rows:
         r["policy"] = "oracle"
-    return best_feasible(rows), rows
+    if best is not None:
+        best["search"] = search_text(len(grid), descent, passes)
+    return best, rows
 
 
 def suite_paths(suite: str | Path) -> list[Path]:
@@ -194,7 +200,8 @@ def compare(
     if oracle:
         for s in specs:
             best, _ = static_oracle(s, **kwargs)
-            rows.append(best or Row(s.name, "oracle", [], math.nan, math.nan, False, {}, NO_FEASIBLE).to_dict())
+            rows.append(best or Row(s.name, "oracle", [], math.nan, math.nan, False, {}, NO_FEASIBLE,
+                                    search=search_text(len(search_grid(s)))).to_dict())
     return rows
 
 

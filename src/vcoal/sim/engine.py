@@ -77,7 +77,6 @@ class Path:
             site: SiteState(str(site), p) for site, p in spec.site_params().items()
         }
         self.tenants = None  # set by the simulation (workload runtimes), indexed by pkt.tenant
-        ncores = len(self.cpus)
 
         self.nic_rx: list[Hop] = []
         self.nic_txc: list[Hop] = []
@@ -85,7 +84,7 @@ class Path:
         self.qdisc: list[deque] = [deque() for _ in range(spec.nic.queues)]
         for q in range(spec.nic.queues):
             site = self.sites[Site(Layer.NIC, f"q{q}")]
-            cpu = self.cpus[q % ncores]
+            cpu = self.cpus[spec.irq_core_of(q)]
             self.nic_rx.append(
                 Hop(k, direction="rx", gate=site, napi=site, consumer=cpu, capacity=spec.nic.rx_ring,
                     irq_cost=self.irq_cost, pkt_cost=svc["nic_rx"], poll_ns=poll_ns,
@@ -109,7 +108,7 @@ class Path:
         for i, g in enumerate(spec.guests):
             vcpus = [Cpu(k, f"{g.name}-v{j}") for j in range(g.vcpus)]
             self.guest_vcpus.append(vcpus)
-            bcpu = self.cpus[i % ncores]
+            bcpu = self.cpus[spec.backend_core_of(i)]
             self.backend_cpu.append(bcpu)
             if self.one_layer:
                 self.fe_rx.append(None)

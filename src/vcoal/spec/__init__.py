@@ -5,6 +5,7 @@ The same ``ScenarioSpec`` drives the simulator (``vcoal.sim``), the real-kernel 
 out-of-range values with one line naming the field and the accepted range.
 """
 
+from vcoal.spec.advice import link_warning, placement_line
 from vcoal.spec.context import context_from_spec
 from vcoal.spec.scenario import (
     CostSpec,
@@ -30,7 +31,9 @@ __all__ = [
     "WindowSpec",
     "WorkloadSpec",
     "context_from_spec",
+    "link_warning",
     "load_scenario",
     "parse_scenario",
+    "placement_line",
     "spec_error_line",
 ]

@@ -105,6 +105,10 @@ class NicSpec(_Strict):
     tx_ring: Int = Field(1024, ge=1, le=100_000_000)
     txqueuelen: Int = Field(1000, ge=0, le=100_000_000, description="qdisc packets waiting for tx ring slots")
     coalesce: CoalesceSpec = CoalesceSpec()
+    irq_cores: tuple[Int, ...] | None = Field(
+        None, description="driver-domain core of each queue's interrupt and NAPI, one per queue "
+                          "(default: queue q on core q mod host.driver_domain_cores)",
+    )
 
 
 class LayerDefaults(_Strict):
@@ -192,6 +196,10 @@ class GuestSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")
     vcpus: Int = Field(1, ge=1, le=64)
     nic_queue: Int | None = Field(None, ge=0, le=63)
+    backend_core: Int | None = Field(
+        None, ge=0, le=255, description="driver-domain core of this guest's backend (default: guest "
+                                        "index mod host.driver_domain_cores)",
+    )
     ring: Int = Field(256, ge=1, le=65_536, description="shared ring slots per direction")
     workload: WorkloadSpec
     slo: SloSpec = SloSpec()
@@ -241,6 +249,18 @@ class ScenarioSpec(_Strict):
         for g in self.guests:
             if g.nic_queue is not None and g.nic_queue >= self.nic.queues:
                 raise ValueError(f"guests.{g.name}.nic_queue={g.nic_queue}: must be < nic.queues={self.nic.queues}")
+        cores = self.host.driver_domain_cores
+        irq = self.nic.irq_cores
+        if irq is not None and len(irq) != self.nic.queues:
+            raise ValueError(f"nic.irq_cores: {len(irq)} entries, needs one per queue (nic.queues = {self.nic.queues})")
+        for q, c in enumerate(irq or ()):
+            if not 0 <= c < cores:
+                raise ValueError(f"nic.irq_cores[{q}] = {c}: core out of range [0, {cores - 1}] "
+                                 f"(host.driver_domain_cores = {cores})")
+        for g in self.guests:
+            if g.backend_core is not None and g.backend_core >= cores:
+                raise ValueError(f"guests.{g.name}.backend_core = {g.backend_core}: core out of range "
+                                 f"[0, {cores - 1}] (host.driver_domain_cores = {cores})")
         if self.warmup_s >= self.duration_s:
             raise ValueError("warmup_s must be < duration_s")
         if self.host.layers == ("nic",):
@@ -256,6 +276,16 @@ class ScenarioSpec(_Strict):
         """NIC queue a guest's traffic uses (explicit, else guest index modulo queues)."""
         g = self.guests[guest_index]
         return g.nic_queue if g.nic_queue is not None else guest_index % self.nic.queues
+
+    def irq_core_of(self, queue: int) -> int:
+        """Driver-domain core of a NIC queue's interrupt and NAPI (``nic.irq_cores``, else queue mod cores)."""
+        irq = self.nic.irq_cores
+        return irq[queue] if irq is not None else queue % self.host.driver_domain_cores
+
+    def backend_core_of(self, guest_index: int) -> int:
+        """Driver-domain core of a guest's backend (``backend_core``, else guest index mod cores)."""
+        g = self.guests[guest_index]
+        return g.backend_core if g.backend_core is not None else guest_index % self.host.driver_domain_cores
 
     def site_params(self) -> dict[Site, CoalesceParams]:
         """Initial coalescing parameters of every site, defaults then overrides."""

@@ -1,0 +1,65 @@
+"""Facts about a valid scenario worth showing: open-loop load above the link, core placement.
+
+``link_warning(spec)`` compares each direction's open-loop offered load with ``host.link_gbps``.
+The simulator serialises closed-loop senders (request-response, bulk) and every transmit on the
+link, but open-loop arrivals (``poisson``, ``trace``) reach the NIC at their drawn times, so a
+spec offering more than the link carries models a wire no host has: a warning, not a refusal.
+``placement_line(spec)`` says which NIC queues and backends share each driver-domain core.
+"""
+
+from __future__ import annotations
+
+from vcoal.spec.scenario import ScenarioSpec, WorkloadSpec
+
+BITS_PER_BYTE = 8
+
+
+def offered_bps(w: WorkloadSpec, direction: str) -> float:
+    """Open-loop load of one workload in ``direction`` (bit/s): a poisson's peak rate (``rate_pps``
+    or its highest step) x ``packet_bytes``; a trace's bytes over its time span; 0 otherwise."""
+    if w.kind == "poisson":
+        if w.direction != direction:
+            return 0.0
+        peak = max([w.rate_pps, *(rate for _, rate in w.steps)])
+        return peak * w.packet_bytes * BITS_PER_BYTE
+    if w.kind == "trace" and len(w.trace_rows) > 1:
+        times = [row[0] for row in w.trace_rows]
+        span_s = (max(times) - min(times)) / 1e6
+        size = sum(row[1] for row in w.trace_rows if row[2] == direction)
+        return size * BITS_PER_BYTE / span_s if span_s > 0 else 0.0
+    return 0.0
+
+
+def link_warning(spec: ScenarioSpec) -> str | None:
+    """One line when a direction's open-loop offered load exceeds the link, else None."""
+    link = spec.host.link_gbps
+    over = []
+    for direction in ("rx", "tx"):
+        gbps = sum(offered_bps(g.workload, direction) for g in spec.guests) / 1e9
+        if gbps > link:
+            over.append(f"{direction} {gbps:.2f} Gbit/s")
+    if not over:
+        return None
+    return (f"{spec.name}: open-loop offered load ({', '.join(over)}: poisson peak rate x packet_bytes, trace "
+            f"average) exceeds host.link_gbps = {link:g} Gbit/s; open-loop arrivals are not link-limited")
+
+
+def core_users(spec: ScenarioSpec) -> list[list[str]]:
+    """Who runs on each driver-domain core: NIC queue sites (``nic:qN``) and guest backends
+    (``backend:G``, on a host with backends), by core index."""
+    users: list[list[str]] = [[] for _ in range(spec.host.driver_domain_cores)]
+    for q in range(spec.nic.queues):
+        users[spec.irq_core_of(q)].append(f"nic:q{q}")
+    if spec.host.layers != ("nic",):
+        for i, g in enumerate(spec.guests):
+            users[spec.backend_core_of(i)].append(f"backend:{g.name}")
+    return users
+
+
+def placement_line(spec: ScenarioSpec) -> str:
+    """One line: each driver-domain core's users, cores with several users marked shared."""
+    parts = []
+    for c, names in enumerate(core_users(spec)):
+        mark = " (shared)" if len(names) > 1 else ""
+        parts.append(f"dom0-c{c}: {' + '.join(names) if names else 'idle'}{mark}")
+    return "placement: " + "; ".join(parts)
