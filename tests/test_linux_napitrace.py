@@ -146,10 +146,10 @@ def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx
     for dev in ("vtra", "vtrb"):  # n, plus the ARP exchange and IPv6 neighbour packets of a fresh link
         assert n <= d.devices[dev].packets == d.devices[dev].polls <= n + 4, (dev, d.devices[dev])
     net_rx = net_rx1 - net_rx0
-    assert 0.98 * net_rx <= d.net_rx_runs <= net_rx + 2  # runs between the last /proc read and the stop
+    assert 0.9 * net_rx <= d.net_rx_runs <= net_rx + 2  # runs between the last /proc read and the stop
     # a ping-pong polls one NAPI per NET_RX run: (nearly) every poll is an attributed run of its own;
     # the host's other traffic makes NET_RX runs that poll neither end, and those are not attributed
-    assert 0.9 * d.polls <= d.attributed_runs <= min(d.polls, d.net_rx_runs), d
+    assert 0.8 * d.polls <= d.attributed_runs <= min(d.polls, d.net_rx_runs), d
 
 
 def _net_rx() -> int:

@@ -112,7 +112,7 @@ def test_short_closed_loop_trial_gives_a_trial_result():
     assert dev["vif1.0"]["empty_polls"] < 0.01 * dev["vif1.0"]["polls"]
     # the trace saw every NET_RX run /proc/softirqs counted (nothing lost), and the hops' polls
     # explain most of them (the rest: the host's own traffic during the run)
-    assert 0.95 < a["traced_over_net_rx"] < 1.05 and a["attributed_over_net_rx"] > 0.5
+    assert 0.9 < a["traced_over_net_rx"] < 1.1 and a["attributed_over_net_rx"] > 0.5
     assert a["polls_per_attributed_run"] >= 1  # one run drains every NAPI scheduled on its CPU
     for w in r.windows:
         assert w["attributed_net_rx_per_s"] <= w["traced_net_rx_per_s"] <= w["attributed_polls_per_s"] * 2
