@@ -59,6 +59,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def tracefs():
+    """tracefs with the napi:napi_poll tracepoint (mounted if needed); skip naming why when absent."""
+    from vcoal.linux import napitrace
+
+    try:
+        root = napitrace.ensure_tracefs()
+    except napitrace.TraceUnavailable as exc:
+        pytest.skip(f"needs tracefs with napi:napi_poll ({exc})")
+    if not (root / "events" / napitrace.EVENT).is_dir():
+        pytest.skip("needs the napi:napi_poll tracepoint (kernel built without it)")
+    return root
+
+
+@pytest.fixture
 def tag():
     """A unique testbed topology tag; the topology is removed afterwards, even on failure, and no
     namespace of it may be left."""

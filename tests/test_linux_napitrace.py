@@ -119,7 +119,7 @@ ECHO = textwrap.dedent("""\
 
 
 @root
-def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx():
+def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx(tracefs):
     """N UDP round trips over a veth pair (GRO on, TSO off): each end's NAPI polls N times, one packet
     each; the trace saw every NET_RX run /proc/softirqs counted, and nearly all of them polled the pair
     (the rest is the host's own traffic during the run)."""

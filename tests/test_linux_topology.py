@@ -59,7 +59,7 @@ def test_up_status_down(tag):
     assert not [e for e in topology.status() if e["tag"] == tag]
 
 
-def test_down_removes_leftovers_of_a_crashed_run(tag):
+def test_down_removes_leftovers_of_a_crashed_run(tag, tracefs):
     """A process builds a topology, starts a server inside and dies without cleaning up."""
     script = textwrap.dedent(
         f"""

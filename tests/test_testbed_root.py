@@ -57,7 +57,7 @@ SPEC = {
 }
 
 
-def test_short_closed_loop_trial_gives_a_trial_result():
+def test_short_closed_loop_trial_gives_a_trial_result(tracefs):
     spec = parse_scenario(SPEC)
     policy = make_policy("static", {"frontend": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 50_000}})
     tag = "t" + uuid.uuid4().hex[:8]
