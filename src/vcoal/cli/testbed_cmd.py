@@ -222,7 +222,9 @@ def _print(r) -> None:
 
 def attribution_line(a: dict) -> str:
     """Where the per-site polls came from, in one line (the fallback says why)."""
-    if a.get("source") != "napi_poll tracepoint":
+    from vcoal.testbed.trial import ATTRIBUTION_TRACE
+
+    if a.get("source") != ATTRIBUTION_TRACE:
         return f"site polls: host-wide NET_RX ({a.get('reason', 'no trace')})"
     ratio = a.get("attributed_over_net_rx")
     lost = a.get("overrun", 0)
