@@ -26,6 +26,8 @@ EPILOG = """Examples:
   vcoal calibrate report grid.json --cost cost.toml
 
   vcoal sim SPEC.toml --cost cost.toml
+
+  vcoal calibrate rank run2.json --spec examples/testbed/mixed-2core.toml --fit-on run1.json
 """
 
 
@@ -141,6 +143,64 @@ def report_cmd(
     src = "from the cost file" if cost is not None and cal_map is not None else "fitted here"
     typer.echo(f"NET_RX/s = {mapping[0]:.3g} x interrupts/s + {mapping[1]:.3g} x polls/s ({src})")
     sys.stdout.flush()
+
+
+def _load_points(path: Path, scenario: str | None):
+    from vcoal.experiments.calibrate_rank import load_points
+
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as exc:
+        fail(f"{path}: cannot read: {exc.strerror}")
+    except json.JSONDecodeError as exc:
+        fail(f"{path}: not valid JSON: {exc}")
+    try:
+        return load_points(doc, str(path), scenario)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command("rank", epilog=EPILOG)
+def rank_cmd(
+    run_path: Path = typer.Argument(..., help="JSON of 'vcoal testbed compare ... --oracle --json FILE': the run to predict"),
+    spec_path: Path = typer.Option(..., "--spec", help="the scenario TOML the run measured (give it host.profile = \"veth\")"),
+    fit_on: Path = typer.Option(None, "--fit-on", help="another run's JSON: fit the scale k (NET_RX per simulated softirq run) there; default k = 1"),
+    cost: Path = typer.Option(None, "--cost", help="cost-model TOML whose \\[cost] keys override the scenario's"),
+    scenario: str = typer.Option(None, "--scenario", help="the scenario's rows to use when a file holds several"),
+    duration: float = typer.Option(0.5, "--duration", help="simulated seconds per point"),
+    json_out: Path = typer.Option(None, "--json", help="write the figures and rows as JSON"),
+) -> None:
+    """Does the simulator rank static settings like the kernel? Spearman and ±30 % per point."""
+    from vcoal.experiments import calibrate_rank as cr
+    from vcoal.spec import load_scenario
+
+    if json_out is not None:
+        output_path(json_out, "--json")
+    try:
+        if not 0.01 <= duration <= 60:
+            raise ValueError(f"--duration {duration}: must be in [0.01, 60] simulated seconds")
+        spec = load_scenario(spec_path)
+        if cost is not None:
+            from vcoal.spec.scenario import read_cost_file
+
+            spec = spec.with_overrides({f"cost.{k}": v for k, v in read_cost_file(cost, "--cost").items()})
+    except ValueError as exc:
+        fail(str(exc))
+    points = _load_points(run_path, scenario)
+    fit_points = _load_points(fit_on, scenario) if fit_on is not None else None
+
+    def progress(i: int, n: int) -> None:
+        typer.echo(f"simulated {i}/{n}", err=True)
+
+    scale = 1.0
+    if fit_points is not None:
+        scale = cr.fit_scale(cr.simulate_points(spec, fit_points, duration, progress))
+        typer.echo(f"k = {scale:.4g} NET_RX per simulated softirq run, fitted on {fit_on}", err=True)
+    f = cr.fidelity(cr.simulate_points(spec, points, duration, progress), scale)
+    typer.echo(cr.fidelity_table(f))
+    if json_out is not None:
+        doc = {**cr.to_json(f), "run": str(run_path), "fit_on": str(fit_on) if fit_on else None, "spec": str(spec_path)}
+        write_atomic(json_out, json.dumps(doc, indent=1) + "\n")
 
 
 def register(root: typer.Typer) -> None:
