@@ -193,10 +193,13 @@ def rank_cmd(
         typer.echo(f"simulated {i}/{n}", err=True)
 
     scale = 1.0
-    if fit_points is not None:
-        scale = cr.fit_scale(cr.simulate_points(spec, fit_points, duration, progress))
-        typer.echo(f"k = {scale:.4g} NET_RX per simulated softirq run, fitted on {fit_on}", err=True)
-    f = cr.fidelity(cr.simulate_points(spec, points, duration, progress), scale)
+    try:
+        if fit_points is not None:
+            scale = cr.fit_scale(cr.simulate_points(spec, fit_points, duration, progress))
+            typer.echo(f"k = {scale:.4g} NET_RX per simulated softirq run, fitted on {fit_on}", err=True)
+        f = cr.fidelity(cr.simulate_points(spec, points, duration, progress), scale)
+    except ValueError as exc:
+        fail(f"{spec_path}: {exc}")
     typer.echo(cr.fidelity_table(f))
     if json_out is not None:
         doc = {**cr.to_json(f), "run": str(run_path), "fit_on": str(fit_on) if fit_on else None, "spec": str(spec_path)}

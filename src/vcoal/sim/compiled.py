@@ -114,8 +114,10 @@ class CompiledSimulation(Simulation):
                 dc.packets, dc.bytes, dc.interrupts, dc.polls, dc.drops, dc.suppressed = ctr[2 * k + d]
             state.cpu_ns = cpu_ns[k]
         busy = a.view("cpu")[:, C.C_BUSY : C.C_BUSY + 3].tolist()
+        runs = a.view("cpu")[:, C.C_RUNS].tolist()
         for k, c in enumerate(self.all_cpus()):
             c.busy_ns = busy[k]
+            c.runs = runs[k]
         n = len(self.tenants)
         rows = a.view("ten").tolist()
         hcount, hstat = a.view("hcount"), a.view("hstat")

@@ -122,7 +122,8 @@ DELIV_CAP, OF_HOPF, OF_TENF, OF_STEPS_RATE, OF_SVC, SVC_LEN, OF_IRQ, IRQ_LEN, OF
 STATUS = 60  # 1 when run() stopped early for Python to service m[FLAG]
 SCRATCH = 61  # m[SCRATCH .. SCRATCH + 3]: the event being run
 O_SLOT, NCPU = 65, 66  # the CPUs' completion slots (see cpu_start)
-NG = 67
+VETH = 67  # 1: host.profile = "veth" (engine.py)
+NG = 68
 # x header
 SER_PS, NB_BYTE = 0, 1
 NGF = 2
@@ -140,8 +141,8 @@ E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6
 E_TOGGLE, E_ARRIVAL, E_ROW, E_REQUEST, E_PUMP_AT, E_OPEN = range(6, 12)
 
 # cpu rows
-C_RUN_JOB, C_RUN_CLS, C_RUN_START, C_TOKEN, C_COMPLETING, C_BUSY, C_QH, C_QT = 0, 1, 2, 3, 4, 5, 8, 11
-NC = 14
+C_RUN_JOB, C_RUN_CLS, C_RUN_START, C_TOKEN, C_COMPLETING, C_BUSY, C_QH, C_QT, C_RUNS = 0, 1, 2, 3, 4, 5, 8, 11, 14
+NC = 15
 IRQ, SOFTIRQ, APP = 0, 1, 2
 
 # job rows: cost, kind, three arguments, account site (-1: none), next job in the queue / free list
@@ -400,6 +401,9 @@ def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
     """Cpu.submit: queue a job; it may start now or preempt running application work."""
     j = job_new(m, x, cost, kind, a, b, cc, acct)
     cb = m[O_CPU] + c * NC
+    in_run = (m[cb + C_RUN_JOB] >= 0 or m[cb + C_COMPLETING] != 0) and m[cb + C_RUN_CLS] <= SOFTIRQ
+    if cls <= SOFTIRQ and m[cb + C_QH + IRQ] < 0 and m[cb + C_QH + SOFTIRQ] < 0 and not in_run:
+        m[cb + C_RUNS] += 1
     t = m[cb + C_QT + cls]
     if t < 0:
         m[cb + C_QH + cls] = j

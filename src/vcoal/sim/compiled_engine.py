@@ -72,6 +72,7 @@ from vcoal.sim.compiled_core import (
     STATUS,
     TX_RING,
     TXQLEN,
+    VETH,
     X_DROPS,
     cpu_next,
     cpu_submit,
@@ -159,6 +160,10 @@ def deliver(m, x, h, p):
             return
         tb = m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT
         fh = m[tb + T_FERX]
+        if m[VETH]:
+            if hop_push(m, x, fh, p):
+                on_drop(m, x, p)
+            return
         cost = svc_cost(m, x, m[NB_FIX], x[NB_BYTE], m[m[O_PKT] + p * NP + P_SIZE])
         cpu_submit(m, x, m[tb + T_BCPU], SOFTIRQ, cost, K_HOP_PUSH, fh, p, 0, m[m[O_HOP] + fh * NH + HP_GATE])
     elif kind == D_TO_APP:
@@ -274,9 +279,13 @@ def run(m_, x_, until, budget):
         elif kind == E_HOP_TIMER:
             timer(m, x, a, b)
         elif kind == E_WIRE_OUT:
-            q = m[m[O_TEN] + m[m[O_PKT] + a * NP + P_TENANT] * NT + T_QUEUE]
-            hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_TXC_HOP], a)  # capacity 2**62: never full
-            on_wire(m, x, a)
+            if m[VETH]:  # veth frees the skb at transmit: no completion to clean
+                on_wire(m, x, a)
+                tx_cleaned(m, x, a)
+            else:
+                q = m[m[O_TEN] + m[m[O_PKT] + a * NP + P_TENANT] * NT + T_QUEUE]
+                hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_TXC_HOP], a)  # capacity 2**62: never full
+                on_wire(m, x, a)
         elif kind == E_HOP_POLL:
             poll_start(m, x, a)
         else:

@@ -247,6 +247,7 @@ def build(sim, feeder: Feeder) -> Arena:
     m = a.m
     m[C.END_NS] = sim.end_ns
     m[C.ONE_LAYER] = int(path.one_layer)
+    m[C.VETH] = int(path.veth)
     m[C.SEND_COST] = path.send_cost_ns
     m[C.CTX_NS] = path.ctx_switch_ns
     m[C.POLL_NS] = ns(c.poll_us)

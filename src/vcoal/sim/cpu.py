@@ -3,6 +3,10 @@
 Classes: hard interrupt (0), softirq / NAPI poll / backend work (1), application (2). A job runs to
 completion, except that application work is preempted by interrupt and softirq work and resumes
 later (preemptive-resume). Busy time is accounted per class and charged to the job's counter.
+
+``runs`` counts softirq runs: a job of class IRQ or SOFTIRQ submitted while the CPU has none queued,
+running or completing starts a run; every such job submitted until those queues drain joins it
+(the kernel's one ``net_rx_action`` polling every NAPI scheduled on its CPU).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ COST, FN, ARG, ACCOUNT = 0, 1, 2, 3
 class Cpu:
     """One CPU with three FIFO queues and an accounting of busy time per class."""
 
-    __slots__ = ("_completing", "_queues", "_run_cls", "_run_job", "_run_start", "_token", "busy_ns", "k", "name")
+    __slots__ = ("_completing", "_queues", "_run_cls", "_run_job", "_run_start", "_token", "busy_ns", "k", "name", "runs")
 
     def __init__(self, k: Kernel, name: str) -> None:
         self.k = k
@@ -34,9 +38,14 @@ class Cpu:
         self._token = 0
         self._completing = False
         self.busy_ns = [0, 0, 0]
+        self.runs = 0
 
     def submit(self, cls: int, cost_ns: int, fn, arg=None, account=None) -> None:
         """Queue a job in class ``cls``; it may preempt running application work."""
+        if cls <= SOFTIRQ and not self._queues[IRQ] and not self._queues[SOFTIRQ] and not (
+            (self._run_job is not None or self._completing) and self._run_cls <= SOFTIRQ
+        ):
+            self.runs += 1
         self._queues[cls].append([cost_ns, fn, arg, account])
         if self._run_job is None:
             if not self._completing:

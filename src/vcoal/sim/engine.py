@@ -9,6 +9,11 @@ TX  application -> shared tx ring [hop, gate: frontend:G (notification), NAPI: b
     -> netback + bridge + driver on the backend core -> NIC tx ring -> link -> wire; TX completions
     [hop, gate+NAPI: nic:qN, tx_*] clean the NIC tx ring.
 
+The veth profile (``host.profile = "veth"``, the real-kernel testbed): a guest's receive NAPI
+(frontend) runs on the CPU of its NIC queue, right after the NIC hop (no netback copy, no event
+channel), its transmit NAPI (backend) on its own vCPU, and the NIC has no tx completions: the same
+sites and knobs, with the softirq runs (``Cpu.runs``) counted the way the kernel counts NET_RX.
+
 A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
 with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
 """
@@ -61,6 +66,7 @@ class Path:
         c = spec.cost
         ns = lambda us: round(us * 1000)  # noqa: E731
         self.one_layer = spec.host.layers == ("nic",)
+        self.veth = spec.host.profile == "veth"
         self.ser_ps_per_byte = 8000.0 / spec.host.link_gbps  # picoseconds per byte on the link
         self.link_in_free = 0
         self.link_out_free = 0
@@ -116,13 +122,14 @@ class Path:
                 continue
             be = self.sites[Site(Layer.BACKEND, g.name)]
             fe = self.sites[Site(Layer.FRONTEND, g.name)]
+            rx_cpu, rx_sender = (self.cpus[spec.irq_core_of(self.queue_of[i])], None) if self.veth else (vcpus[0], bcpu)
             self.fe_rx.append(
-                Hop(k, direction="rx", gate=be, napi=fe, consumer=vcpus[0], capacity=g.ring,
+                Hop(k, direction="rx", gate=be, napi=fe, consumer=rx_cpu, capacity=g.ring,
                     irq_cost=self.virq_cost, pkt_cost=svc["frontend_rx"], poll_ns=poll_ns,
-                    deliver=self._to_app, drop=self._drop, sender=bcpu, sender_cost_ns=evt_ns)
+                    deliver=self._to_app, drop=self._drop, sender=rx_sender, sender_cost_ns=evt_ns)
             )
             self.fe_tx.append(
-                Hop(k, direction="tx", gate=fe, napi=be, consumer=bcpu, capacity=g.ring,
+                Hop(k, direction="tx", gate=fe, napi=be, consumer=vcpus[-1] if self.veth else bcpu, capacity=g.ring,
                     irq_cost=self.virq_cost, pkt_cost=svc["backend_tx"], poll_ns=poll_ns,
                     deliver=self._to_nic_tx, drop=self._drop, sender=vcpus[-1], sender_cost_ns=evt_ns)
             )
@@ -154,6 +161,9 @@ class Path:
             return
         i = pkt.tenant
         hop = self.fe_rx[i]
+        if self.veth:
+            hop.push(pkt)
+            return
         self.backend_cpu[i].submit(SOFTIRQ, self.netback_rx_cost(pkt), hop.push, pkt, hop.gate)
 
     def _to_app(self, pkt) -> None:
@@ -184,6 +194,10 @@ class Path:
         k.at(t, PRIO_ARRIVAL, self._wire_out, pkt)
 
     def _wire_out(self, pkt) -> None:
+        if self.veth:  # veth frees the skb at transmit: no completion to clean
+            self.tenants[pkt.tenant].on_wire(pkt)
+            self._tx_cleaned(pkt)
+            return
         self.nic_txc[self.queue_of[pkt.tenant]].push(pkt)
         self.tenants[pkt.tenant].on_wire(pkt)
 

@@ -149,6 +149,7 @@ class Simulation:
             "t_ns": self.k.now,
             "sites": {site: _sample(s, self.k.now) for site, s in self.path.sites.items()},
             "cpus": {c.name: list(c.busy_ns) for c in self.all_cpus()},
+            "runs": {c.name: c.runs for c in self.all_cpus()},
         }
 
     def all_cpus(self):

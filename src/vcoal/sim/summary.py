@@ -77,6 +77,7 @@ def summarise(sim, wall_s: float) -> TrialResult:
         used = [min(1.0, (a - b) / period_ns) if period_ns else 0.0 for a, b in zip(c.busy_ns, before, strict=True)]
         cpus.append(CpuResult(c.name, used[0], used[1], used[2], max(0.0, 1.0 - sum(used))))
     pkts = sum(s.rx.packets + s.tx.packets for s in sites)
+    runs = {c.name: c.runs - (m0["runs"][c.name] if m0 else c.runs) for c in sim.all_cpus()}
     return TrialResult(
         scenario=spec.name,
         spec_hash=spec.spec_hash(),
@@ -97,6 +98,8 @@ def summarise(sim, wall_s: float) -> TrialResult:
             "events": sim.k.events,
             "site_packets": pkts,
             "in_flight_end": sim.in_flight(),
+            "softirq_runs": sum(runs.values()),
+            "softirq_runs_by_cpu": runs,
         },
     )
 

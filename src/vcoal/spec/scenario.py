@@ -88,6 +88,10 @@ class HostSpec(_Strict):
     driver_domain_cores: Int = Field(2, ge=1, le=256)
     link_gbps: Float = Field(10.0, gt=0, le=1000)
     layers: tuple[Literal["nic", "backend", "frontend"], ...] = ("nic", "backend", "frontend")
+    profile: Literal["xen", "veth"] = Field(
+        "xen", description="xen: split-driver path (netback copy on the backend core, virtual interrupts, NIC tx "
+                           "completions); veth: the testbed's veth path (a guest's receive NAPI runs on the CPU "
+                           "of its NIC queue, its transmit NAPI on its own vCPU, no copy stage, no tx completions)")
 
     @field_validator("layers")
     @classmethod
@@ -263,6 +267,8 @@ class ScenarioSpec(_Strict):
                                  f"[0, {cores - 1}] (host.driver_domain_cores = {cores})")
         if self.warmup_s >= self.duration_s:
             raise ValueError("warmup_s must be < duration_s")
+        if self.host.profile == "veth" and self.host.layers == ("nic",):
+            raise ValueError("host.profile = 'veth' needs host.layers = ['nic', 'backend', 'frontend'] (a veth path has every hop)")
         if self.host.layers == ("nic",):
             for g in self.guests:
                 w = g.workload
