@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from vcoal.model.params import CoalesceParams
 from vcoal.model.stats import WindowStats
-from vcoal.model.units import NS_PER_S, Site
+from vcoal.model.units import NS_PER_S, Layer, Site
 from vcoal.policies._qos_evidence import NOISE_FLOOR, setting_key
 from vcoal.policies._qos_plan import Evaluation, Planner
 
@@ -169,3 +169,19 @@ def _revert(q, reverts: list[tuple[str, ChainCheck, str]]) -> None:
             restore[site] = restore.get(site, q.current[site]).with_changes(**fields)
             names.append(key)
     q.revert = (restore, f"revert {', '.join(names)}: " + "; ".join(t for _, _, t in reverts))
+
+
+def one_layer(q, planner: Planner, cur: Evaluation, target: dict[Site, CoalesceParams]) -> dict[Site, CoalesceParams]:
+    """A relaxing change of the controller ``q`` at the NIC and in the guests at once is split: the
+    half saving more goes first, the other is planned again next window. On veth a guest device is
+    polled by the NET_RX runs the NIC's polls start, so a NIC change moves the guests' counters too and
+    would be credited to (or blamed on) a guest change checked with it."""
+    halves = [{s: p for s, p in target.items() if (s.layer is Layer.NIC) == nic and p != q.current[s]}
+              for nic in (True, False)]
+    if not all(halves):
+        return target
+    full = planner.evaluate(target)
+    if not any(full.chains[k].p99_us > cur.chains[k].p99_us + 1e-6 for k in cur.chains):
+        return target  # it adds no delay anywhere: nothing to check, nothing to split
+    cost = [planner.evaluate({**q.current, **h}).cost for h in halves]
+    return {**q.current, **halves[0 if cost[0] <= cost[1] else 1]}

@@ -83,7 +83,7 @@ from vcoal.policies._qos_observe import (
 )
 from vcoal.policies._qos_plan import Chain, Evaluation, Planner
 from vcoal.policies._qos_regime import TenantState
-from vcoal.policies._qos_verify import ChainCheck, start, track
+from vcoal.policies._qos_verify import ChainCheck, one_layer, start, track
 from vcoal.policies.base import PolicyBase
 
 DEFER_GRID_US = (5, 10, 20, 50, 100, 200)
@@ -426,8 +426,6 @@ class Qos(PolicyBase):
         }
         idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
         target = planner.params_for(self._bounded(planner, idx))
-        if p.measured_response and not violations:
-            target = self._one_layer(planner, cur, target)
         plan = planner.evaluate(target)
         # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
         j_cur = cur.cost + sum(prices[t] * d for t, d in cur.tenant_p99_us.items())
@@ -441,6 +439,10 @@ class Qos(PolicyBase):
             adopt, reason = True, "tighten: predicted p99 over budget for " + ", ".join(violations)
         elif gain > max(p.hysteresis * cur.cost, p.min_change_cpu):
             adopt = True
+            if saving >= 0 and p.measured_response:  # worth it as a whole; one layer at a time
+                target = one_layer(self, planner, cur, target)
+                plan = planner.evaluate(target)
+                saving = cur.cost - plan.cost
             if saving >= 0:
                 added = ", ".join(f"{t} +{plan.tenant_p99_us[t] - d:.1f}us" for t, d in sorted(cur.tenant_p99_us.items())
                                   if plan.tenant_p99_us[t] - d > 0.05)
@@ -469,20 +471,6 @@ class Qos(PolicyBase):
         if changed:
             self.p99_recent = {}
         return Decision(changed, records)
-
-    def _one_layer(self, planner: Planner, cur: Evaluation, target: dict[Site, CoalesceParams]) -> dict[Site, CoalesceParams]:
-        """A change at the NIC and in the guests at once is split: the half saving more goes first.
-        On veth a guest device is polled by the NET_RX runs the NIC's polls start, so a NIC change
-        moves the guests' counters too and would be credited to a guest change verified with it."""
-        halves = [{s: q for s, q in target.items() if (s.layer is Layer.NIC) == nic and q != self.current[s]}
-                  for nic in (True, False)]
-        if not all(halves):
-            return target
-        full = planner.evaluate(target)
-        if not any(full.chains[k].p99_us > cur.chains[k].p99_us + 1e-6 for k in cur.chains):
-            return target  # it adds no delay anywhere: nothing to verify, nothing to split
-        cost = [planner.evaluate({**self.current, **h}).cost for h in halves]
-        return {**self.current, **halves[0 if cost[0] <= cost[1] else 1]}
 
     def _bounded(self, planner: Planner, idx: dict[str, int]) -> dict[str, int]:
         """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``); none on a
