@@ -171,17 +171,17 @@ def _revert(q, reverts: list[tuple[str, ChainCheck, str]]) -> None:
     q.revert = (restore, f"revert {', '.join(names)}: " + "; ".join(t for _, _, t in reverts))
 
 
-def one_layer(q, planner: Planner, cur: Evaluation, target: dict[Site, CoalesceParams]) -> dict[Site, CoalesceParams]:
-    """A relaxing change of the controller ``q`` at the NIC and in the guests at once is split: the
-    half saving more goes first, the other is planned again next window. On veth a guest device is
-    polled by the NET_RX runs the NIC's polls start, so a NIC change moves the guests' counters too and
-    would be credited to (or blamed on) a guest change checked with it."""
+def one_layer(q, planner: Planner, cur: Evaluation, target: dict[Site, CoalesceParams]) -> list[dict[Site, CoalesceParams]]:
+    """The candidate changes of the controller ``q`` toward ``target``: a change at the NIC and in the
+    guests at once that adds delay is split in its two halves (the controller adopts the better one,
+    the other is planned again next window); otherwise ``[target]``. On veth a guest device is polled
+    by the NET_RX runs the NIC's polls start, so a NIC change moves the guests' counters too and would
+    be credited to (or blamed on) a guest change checked with it."""
     halves = [{s: p for s, p in target.items() if (s.layer is Layer.NIC) == nic and p != q.current[s]}
               for nic in (True, False)]
     if not all(halves):
-        return target
+        return [target]
     full = planner.evaluate(target)
     if not any(full.chains[k].p99_us > cur.chains[k].p99_us + 1e-6 for k in cur.chains):
-        return target  # it adds no delay anywhere: nothing to check, nothing to split
-    cost = [planner.evaluate({**q.current, **h}).cost for h in halves]
-    return {**q.current, **halves[0 if cost[0] <= cost[1] else 1]}
+        return [target]  # it adds no delay anywhere: nothing to check, nothing to split
+    return [{**q.current, **h} for h in halves]

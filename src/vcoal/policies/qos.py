@@ -46,7 +46,7 @@ Every window the controller
 6. **Decides with hysteresis.** Plans are made against budgets shrunk by ``budget_deadband``; the
    parameters in force are kept unless they violate a (full) budget, or the plan improves the
    objective (CPU + ``latency_price`` x latency tenants' added p99) by more than ``hysteresis`` of
-   it and at least ``min_change_cpu``. Increases of any timer are bounded per window
+   the CPU in force and at least ``min_change_cpu``. Increases of any timer are bounded per window
    (``max_step_factor``, first step ``first_step_us``); decreases are immediate. Under steady load
    the inputs settle, so does the plan, and nothing oscillates.
    Stage predictions are cached on a quantised rate (5 significant digits), so decisions are exact
@@ -238,6 +238,7 @@ class Qos(PolicyBase):
         self.state = {t: TenantState(i.slo, i.kind) for t, i in context.tenants.items()}
         self.evidence = Evidence(self.params.prior_weight, self.params.evidence_windows)
         self.checks: dict[str, ChainCheck] = {}  # chain key -> the check of a change on it (_qos_verify)
+        self.owed = False  # last window adopted one half of a split change
         self.burst: dict[str, float] = {}  # chain key -> on-rate / mean rate (_qos_burst)
         self.p99_recent: dict[str, list[float]] = {}  # tenant -> measured p99 since the last change
         self.revert: tuple[dict[Site, CoalesceParams], str] | None = None
@@ -426,23 +427,26 @@ class Qos(PolicyBase):
         }
         idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
         target = planner.params_for(self._bounded(planner, idx))
-        plan = planner.evaluate(target)
         # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
-        j_cur = cur.cost + sum(prices[t] * d for t, d in cur.tenant_p99_us.items())
-        j_plan = plan.cost + sum(prices[t] * d for t, d in plan.tenant_p99_us.items())
-        gain, saving = j_cur - j_plan, cur.cost - plan.cost
+        j = lambda e: e.cost + sum(prices[t] * d for t, d in e.tenant_p99_us.items())  # noqa: E731
+        plan = planner.evaluate(target)
+        gain = j(cur) - j(plan)  # a split change (one_layer) is worth it when the whole or its half is
+        owed, self.owed = self.owed, False  # the second half of last window's split: its whole was worth it
+        threshold = 0.0 if owed else max(p.hysteresis * cur.cost, p.min_change_cpu)
+        if p.measured_response and not violations:
+            cands = one_layer(self, planner, cur, target)
+            self.owed = len(cands) > 1
+            target, plan = max(((c, planner.evaluate(c)) for c in cands), key=lambda tp: -j(tp[1]))
+            gain = max(gain, j(cur) - j(plan))
+        saving = cur.cost - plan.cost
         verdict, self.verdict = self.verdict, ""
         if self.revert is not None and not violations:
             target, reason = {**self.current, **self.revert[0]}, self.revert[1]
             adopt, plan = True, planner.evaluate({**self.current, **self.revert[0]})
         elif violations:
             adopt, reason = True, "tighten: predicted p99 over budget for " + ", ".join(violations)
-        elif gain > max(p.hysteresis * cur.cost, p.min_change_cpu):
+        elif gain > threshold:
             adopt = True
-            if saving >= 0 and p.measured_response:  # worth it as a whole; one layer at a time
-                target = one_layer(self, planner, cur, target)
-                plan = planner.evaluate(target)
-                saving = cur.cost - plan.cost
             if saving >= 0:
                 added = ", ".join(f"{t} +{plan.tenant_p99_us[t] - d:.1f}us" for t, d in sorted(cur.tenant_p99_us.items())
                                   if plan.tenant_p99_us[t] - d > 0.05)
@@ -454,6 +458,7 @@ class Qos(PolicyBase):
             reason = (f"keep: objective gain {gain * 100:+.2f}% of a CPU "
                       f"({'below' if gain > 0 else 'no gain over'} the change threshold)")
         self.revert = None
+        self.owed = self.owed and adopt and saving >= 0
         if verdict:
             reason = f"{reason} [{verdict}]"
         new_params = target if adopt else dict(self.current)
