@@ -93,3 +93,22 @@ def test_the_agent_exports_the_infeasible_gauge_per_tenant():
     m.update(WindowReport(WindowStats(0, WINDOW_NS, WINDOW_NS, {}), Decision({}, (rec,)), [], 0), 1)
     assert reg.get_sample_value("vcoal_tenant_slo_infeasible", {"tenant": "lat"}) == 1.0
     assert reg.get_sample_value("vcoal_tenant_slo_infeasible", {"tenant": "bulk"}) == 0.0
+
+
+def test_one_noisy_window_of_a_closed_loop_does_not_cut_the_throughput_cap():
+    """The guard acts on the smoothed rate ratio: a single window 6 % low (closed-loop noise) among
+    windows at 99 % leaves the cap; a sustained drop below the floor still cuts it."""
+    from vcoal.policies._qos_regime import TenantState
+    from vcoal.policies.qos import Qos
+
+    p = Qos.Params()
+    st = TenantState(Slo(p99_us=500.0), "request_response")
+    st.throughput(p, 10_000.0, 40.0, 0.0)  # the reference: 10k packets/s with no added delay
+    for _ in range(3):
+        st.throughput(p, 9_900.0, 40.0, 10.0)
+    cap = st.thr_cap_us
+    st.throughput(p, 9_400.0, 40.0, 10.0)  # one noisy window below the 0.95 floor
+    assert st.thr_cap_us == cap
+    for _ in range(3):
+        st.throughput(p, 9_000.0, 40.0, 10.0)  # a real loss
+    assert st.thr_cap_us is not None and cap is not None and st.thr_cap_us < cap

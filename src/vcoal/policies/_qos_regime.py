@@ -22,8 +22,9 @@ its rate with the least added delay seen (its *reference*, learned from the wind
 added p99 is within ``thr_ref_tolerance_us`` of the least seen). The cap starts from the closed-loop
 bound (a request cycle is at least the round trip, whose median is measured):
 ``2 * (1 / floor - 1) * p50`` µs of added p99 (a timer's mean delay is about half its p99 bound);
-a window below the floor with more delay than the reference halves the excess delay of the cap,
-a window comfortably above it (half the allowed loss) loosens the cap by ``thr_recover``. A
+the rate ratio is smoothed (EWMA of gain ``rate_alpha``, so one noisy window does not move the cap);
+below the floor with more delay than the reference it halves the excess delay of the cap,
+comfortably above it (half the allowed loss) it loosens the cap by ``thr_recover``. A
 CPU-bound tenant (capacity-bound) is exempt, and so is one whose SLO declares a throughput floor
 (that floor is enforced instead: the budget halves while it is missed without drops).
 """
@@ -132,12 +133,19 @@ class TenantState:
         if self.thr_cap_us is None and self.ref_p50_us is not None:
             slack = 1.0 / p.rr_throughput_floor - 1.0
             self.thr_cap_us = self.ref_delay_us + TIMER_P99_OVER_MEAN * slack * self.ref_p50_us
-        self.thr_ratio = pps / self.ref_pps if self.ref_pps else None
-        if self.thr_ratio is None or self.capacity_load is not None:
+        raw = pps / self.ref_pps if self.ref_pps else None
+        if raw is None:
+            self.thr_ratio = None
+            return
+        # the ratio is smoothed (EWMA, gain rate_alpha): one noisy window of a closed loop (a few %
+        # per 10 ms window) must not cut or loosen the cap, or the cap cycles with the noise
+        old = self.thr_ratio
+        self.thr_ratio = raw if old is None else old + p.rate_alpha * (raw - old)
+        if self.capacity_load is not None:
             return
         excess = delay_us - self.ref_delay_us
         cycle = self.ref_p50_us if self.ref_p50_us else excess  # a request cycle is at least its round trip
-        if excess > tol and self.thr_ratio < LOAD_CHANGE_MARGIN * cycle / (cycle + excess):
+        if excess > tol and raw < LOAD_CHANGE_MARGIN * cycle / (cycle + excess):
             # more loss than the added delay can cause in a closed loop: the offered load changed
             self.ref_delay_us, self.ref_pps, self.thr_ratio = delay_us, pps, 1.0
             return
