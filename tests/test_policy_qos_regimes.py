@@ -112,3 +112,21 @@ def test_one_noisy_window_of_a_closed_loop_does_not_cut_the_throughput_cap():
     for _ in range(3):
         st.throughput(p, 9_000.0, 40.0, 10.0)  # a real loss
     assert st.thr_cap_us is not None and cap is not None and st.thr_cap_us < cap
+
+
+def test_the_throughput_reference_does_not_follow_a_loss_caused_by_a_small_added_delay():
+    """A 1 µs modelled delay that costs a closed loop 7 % of its rate: the reference stays the rate at
+    no added delay, so the ratio shows the loss and the cap is cut (a 2 µs tolerance used to let the
+    reference follow the loss)."""
+    from vcoal.policies._qos_regime import TenantState
+    from vcoal.policies.qos import Qos
+
+    p = Qos.Params()
+    st = TenantState(Slo(p99_us=500.0), "request_response")
+    st.throughput(p, 10_000.0, 18.0, 0.0)
+    cap = st.thr_cap_us
+    for _ in range(5):
+        st.throughput(p, 9_300.0, 18.0, 1.0)
+    assert st.ref_pps == 10_000.0
+    assert st.thr_ratio is not None and st.thr_ratio < p.rr_throughput_floor
+    assert st.thr_cap_us is not None and cap is not None and st.thr_cap_us < cap

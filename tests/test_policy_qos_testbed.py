@@ -105,8 +105,13 @@ def test_testbed_counters_never_make_the_latency_tenant_capacity_bound():
     assert holds == [0.0] * len(holds)
     assert pol.state["lat"].capacity_load is None and pol.state["lat"].refuted_load is None
     assert all("capacity-bound" not in r.reason for recs in records for r in recs)
-    # the bulk tenant's own guest hops are still worth coalescing
-    assert napi_us(params[fe("bulk")]) > 0
+    # the bulk guest's own deferral looks worth ~14 % of a CPU to the model, but these counters (the
+    # host-wide NET_RX count, as without per-device tracing) do not move: it is tried once, reverted
+    # with its realised saving in the record, and not tried again
+    reasons = [r.reason for recs in records for r in recs if r.site == fe("bulk")]
+    assert sum("set napi_defer_hard_irqs 0->" in r for r in reasons) == 1
+    assert any("revert frontend:bulk.napi" in r and "realised saving +0.0% of" in r for r in reasons)
+    assert napi_us(params[fe("bulk")]) == 0
 
 
 def test_capacity_bound_tenant_whose_tail_falls_is_not_refuted():
@@ -129,11 +134,8 @@ def test_capacity_bound_tenant_whose_tail_falls_is_not_refuted():
 
 def test_misleading_capacity_evidence_with_the_measured_response():
     """Old testbed counters, default qos: after at most two steps lat's path gets no deferral and lat
-    is named infeasible; the bulk guest's own deferral, which these counters show as no saving (the
-    host-wide NET_RX count does not move), is reverted with its realised saving in the record."""
+    is named infeasible."""
     _pol, _params, holds, records = closed_loop(old_counters=True)
     assert holds[0] > 0 and all(h == 0 for h in holds[2:]), holds
     nic_rec = next(r for r in records[-1] if r.site == NIC0)
     assert "tenant lat: infeasible" in nic_rec.reason and nic_rec.inputs["lat.infeasible"] == 1.0
-    reasons = [r.reason for recs in records for r in recs]
-    assert any("revert frontend:bulk.napi" in r and "realised saving" in r for r in reasons)

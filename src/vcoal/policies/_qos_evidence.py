@@ -119,12 +119,14 @@ class Evidence:
     def cap(self) -> float:
         return self.prior_weight + self.evidence_windows
 
-    def add(self, key: tuple, measured: float, predicted: float) -> None:
-        """Fold one window's observation (CPU fractions) of the setting ``key`` (chain key first)."""
+    def add(self, key: tuple, measured: float, predicted: float) -> float:
+        """Fold one window's observation (CPU fractions) of the setting ``key`` (chain key first);
+        returns its ratio."""
         x = measured / predicted if predicted > 0 else (1.0 if measured <= 0 else MAX_RATIO)
         x = min(MAX_RATIO, max(0.0, x))
         self.chain.setdefault(key[0], Stat()).add(x, self.cap)
         self.setting.setdefault(key, Stat()).add(x, self.cap)
+        return x
 
     def rho(self, chain_key: str) -> float:
         """The chain's measured / predicted ratio shrunk toward the model (1)."""

@@ -43,7 +43,7 @@ class ChainCheck:
     gates: tuple[str, ...]  # gate keys changed on this chain
     old: dict[str, dict]  # gate key -> its fields before the change
     predicted_fraction: float  # predicted saving / corrected chain CPU before the change
-    old_ratio: float  # shrunk measured / predicted at the old setting
+    old_ratio: float  # measured / predicted at the old setting (its last window, at the burst factor kept)
     old_n: float  # windows behind it
     old_cv: float  # its relative per-window noise
     load_pps: float  # packets per second into the chain when the change was decided
@@ -107,7 +107,9 @@ def start(q, index: int, planner: Planner, cur: Evaluation, plan: Evaluation,
             continue
         old = {k: {f: getattr(q.current[q.gates[k].site], f) for f in q.gates[k].fields()} for k in gates}
         added = {t: plan.chains[c.key].p99_us - cur.chains[c.key].p99_us for t in c.tenants}
-        checks[c.key] = ChainCheck(index, gates, old, fraction, q.evidence.factor(key), min(stat.n, q.evidence.cap),
+        last = q.last_x.get(c.key)  # the last window at the old setting, at the burst factor in force
+        ratio, n = (last[1], 1.0) if last is not None and last[0] == key else (stat.mean, min(stat.n, q.evidence.cap))
+        checks[c.key] = ChainCheck(index, gates, old, fraction, ratio, n,
                                    stat.rel_sd(), c.lam_pkts * 1e6, added,
                                    {t: before_p99[t] for t in c.tenants if t in before_p99})
     return checks

@@ -210,7 +210,7 @@ class Qos(PolicyBase):
         feasible_ratio: float = 0.85
         infeasible_windows: int = 2
         rr_throughput_floor: float = 0.95
-        thr_ref_tolerance_us: float = 2.0
+        thr_ref_tolerance_us: float = 0.5
         thr_recover: float = 1.1
         prior_weight: float = 2.0
         evidence_windows: float = 4.0
@@ -239,6 +239,7 @@ class Qos(PolicyBase):
         self.evidence = Evidence(self.params.prior_weight, self.params.evidence_windows)
         self.checks: dict[str, ChainCheck] = {}  # chain key -> the check of a change on it (_qos_verify)
         self.owed = False  # last window adopted one half of a split change
+        self.last_x: dict[str, tuple[tuple, float]] = {}  # chain -> (setting, last measured / predicted)
         self.burst: dict[str, float] = {}  # chain key -> on-rate / mean rate (_qos_burst)
         self.p99_recent: dict[str, list[float]] = {}  # tenant -> measured p99 since the last change
         self.revert: tuple[dict[Site, CoalesceParams], str] | None = None
@@ -336,35 +337,41 @@ class Qos(PolicyBase):
             st.classify(p, p99, str(busy_at) if busy_at is not None else ("drops" if dropped else None))
 
     def _measure(self, stats: WindowStats, planner: Planner, ev: Evaluation) -> None:
-        """Per chain: fold measured / predicted CPU into the evidence, advance the open checks,
-        then update the burst factors (not of chains under verification: their model stays fixed)."""
+        """Per chain: advance the open checks, update the burst factors (not of chains under check:
+        their model stays fixed), then fold measured / predicted CPU (at the updated factors) into the
+        evidence."""
         p = self.params
-        measured: dict[str, tuple[float, int, int]] = {}
-        for c in planner.chains:
-            m = measured_chain(c.kind, c.gates, stats, self.costs)
-            if m is None:
-                continue
-            measured[c.key] = m
-            if m[1] >= MIN_EVIDENCE_PACKETS:
-                self.evidence.add(setting_key(c.key, c.gates, self.current), m[0], ev.chains[c.key].cost)
+        measured = {c.key: m for c in planner.chains if (m := measured_chain(c.kind, c.gates, stats, self.costs))}
         for t, ts in stats.tenants.items():
             if ts.p99_us is not None and ts.packets >= p.min_samples:
                 self.p99_recent[t] = ([*self.p99_recent.get(t, []), ts.p99_us])[-P99_HISTORY:]
         if self.checks and stats.interval_ns:
             track(self, stats, planner, ev, measured)
-        if not p.burst_aware or not stats.interval_ns:
-            return
-        busy = tuple(self.checks)
+        if p.burst_aware and stats.interval_ns and self._update_bursts(stats, planner, measured):
+            planner = self._planner(stats_rates=window_rates(stats), corrected=False)
+            ev = planner.evaluate(self.current)
+        for c in planner.chains:
+            m = measured.get(c.key)
+            if m is not None and m[1] >= MIN_EVIDENCE_PACKETS:
+                key = setting_key(c.key, c.gates, self.current)
+                self.last_x[c.key] = (key, self.evidence.add(key, m[0], ev.chains[c.key].cost))
+
+    def _update_bursts(self, stats: WindowStats, planner: Planner, measured: dict[str, tuple[float, int, int]]) -> bool:
+        """Fold this window's burst evidence into the chains' factors; whether any factor changed."""
+        moved = False
         for c in planner.chains:
             m = measured.get(c.key)
             ps = tuple(self.current[g.site] for g in c.gates)
-            if (c.key in busy or m is None or m[1] < MIN_EVIDENCE_PACKETS or m[2] < MIN_BURST_EVENTS
+            if (c.key in self.checks or m is None or m[1] < MIN_EVIDENCE_PACKETS or m[2] < MIN_BURST_EVENTS
                     or any(g.knob == "napi" and g.hold_us(q) > 0 for g, q in zip(c.gates, ps, strict=True))):
                 continue  # too few events to count, or a deferral in force (its events say little of bursts)
             per_us = 1000.0 / stats.interval_ns
             b = infer_burst(lambda lam, c=c, ps=ps: planner.chain_out(c, ps, lam), m[1] * per_us, m[2] * per_us)
             if b is not None:
-                self.burst[c.key] = float(f"{update_burst(self.burst.get(c.key), b):.3g}")
+                new = float(f"{update_burst(self.burst.get(c.key), b):.3g}")
+                moved = moved or new != self.burst.get(c.key, 1.0)
+                self.burst[c.key] = new
+        return moved
 
     # --- planning --------------------------------------------------------------------------------
 
