@@ -130,3 +130,20 @@ def test_the_throughput_reference_does_not_follow_a_loss_caused_by_a_small_added
     assert st.ref_pps == 10_000.0
     assert st.thr_ratio is not None and st.thr_ratio < p.rr_throughput_floor
     assert st.thr_cap_us is not None and cap is not None and st.thr_cap_us < cap
+
+
+def test_the_throughput_cap_settles_below_a_delay_that_missed_the_floor():
+    """After a cut at 20 µs of added delay, comfortable windows loosen the cap only up to 80 % of that
+    excess (it used to grow by 10 % a window until it was cut again: a limit cycle)."""
+    from vcoal.policies._qos_regime import CEILING_FRACTION, TenantState
+    from vcoal.policies.qos import Qos
+
+    p = Qos.Params()
+    st = TenantState(Slo(p99_us=500.0), "request_response")
+    st.throughput(p, 10_000.0, 18.0, 0.0)
+    for _ in range(4):
+        st.throughput(p, 8_800.0, 18.0, 20.0)  # 20 µs costs 12 %: cut
+    assert st.thr_cap_us is not None and st.thr_cap_us <= 10.0 + 1e-9
+    for _ in range(30):
+        st.throughput(p, 10_000.0, 18.0, 8.0)  # comfortable at 8 µs
+    assert 10.0 <= st.thr_cap_us <= CEILING_FRACTION * 20.0 + 1e-9
