@@ -70,6 +70,7 @@ class TenantState:
     thr_cap_us: float | None = None
     thr_ratio: float | None = None
     thr_ceiling_us: float | None = None
+    thr_delay_us: float | None = None  # added delay of the last window (the ratio's smoothing restarts on a new one)
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -143,8 +144,10 @@ class TenantState:
             return
         # the ratio is smoothed (EWMA, gain rate_alpha): one noisy window of a closed loop (a few %
         # per 10 ms window) must not cut or loosen the cap, or the cap cycles with the noise
-        old = self.thr_ratio
-        self.thr_ratio = raw if old is None else old + p.rate_alpha * (raw - old)
+        # (among windows at the same added delay: a new delay restarts it from its own window)
+        old, same = self.thr_ratio, self.thr_delay_us is not None and abs(delay_us - self.thr_delay_us) <= tol
+        self.thr_ratio = old + p.rate_alpha * (raw - old) if old is not None and same else raw
+        self.thr_delay_us = delay_us
         if self.capacity_load is not None:
             return
         excess = delay_us - self.ref_delay_us
