@@ -465,7 +465,7 @@ class Qos(PolicyBase):
             reason = (f"keep: objective gain {gain * 100:+.2f}% of a CPU "
                       f"({'below' if gain > 0 else 'no gain over'} the change threshold)")
         self.revert = None
-        self.owed = self.owed and adopt and saving >= 0
+        self.owed = self.owed and adopt and reason.startswith("relax")  # a half was adopted: the other is owed
         if verdict:
             reason = f"{reason} [{verdict}]"
         new_params = target if adopt else dict(self.current)
