@@ -26,9 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from vcoal.model.stats import WindowStats
+from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS
+
 BURST_MAX = 32.0  # largest on-rate / mean rate the estimator reports
 INFO_MIN = 0.1  # relative response of the model's events to b below which a window cannot tell b
 BURST_ALPHA = 0.5  # EWMA gain (log space) of the burst factor
+MIN_BURST_EVENTS = 20  # interrupts a chain needs in a window to tell its burst factor
 BISECT_STEPS = 24  # bisection steps in log b (precision ln(BURST_MAX) / 2**24)
 
 
@@ -60,3 +64,23 @@ def update_burst(old: float | None, observed: float) -> float:
     if old is None:
         return observed
     return math.exp(math.log(old) + BURST_ALPHA * (math.log(observed) - math.log(old)))
+
+
+def update_bursts(q, stats: WindowStats, planner, measured: dict[str, tuple[float, int, int]]) -> bool:
+    """Fold one window's evidence into the burst factors ``q.burst`` of the controller ``q`` (a ``Qos``),
+    chains under check excepted (their model stays fixed); whether any factor changed. ``measured``:
+    chain key -> (CPU fraction, input packets, wake-up events) of the window."""
+    moved = False
+    per_us = 1000.0 / stats.interval_ns
+    for c in planner.chains:
+        m = measured.get(c.key)
+        ps = tuple(q.current[g.site] for g in c.gates)
+        if (c.key in q.checks or m is None or m[1] < MIN_EVIDENCE_PACKETS or m[2] < MIN_BURST_EVENTS
+                or any(g.knob == "napi" and g.hold_us(p) > 0 for g, p in zip(c.gates, ps, strict=True))):
+            continue  # too few events to count, or a deferral in force (its events say little of bursts)
+        b = infer_burst(lambda lam, c=c, ps=ps: planner.chain_out(c, ps, lam), m[1] * per_us, m[2] * per_us)
+        if b is not None:
+            new = float(f"{update_burst(q.burst.get(c.key), b):.3g}")
+            moved = moved or new != q.burst.get(c.key, 1.0)
+            q.burst[c.key] = new
+    return moved

@@ -69,7 +69,7 @@ from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, PolicyContext
 from vcoal.model.stats import WindowStats
 from vcoal.model.units import NS_PER_S, Layer, Site
-from vcoal.policies._qos_burst import infer_burst, update_burst
+from vcoal.policies._qos_burst import update_bursts
 from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, measured_chain, setting_key
 from vcoal.policies._qos_explain import site_records
 from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, timer_levels
@@ -88,7 +88,6 @@ from vcoal.policies.base import PolicyBase
 
 DEFER_GRID_US = (5, 10, 20, 50, 100, 200)
 P99_HISTORY = 4  # windows of measured p99 averaged as a change's "before"
-MIN_BURST_EVENTS = 20  # interrupts a chain needs in a window to tell its burst factor
 
 
 def _check(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
@@ -347,7 +346,7 @@ class Qos(PolicyBase):
                 self.p99_recent[t] = ([*self.p99_recent.get(t, []), ts.p99_us])[-P99_HISTORY:]
         if self.checks and stats.interval_ns:
             track(self, stats, planner, ev, measured)
-        if p.burst_aware and stats.interval_ns and self._update_bursts(stats, planner, measured):
+        if p.burst_aware and stats.interval_ns and update_bursts(self, stats, planner, measured):
             planner = self._planner(stats_rates=window_rates(stats), corrected=False)
             ev = planner.evaluate(self.current)
         for c in planner.chains:
@@ -355,23 +354,6 @@ class Qos(PolicyBase):
             if m is not None and m[1] >= MIN_EVIDENCE_PACKETS:
                 key = setting_key(c.key, c.gates, self.current)
                 self.last_x[c.key] = (key, self.evidence.add(key, m[0], ev.chains[c.key].cost))
-
-    def _update_bursts(self, stats: WindowStats, planner: Planner, measured: dict[str, tuple[float, int, int]]) -> bool:
-        """Fold this window's burst evidence into the chains' factors; whether any factor changed."""
-        moved = False
-        for c in planner.chains:
-            m = measured.get(c.key)
-            ps = tuple(self.current[g.site] for g in c.gates)
-            if (c.key in self.checks or m is None or m[1] < MIN_EVIDENCE_PACKETS or m[2] < MIN_BURST_EVENTS
-                    or any(g.knob == "napi" and g.hold_us(q) > 0 for g, q in zip(c.gates, ps, strict=True))):
-                continue  # too few events to count, or a deferral in force (its events say little of bursts)
-            per_us = 1000.0 / stats.interval_ns
-            b = infer_burst(lambda lam, c=c, ps=ps: planner.chain_out(c, ps, lam), m[1] * per_us, m[2] * per_us)
-            if b is not None:
-                new = float(f"{update_burst(self.burst.get(c.key), b):.3g}")
-                moved = moved or new != self.burst.get(c.key, 1.0)
-                self.burst[c.key] = new
-        return moved
 
     # --- planning --------------------------------------------------------------------------------
 
