@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 
 import pytest
 
-from vcoal.model import CoalesceParams, PolicyContext, Site, SiteInfo, Slo, TenantInfo
+from vcoal.model import CoalesceParams, Layer, PolicyContext, Site, SiteInfo, Slo, TenantInfo
 from vcoal.model.stats import DirStats, SiteStats, TenantStats, WindowStats, window_from_dict, window_to_dict
 from vcoal.policies import make_policy
 from vcoal.policies.qos import Qos
@@ -42,27 +43,68 @@ def context(
     return PolicyContext(infos, tenants, cost or {})
 
 
+def timer_events(pkts: float, usecs: float, secs: float) -> float:
+    """Interrupts of an absolute timer from the first packet over ``pkts`` Poisson arrivals in
+    ``secs`` (zero cost): one per packet without coalescing, ``1 / (1 + lam T)`` of them with it."""
+    return pkts / (1.0 + pkts / secs * usecs / 1e6) if pkts else 0.0
+
+
+def deferred(events: float, p: CoalesceParams, secs: float) -> tuple[float, float]:
+    """(wake-ups, polls) after a NAPI deferral of n empty polls T apart over Poisson wake-ups at
+    ``lam``: a session makes ``P = (1 - q^n) / ((1 - q) q^n)`` timer polls (``q = exp(-lam T)``), a
+    wake-up comes every ``1 / lam + P T`` (the kernel rule as docs/simulator.md states it)."""
+    n, t = p.napi_defer_hard_irqs, p.gro_flush_timeout_ns / 1000
+    if not n or not t or events <= 0:
+        return events, events
+    lam = events / (secs * 1e6)
+    q = math.exp(-lam * t)
+    polls = (1 - q**n) / ((1 - q) * q**n)
+    out = secs * 1e6 / (1 / lam + polls * t)
+    return out, out * (1 + polls)
+
+
 def window(
     index: int, ctx: PolicyContext, params: dict[Site, CoalesceParams], rx_pps: dict[str, float],
     tx_pps: dict[str, float] | None = None, p99_us: dict[str, float] | None = None,
     cpu_util: float = 0.2, packet_bytes: int = 500,
 ) -> WindowStats:
-    """Counters of one window in which every tenant got ``rx_pps`` / sent ``tx_pps`` packets/s."""
+    """Counters of one window in which every tenant got ``rx_pps`` / sent ``tx_pps`` packets/s, on a
+    host whose interrupts and polls respond to every timer and deferral as modelled (zero cost)."""
     tx_pps = tx_pps or {g: rx_pps[g] / 2 for g in rx_pps}
     secs = WINDOW_NS / 1e9
-    sites: dict[Site, SiteStats] = {}
+    pkts: dict[Site, tuple[float, float]] = {}
     for site, info in ctx.sites.items():
-        rx = sum(rx_pps.get(g, 0.0) for g in info.tenants) * secs
-        tx = sum(tx_pps.get(g, 0.0) for g in info.tenants) * secs
+        pkts[site] = (sum(rx_pps.get(g, 0.0) for g in info.tenants) * secs,
+                      sum(tx_pps.get(g, 0.0) for g in info.tenants) * secs)
+    # (site, direction) -> [interrupts, polls]: a gate's wake-ups, its consumer's polls
+    counts: dict[tuple[Site, str], list[float]] = {(s, d): [0.0, 0.0] for s in ctx.sites for d in ("rx", "tx")}
+    for site in ctx.sites:
+        rx, tx = pkts[site]
         p = params[site]
-        # interrupts: one per packet without coalescing, fewer with it (a rough count is enough)
-        rx_irq = rx / (1 + rx / secs * p.rx_usecs / 1e6) if rx else 0
-        tx_irq = tx / (1 + tx / secs * p.tx_usecs / 1e6) if tx else 0
+        if site.layer is Layer.NIC:
+            ev, polls = deferred(timer_events(rx, p.rx_usecs, secs), p, secs)
+            counts[(site, "rx")] = [ev, polls]
+            ev = timer_events(tx, p.tx_usecs, secs)
+            counts[(site, "tx")] = [ev, ev]
+        elif site.layer is Layer.BACKEND:
+            f = Site(Layer.FRONTEND, site.instance)
+            ev, polls = deferred(timer_events(rx, p.rx_usecs, secs), params.get(f, CoalesceParams()), secs)
+            counts[(site, "rx")][0] = counts[(f, "rx")][0] = ev
+            counts[(f, "rx")][1] = polls
+        else:
+            b = Site(Layer.BACKEND, site.instance)
+            ev, polls = deferred(timer_events(tx, p.tx_usecs, secs), params.get(b, CoalesceParams()), secs)
+            counts[(site, "tx")][0] = counts[(b, "tx")][0] = ev
+            counts[(b, "tx")][1] = polls
+    sites: dict[Site, SiteStats] = {}
+    for site in ctx.sites:
+        rx, tx = pkts[site]
+        (ri, rp), (ti, tp) = counts[(site, "rx")], counts[(site, "tx")]
         sites[site] = SiteStats(
             site, WINDOW_NS,
-            DirStats(int(rx), int(rx) * packet_bytes, int(rx_irq), int(rx_irq), 0),
-            DirStats(int(tx), int(tx) * packet_bytes, int(tx_irq), int(tx_irq), 0),
-            int(cpu_util * WINDOW_NS), p,
+            DirStats(int(rx), int(rx) * packet_bytes, int(ri), int(rp), 0),
+            DirStats(int(tx), int(tx) * packet_bytes, int(ti), int(tp), 0),
+            int(cpu_util * WINDOW_NS), params[site],
         )  # fmt: skip
     tenants = {}
     for g, info in ctx.tenants.items():
@@ -158,7 +200,10 @@ def test_the_latency_price_keeps_latency_tenants_off_the_slo_edge_but_not_bulk_t
     _, priced, _ = run(make_policy("qos", {"latency_price": 0.002}), ctx, 12, rates)
     assert path_hold_us(priced[-1], "lat") < path_hold_us(free[-1], "lat")
     q1 = Site.parse("nic:q1")
-    assert path_hold_us(priced[-1], "bulk", q1) == path_hold_us(free[-1], "bulk", q1)
+    # the price is not charged to the bulk tenant: its path coalesces as hard in both runs, up to one
+    # timer step (plans are adopted whole, so a small move of its queue may ride on a latency move)
+    assert abs(path_hold_us(priced[-1], "bulk", q1) - path_hold_us(free[-1], "bulk", q1)) <= 8.0
+    assert path_hold_us(priced[-1], "bulk", q1) >= 100.0
 
 
 def test_a_tenant_without_slo_coalesces_hard_up_to_its_budget():
@@ -348,8 +393,10 @@ def test_one_layer_host():
     for i in range(8):
         secs = WINDOW_NS / 1e9
         n = int(200_000 * secs)
+        irq, polls = deferred(timer_events(n, params.rx_usecs, secs), params, secs)
         w = WindowStats(i, (i + 1) * WINDOW_NS, WINDOW_NS,
-                        {site: SiteStats(site, WINDOW_NS, DirStats(n, n * 64, n, n, 0), DirStats(), 0, params)})  # fmt: skip
+                        {site: SiteStats(site, WINDOW_NS, DirStats(n, n * 64, int(irq), int(polls), 0), DirStats(), 0,
+                                         params)})  # fmt: skip
         pol.observe(w)
         d = pol.decide()
         params = d.params.get(site, params)

@@ -46,3 +46,18 @@ def test_an_infeasible_slo_is_named_in_the_result_and_the_compare_row():
     assert summarise(qos).infeasible == ["tight"]
     off = run_scenario(spec, make_policy("off"), duration_s=0.08)
     assert off.infeasible_tenants() == []
+
+
+def test_synchronised_bursts_are_coalesced_like_the_static_oracle():
+    """Suite 08 (1 ms on / 9 ms off, both tenants at once): qos's CPU per packet is within 5 % of the
+    static oracle's setting (found by `vcoal compare --oracle`: NIC 64 us / 64 frames, virtual
+    interrupt 16 us, deferral 100 us / 2 at backend and frontend), every SLO met."""
+    spec = load_scenario(SUITE / "08-sync-bursts.toml")
+    oracle = {"nic": {"rx_usecs": 64, "rx_frames": 64, "tx_usecs": 64, "tx_frames": 64},
+              "backend": {"rx_usecs": 16, "rx_frames": 64, "napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 100_000},
+              "frontend": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": 100_000}}  # fmt: skip
+    static = run_scenario(spec, make_policy("static", oracle))
+    qos = run_scenario(spec, make_policy("qos"))
+    assert all(t.slo_met is not False for t in qos.tenants)
+    assert qos.cpu_ns_per_packet() <= 1.05 * static.cpu_ns_per_packet()
+    assert qos.irq_per_s() <= 2.0 * static.irq_per_s()

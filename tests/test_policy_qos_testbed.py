@@ -65,9 +65,9 @@ def make_window(i: int, ctx: PolicyContext, params: dict[Site, CoalesceParams], 
     return WindowStats(i, (i + 1) * WINDOW_NS, WINDOW_NS, sites, tenants)
 
 
-def closed_loop(old_counters: bool, n: int = 12):
+def closed_loop(old_counters: bool, n: int = 12, params: dict | None = None):
     ctx = context({"lat": Slo(p99_us=300.0), "bulk": Slo()}, supported=NAPI_ONLY)
-    pol = make_policy("qos")
+    pol = make_policy("qos", params)
     pol.reset(ctx, random.Random(1))
     rng = random.Random(7)
     params = {s: i.initial for s, i in ctx.sites.items()}
@@ -83,8 +83,9 @@ def closed_loop(old_counters: bool, n: int = 12):
 
 
 def test_misleading_capacity_evidence_is_refuted_by_the_measured_p99():
-    """Old testbed counters: lat looks capacity-bound; the measured p99 rising refutes it."""
-    pol, _params, holds, records = closed_loop(old_counters=True)
+    """Old testbed counters: lat looks capacity-bound; the measured p99 rising refutes it (the regime
+    rule alone: without the measured response, which reverts the first step itself, see below)."""
+    pol, _params, holds, records = closed_loop(old_counters=True, params={"measured_response": False})
     # the first window still reads a busy consumer (0 wake-ups for 15k packets) and relaxes ...
     assert holds[0] > 0
     # ... but when the measured p99 rises instead of falling, lat is latency-bound again: its path
@@ -104,8 +105,13 @@ def test_testbed_counters_never_make_the_latency_tenant_capacity_bound():
     assert holds == [0.0] * len(holds)
     assert pol.state["lat"].capacity_load is None and pol.state["lat"].refuted_load is None
     assert all("capacity-bound" not in r.reason for recs in records for r in recs)
-    # the bulk tenant's own guest hops are still worth coalescing
-    assert napi_us(params[fe("bulk")]) > 0
+    # the bulk guest's own deferral looks worth ~14 % of a CPU to the model, but these counters (the
+    # host-wide NET_RX count, as without per-device tracing) do not move: it is tried once, reverted
+    # with its realised saving in the record, and not tried again
+    reasons = [r.reason for recs in records for r in recs if r.site == fe("bulk")]
+    assert sum("set napi_defer_hard_irqs 0->" in r for r in reasons) == 1
+    assert any("revert frontend:bulk.napi" in r and "realised saving +0.0% of" in r for r in reasons)
+    assert napi_us(params[fe("bulk")]) == 0
 
 
 def test_capacity_bound_tenant_whose_tail_falls_is_not_refuted():
@@ -124,3 +130,12 @@ def test_capacity_bound_tenant_whose_tail_falls_is_not_refuted():
         params.update(pol.decide().params)
     assert pol.state["lat"].refuted_load is None and pol.state["lat"].capacity_load is not None
     assert lat_hold_us(params) > 0
+
+
+def test_misleading_capacity_evidence_with_the_measured_response():
+    """Old testbed counters, default qos: after at most two steps lat's path gets no deferral and lat
+    is named infeasible."""
+    _pol, _params, holds, records = closed_loop(old_counters=True)
+    assert holds[0] > 0 and all(h == 0 for h in holds[2:]), holds
+    nic_rec = next(r for r in records[-1] if r.site == NIC0)
+    assert "tenant lat: infeasible" in nic_rec.reason and nic_rec.inputs["lat.infeasible"] == 1.0

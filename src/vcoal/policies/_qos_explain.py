@@ -32,9 +32,11 @@ def site_records(
             d[f"{g.knob}.p99_us"] = sp.p99_us
             d[f"{g.knob}.mean_delay_us"] = sp.mean_us
             d[f"{g.knob}.irq_per_s"] = sp.out_per_us * 1e6
+            d[f"{g.knob}.efficacy"] = self.evidence.efficacy.get(g.key, 1.0)
         first = c.gates[0].site
         preds.setdefault(first, {})[f"{c.kind}.cpu_frac"] = cp.cost
         preds[first][f"{c.kind}.correction"] = self.evidence.factor(setting_key(c.key, c.gates, self.current))
+        preds[first][f"{c.kind}.burst"] = c.burst
         for g in {g.site for g in c.gates}:
             site_cost[g] = site_cost.get(g, 0.0) + cur.chains[c.key].cost - cp.cost
     records = []

@@ -1,8 +1,8 @@
 """The ``qos`` planner: evaluate chains of gates, then a greedy budgeted cost minimisation.
 
 ``Planner.evaluate(params)`` predicts every chain (per-stage p99 bound, mean delay, interrupt rate,
-CPU cost, times the measured correction of that chain at that setting when ``factor`` is given) for a
-full assignment of site parameters; a tenant's predicted added p99 is the sum of
+CPU cost; with ``correct`` given, the CPU corrected by the measured response of ``_qos_evidence``) for
+a full assignment of site parameters; a tenant's predicted added p99 is the sum of
 the stage bounds of the chains on its path (NIC RX of its queue, its guest RX and guest TX).
 
 ``Planner.optimise(budgets)`` starts from no coalescing on every controllable gate and repeatedly
@@ -42,6 +42,7 @@ class Chain:
     lam_pkts: float  # input packets per µs (own packets for guest chains)
     feed: str | None = None  # chain whose output events feed this one (guest_rx <- nic_rx)
     work_us: float | None = None  # per-packet work at the first stage, when known
+    burst: float = 1.0  # on-rate / mean rate of its input (``_qos_burst``): 1 = Poisson at the mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ class Planner:
         supported: Mapping[Site, frozenset[str] | None],
         costs: Costs,
         memo: dict | None = None,
-        factor: Callable[[tuple], float] | None = None,
+        correct: Callable[[tuple, float, float, tuple[str, ...]], float] | None = None,
     ) -> None:
         order = {"nic_rx": 0, "nic_txc": 1, "guest_rx": 2, "guest_tx": 3}
         self.chains = sorted(chains, key=lambda c: (order[c.kind], c.key))
@@ -86,7 +87,7 @@ class Planner:
         self.current = dict(current)
         self.supported = supported
         self.costs = costs
-        self.factor = factor  # measured / predicted CPU of a (chain, setting) key (_qos_evidence)
+        self.correct = correct  # measured response: corrected CPU of a (chain, setting) (_qos_evidence)
         self.gate_order = sorted(self.levels)
         self._gate_chains: dict[str, list[str]] = {k: [] for k in gates}
         for c in self.chains:
@@ -131,26 +132,48 @@ class Planner:
             ps = tuple(params[g.site] for g in c.gates)
         else:
             ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
-        memo_key = (c.key, ps, round(lam, 9))
+        hit = self._predict_memo(c, ps, lam)
+        if self.correct is not None:
+            ref_ps = tuple(self.current[g.site] for g in c.gates)
+            changed = tuple(g.key for g, p, r in zip(c.gates, ps, ref_ps, strict=True)
+                            if any(getattr(p, f) != getattr(r, f) for f in g.fields()))
+            ref = hit if not changed else self._predict_memo(c, ref_ps, lam)
+            key = (c.key, *(getattr(p, name) for g, p in zip(c.gates, ps, strict=True) for name in g.fields()))
+            cost = self.correct(key, hit.cost, ref.cost, changed)
+            if cost != hit.cost:
+                hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, cost)
+        return hit
+
+    def _predict_memo(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
+        memo_key = (c.key, ps, round(lam, 9), c.burst, c.work_us)
         hit = self._memo.get(memo_key)
         if hit is None:
             hit = self._memo[memo_key] = self._predict(c, ps, lam)
-        if self.factor is not None:
-            f = self.factor((c.key, *(getattr(p, name) for g, p in zip(c.gates, ps, strict=True) for name in g.fields())))
-            if f != 1.0:
-                hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, hit.cost * f)
         return hit
 
+    def chain_out(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> float:
+        """Output events per µs of a chain fed by Poisson packets at ``lam`` per µs (no burst)."""
+        lam = float(f"{lam:.5g}")
+        flat = Chain(c.key, c.kind, c.gates, c.tenants, lam, None, c.work_us, 1.0)
+        return self._predict_memo(flat, ps, lam).out_per_us
+
     def _predict(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
+        """The chain at its input rate; with a burst factor b the stages see the on-rate ``b * lam``
+        (delays as in a burst) and events, polls and CPU are scaled by the duty cycle ``1 / b``."""
         ev_cost = chain_event_cost(c.kind, self.costs)
         preds = []
-        pkts = c.lam_pkts
+        b = max(1.0, c.burst)
+        pkts = c.lam_pkts * b
+        lam *= b
         for i, (g, p) in enumerate(zip(c.gates, ps, strict=True)):
             k = pkts / lam if lam > 0 else 1.0
             work = c.work_us if i == 0 else None
             pred = stage(g, p, lam, k, work, ev_cost)
             preds.append(pred)
             lam = pred.out_per_us
+        if b > 1.0:
+            preds = [StagePred(s.p99_us, s.mean_us, s.out_per_us / b, s.polls_per_us / b) for s in preds]
+            lam /= b
         cost = lam * ev_cost + sum(s.polls_per_us for s in preds) * self.costs.poll_us
         p99 = sum(s.p99_us for s in preds)
         return ChainPred(tuple(preds), p99, sum(s.mean_us for s in preds), lam, cost)

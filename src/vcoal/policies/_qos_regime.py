@@ -22,8 +22,11 @@ its rate with the least added delay seen (its *reference*, learned from the wind
 added p99 is within ``thr_ref_tolerance_us`` of the least seen). The cap starts from the closed-loop
 bound (a request cycle is at least the round trip, whose median is measured):
 ``2 * (1 / floor - 1) * p50`` µs of added p99 (a timer's mean delay is about half its p99 bound);
-a window below the floor with more delay than the reference halves the excess delay of the cap,
-a window comfortably above it (half the allowed loss) loosens the cap by ``thr_recover``. A
+the rate ratio is smoothed (EWMA of gain ``rate_alpha``, so one noisy window does not move the cap);
+below the floor with more delay than the reference it halves the excess delay of the cap,
+comfortably above it (half the allowed loss) it loosens the cap by ``thr_recover``, but not beyond
+``CEILING_FRACTION`` of the last excess delay that missed the floor (so the cap settles below it
+instead of probing up and being cut again; a new reference or load forgets that ceiling). A
 CPU-bound tenant (capacity-bound) is exempt, and so is one whose SLO declares a throughput floor
 (that floor is enforced instead: the budget halves while it is missed without drops).
 """
@@ -43,6 +46,7 @@ FLOOR_SCALE_MIN = 1 / 16  # smallest budget scale of a tenant missing its throug
 FLOOR_SCALE_DOWN, FLOOR_SCALE_UP = 0.5, 1.25  # per window while the floor is missed / met
 LOAD_CHANGE_MARGIN = 0.9  # a rate below this fraction of the closed-loop bound is a load change
 TIMER_P99_OVER_MEAN = 2.0  # a timer's p99 bound over its mean added delay (uniform arrivals)
+CEILING_FRACTION = 0.8  # a loosening cap stops at this fraction of the excess delay that missed the floor
 
 
 @dataclass
@@ -65,6 +69,8 @@ class TenantState:
     ref_p50_us: float | None = None
     thr_cap_us: float | None = None
     thr_ratio: float | None = None
+    thr_ceiling_us: float | None = None
+    thr_delay_us: float | None = None  # added delay of the last window (the ratio's smoothing restarts on a new one)
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -124,7 +130,7 @@ class TenantState:
             return
         tol = p.thr_ref_tolerance_us
         if self.ref_delay_us is None or delay_us < self.ref_delay_us - tol:
-            self.ref_delay_us, self.ref_pps, self.ref_p50_us = delay_us, pps, p50
+            self.ref_delay_us, self.ref_pps, self.ref_p50_us, self.thr_ceiling_us = delay_us, pps, p50, None
         elif delay_us <= self.ref_delay_us + tol:
             self.ref_pps += p.rate_alpha * (pps - self.ref_pps)  # type: ignore[operator]
             if p50 is not None:
@@ -132,19 +138,32 @@ class TenantState:
         if self.thr_cap_us is None and self.ref_p50_us is not None:
             slack = 1.0 / p.rr_throughput_floor - 1.0
             self.thr_cap_us = self.ref_delay_us + TIMER_P99_OVER_MEAN * slack * self.ref_p50_us
-        self.thr_ratio = pps / self.ref_pps if self.ref_pps else None
-        if self.thr_ratio is None or self.capacity_load is not None:
+        raw = pps / self.ref_pps if self.ref_pps else None
+        if raw is None:
+            self.thr_ratio = None
+            return
+        # the ratio is smoothed (EWMA, gain rate_alpha): one noisy window of a closed loop (a few %
+        # per 10 ms window) must not cut or loosen the cap, or the cap cycles with the noise
+        # (among windows at the same added delay: a new delay restarts it from its own window)
+        old, same = self.thr_ratio, self.thr_delay_us is not None and abs(delay_us - self.thr_delay_us) <= tol
+        self.thr_ratio = old + p.rate_alpha * (raw - old) if old is not None and same else raw
+        self.thr_delay_us = delay_us
+        if self.capacity_load is not None:
             return
         excess = delay_us - self.ref_delay_us
         cycle = self.ref_p50_us if self.ref_p50_us else excess  # a request cycle is at least its round trip
-        if excess > tol and self.thr_ratio < LOAD_CHANGE_MARGIN * cycle / (cycle + excess):
+        if excess > tol and raw < LOAD_CHANGE_MARGIN * cycle / (cycle + excess):
             # more loss than the added delay can cause in a closed loop: the offered load changed
-            self.ref_delay_us, self.ref_pps, self.thr_ratio = delay_us, pps, 1.0
+            self.ref_delay_us, self.ref_pps, self.thr_ratio, self.thr_ceiling_us = delay_us, pps, 1.0, None
             return
         if self.thr_ratio < p.rr_throughput_floor and excess > tol:
+            self.thr_ceiling_us = delay_us  # this much added delay costs too much throughput
             self.thr_cap_us = self.ref_delay_us + 0.5 * excess
         elif self.thr_cap_us is not None and self.thr_ratio >= 1.0 - (1.0 - p.rr_throughput_floor) / 2:
-            self.thr_cap_us *= p.thr_recover
+            cap = self.thr_cap_us * p.thr_recover
+            if self.thr_ceiling_us is not None:  # loosen toward, not back to, a delay that missed the floor
+                cap = min(cap, self.ref_delay_us + CEILING_FRACTION * (self.thr_ceiling_us - self.ref_delay_us))
+            self.thr_cap_us = max(self.thr_cap_us, cap)
 
     def classify(self, p, p99: float | None, busy_site: str | None) -> None:
         """Move between regimes after a window's evidence (see the module docstring)."""

@@ -26,9 +26,15 @@ Every window the controller
    infeasible (base at or above the target: budget 0, the least latency; or a saturated shared core)
    or throughput-seeking (no p99 SLO); request-response tenants are capped to keep
    ``rr_throughput_floor`` of their least-delay throughput unless CPU-bound.
-   **Learns the measured response** (``_qos_evidence``): per chain and setting the ratio of measured
-   to predicted CPU (model as prior), which scales the planner's predictions; every change that
-   should save CPU is verified over ``verify_windows`` windows and reverted when it does not deliver.
+   **Learns the measured response** (``_qos_evidence``, on by default): per chain the measured CPU
+   (wake-ups and polls from the counters) over the model's prediction, per setting and per chain,
+   shrunk toward the model (``prior_weight`` windows); a setting not yet in force is predicted by the
+   model's change from the measured one, scaled by the gates' learned *efficacy*. Every change that
+   should save CPU is verified per chain (``_qos_verify``: sequential, noise-aware, against a
+   counterfactual at the window's own rates) and reverted, its gates' efficacy corrected and the gates
+   held for ``retry_windows``, when it does not deliver. **Sees bursts** (``_qos_burst``): per chain
+   an on-rate / mean-rate factor inferred from the measured packets per interrupt at the setting in
+   force; the model runs at the on-rate and scales events by the duty cycle.
 5. **Plans** (``_qos_plan``): greedy minimisation of predicted interrupt + poll CPU cost over a
    small candidate grid per gate (powers of two up to ``max_usecs`` for timers, 5-200 µs for the
    NAPI deferral), keeping every tenant's summed stage bounds within its budget. A move that adds
@@ -40,7 +46,7 @@ Every window the controller
 6. **Decides with hysteresis.** Plans are made against budgets shrunk by ``budget_deadband``; the
    parameters in force are kept unless they violate a (full) budget, or the plan improves the
    objective (CPU + ``latency_price`` x latency tenants' added p99) by more than ``hysteresis`` of
-   it and at least ``min_change_cpu``. Increases of any timer are bounded per window
+   the CPU in force and at least ``min_change_cpu``. Increases of any timer are bounded per window
    (``max_step_factor``, first step ``first_step_us``); decreases are immediate. Under steady load
    the inputs settle, so does the plan, and nothing oscillates.
    Stage predictions are cached on a quantised rate (5 significant digits), so decisions are exact
@@ -63,7 +69,8 @@ from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, PolicyContext
 from vcoal.model.stats import WindowStats
 from vcoal.model.units import NS_PER_S, Layer, Site
-from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, Pending, measured_chain, setting_key
+from vcoal.policies._qos_burst import update_bursts
+from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, measured_chain, setting_key
 from vcoal.policies._qos_explain import site_records
 from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, timer_levels
 from vcoal.policies._qos_observe import (
@@ -76,10 +83,11 @@ from vcoal.policies._qos_observe import (
 )
 from vcoal.policies._qos_plan import Chain, Evaluation, Planner
 from vcoal.policies._qos_regime import TenantState
+from vcoal.policies._qos_verify import ChainCheck, one_layer, start, track
 from vcoal.policies.base import PolicyBase
 
 DEFER_GRID_US = (5, 10, 20, 50, 100, 200)
-MAX_CORRECTION = 8.0  # largest measured/predicted CPU ratio taken from a refuted change
+P99_HISTORY = 4  # windows of measured p99 averaged as a change's "before"
 
 
 def _check(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
@@ -164,14 +172,16 @@ class Qos(PolicyBase):
         rr_throughput_floor: request-response tenants keep this fraction of their least-delay rate.
         thr_ref_tolerance_us: modelled added p99 within this of the least seen counts as the reference.
         thr_recover: factor by which a throughput cap loosens per window comfortably above the floor.
-        prior_weight: weight (windows) of the model's prediction against measured CPU per setting.
-        evidence_windows: measured windows after which the per-setting correction becomes an EWMA.
+        prior_weight: weight (windows) of the model's prediction against measured CPU (``_qos_evidence``).
+        evidence_windows: measured windows after which a measured ratio becomes an EWMA.
         verify_windows: windows over which a change's realised saving and latency are measured.
-        verify_fraction: a change realising less than this fraction of its predicted saving is reverted.
+        verify_fraction: a change realising less than this fraction of its predicted saving (beyond the
+            counters' noise) is reverted.
         verify_slack_us: p99 rise beyond the predicted one (µs) that reverts a change.
-        retry_windows: windows a reverted change's gates stay where the revert put them.
-        measured_response: plan with measured CPU per setting and verify changes (``_qos_evidence``);
-            off by default until it is stable on noisy counters (see docs/simulator.md).
+        retry_windows: windows a reverted change's gates stay where the revert put them (cool-down).
+        measured_response: plan with the measured response (CPU per chain and setting, gate efficacy)
+            and verify every CPU-saving change (``_qos_evidence``).
+        burst_aware: model every chain's input as bursts at the measured on-rate (``_qos_burst``).
         """
 
         slo_margin: float = 0.15
@@ -199,15 +209,16 @@ class Qos(PolicyBase):
         feasible_ratio: float = 0.85
         infeasible_windows: int = 2
         rr_throughput_floor: float = 0.95
-        thr_ref_tolerance_us: float = 2.0
+        thr_ref_tolerance_us: float = 0.5
         thr_recover: float = 1.1
         prior_weight: float = 2.0
         evidence_windows: float = 4.0
-        verify_windows: int = 2
+        verify_windows: int = 3
         verify_fraction: float = 0.5
         verify_slack_us: float = 20.0
         retry_windows: int = 50
-        measured_response: bool = False
+        measured_response: bool = True
+        burst_aware: bool = True
 
         def __post_init__(self) -> None:
             for name, limits in _PARAM_RANGES.items():
@@ -225,7 +236,11 @@ class Qos(PolicyBase):
         self.work_us: dict[Site, float] = {}
         self.state = {t: TenantState(i.slo, i.kind) for t, i in context.tenants.items()}
         self.evidence = Evidence(self.params.prior_weight, self.params.evidence_windows)
-        self.pending: Pending | None = None
+        self.checks: dict[str, ChainCheck] = {}  # chain key -> the check of a change on it (_qos_verify)
+        self.owed = False  # last window adopted one half of a split change
+        self.last_x: dict[str, tuple[tuple, float]] = {}  # chain -> (setting, last measured / predicted)
+        self.burst: dict[str, float] = {}  # chain key -> on-rate / mean rate (_qos_burst)
+        self.p99_recent: dict[str, list[float]] = {}  # tenant -> measured p99 since the last change
         self.revert: tuple[dict[Site, CoalesceParams], str] | None = None
         self.verdict: str = ""
         self.frozen: dict[str, int] = {}  # gate key -> last window it is held after a revert
@@ -321,58 +336,24 @@ class Qos(PolicyBase):
             st.classify(p, p99, str(busy_at) if busy_at is not None else ("drops" if dropped else None))
 
     def _measure(self, stats: WindowStats, planner: Planner, ev: Evaluation) -> None:
-        """Per chain: fold measured / predicted CPU into the evidence; advance a pending verification."""
-        measured: dict[str, tuple[float, int]] = {}
-        for c in planner.chains:
-            m = measured_chain(c.kind, c.gates, stats, self.costs)
-            if m is None:
-                continue
-            measured[c.key] = m
-            if m[1] >= MIN_EVIDENCE_PACKETS:
-                self.evidence.add(setting_key(c.key, c.gates, self.current), m[0], ev.chains[c.key].cost)
-        pend = self.pending
-        if pend is None or not stats.interval_ns:
-            return
-        us = sum(measured[k][0] for k in pend.chains if k in measured) * stats.interval_ns / 1000.0
-        pkts = sum(measured[k][1] for k in pend.chains if k in measured)
-        pend.after.append((us, pkts))
-        for t, ts in stats.tenants.items():
-            if t in pend.before_p99 and ts.p99_us is not None and ts.packets >= self.params.min_samples:
-                pend.after_p99.setdefault(t, []).append(ts.p99_us)
-        if len(pend.after) >= self.params.verify_windows:
-            self._verify(pend, planner)
-
-    def _verify(self, pend: Pending, planner: Planner) -> None:
-        """Compare a change's realised saving and latency with its prediction; revert if it failed."""
+        """Per chain: advance the open checks, update the burst factors (not of chains under check:
+        their model stays fixed), then fold measured / predicted CPU (at the updated factors) into the
+        evidence."""
         p = self.params
-        self.pending = None
-        us, pkts = sum(a for a, _ in pend.after), sum(b for _, b in pend.after)
-        realised = pend.before_pp - us / pkts if pkts else 0.0
-        sites = ", ".join(sorted(str(s) for s in pend.old))
-        text = (f"change of window {pend.window} at {sites}: realised saving {realised:+.3f}us/pkt of "
-                f"{pend.predicted_saving_pp:+.3f}us/pkt predicted")
-        worse = [
-            f"{t} p99 +{sum(v) / len(v) - pend.before_p99[t]:.1f}us (predicted +{pend.predicted_added.get(t, 0.0):.1f})"
-            for t, v in sorted(pend.after_p99.items())
-            if sum(v) / len(v) - pend.before_p99[t] > pend.predicted_added.get(t, 0.0) + p.verify_slack_us
-        ]
-        if realised >= p.verify_fraction * pend.predicted_saving_pp and not worse:
-            self.verdict = "verified " + text
-            return
-        # the model of these chains was wrong at this setting: take the measured ratio at full weight
-        if pend.predicted_saving_pp > 0 and pend.before_pp > 0:
-            ratio = min(MAX_CORRECTION, (pend.before_pp - realised) / max(pend.before_pp - pend.predicted_saving_pp, 1e-9))
-            for key in planner.by_key:
-                if key in pend.chains:
-                    c = planner.by_key[key]
-                    k = setting_key(key, c.gates, self.current)
-                    self.evidence.set(k, max(self.evidence.factor(k), ratio))
-        now = self.window.index if self.window is not None else 0
-        for key in pend.chains:
-            for g in planner.by_key[key].gates:
-                if g.site in pend.old:
-                    self.frozen[g.key] = now + p.retry_windows
-        self.revert = (pend.old, "revert: " + text + ("; " + ", ".join(worse) if worse else ""))
+        measured = {c.key: m for c in planner.chains if (m := measured_chain(c.kind, c.gates, stats, self.costs))}
+        for t, ts in stats.tenants.items():
+            if ts.p99_us is not None and ts.packets >= p.min_samples:
+                self.p99_recent[t] = ([*self.p99_recent.get(t, []), ts.p99_us])[-P99_HISTORY:]
+        if self.checks and stats.interval_ns:
+            track(self, stats, planner, ev, measured)
+        if p.burst_aware and stats.interval_ns and update_bursts(self, stats, planner, measured):
+            planner = self._planner(stats_rates=window_rates(stats), corrected=False)
+            ev = planner.evaluate(self.current)
+        for c in planner.chains:
+            m = measured.get(c.key)
+            if m is not None and m[1] >= MIN_EVIDENCE_PACKETS:
+                key = setting_key(c.key, c.gates, self.current)
+                self.last_x[c.key] = (key, self.evidence.add(key, m[0], ev.chains[c.key].cost))
 
     # --- planning --------------------------------------------------------------------------------
 
@@ -382,23 +363,26 @@ class Qos(PolicyBase):
         chains: list[Chain] = []
         for kind, nic, guest in self._chain_specs(self.context):
             gates = tuple(g for g in self._chain_gates(kind, nic, guest))
+            key = f"{kind}:{nic.instance if guest is None else guest}"
+            b = self.burst.get(key, 1.0) if self.params.burst_aware else 1.0
             if kind == "nic_rx":
                 tenants = self.context.sites[nic].tenants
-                chains.append(Chain(f"{kind}:{nic.instance}", kind, gates, tuple(tenants), per_us(nic, "rx"),
-                                    None, self.work_us.get(nic)))
+                work = self.work_us.get(nic)
+                work = None if work is None else float(f"{work:.3g}")
+                chains.append(Chain(key, kind, gates, tuple(tenants), per_us(nic, "rx"), None, work, b))
             elif kind == "nic_txc":
-                chains.append(Chain(f"{kind}:{nic.instance}", kind, gates, (), per_us(nic, "tx")))
+                chains.append(Chain(key, kind, gates, (), per_us(nic, "tx"), None, None, b))
             elif kind == "guest_rx":
-                be = Site(Layer.BACKEND, guest or "")
                 # netback copies packet by packet, so the event channel gate sees packets, not NIC batches
-                chains.append(Chain(f"{kind}:{guest}", kind, gates, (guest or "",), per_us(be, "rx")))
+                be = Site(Layer.BACKEND, guest or "")
+                chains.append(Chain(key, kind, gates, (guest or "",), per_us(be, "rx"), None, None, b))
             else:
                 fe = Site(Layer.FRONTEND, guest or "")
-                chains.append(Chain(f"{kind}:{guest}", kind, gates, (guest or "",), per_us(fe, "tx")))
-        factor = self.evidence.factor if corrected and self.params.measured_response else None
+                chains.append(Chain(key, kind, gates, (guest or "",), per_us(fe, "tx"), None, None, b))
+        correct = self.evidence.correct if corrected and self.params.measured_response else None
         now = self.window.index if self.window is not None else 0
         levels = {k: v for k, v in self.levels.items() if self.frozen.get(k, -1) < now}
-        return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, factor)
+        return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, correct)
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
         return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
@@ -432,23 +416,30 @@ class Qos(PolicyBase):
         }
         idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
         target = planner.params_for(self._bounded(planner, idx))
-        plan = planner.evaluate(target)
         # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
-        j_cur = cur.cost + sum(prices[t] * d for t, d in cur.tenant_p99_us.items())
-        j_plan = plan.cost + sum(prices[t] * d for t, d in plan.tenant_p99_us.items())
-        gain, saving = j_cur - j_plan, cur.cost - plan.cost
+        j = lambda e: e.cost + sum(prices[t] * d for t, d in e.tenant_p99_us.items())  # noqa: E731
+        plan = planner.evaluate(target)
+        gain = j(cur) - j(plan)  # a split change (one_layer) is worth it when the whole or its half is
+        owed, self.owed = self.owed, False  # the second half of last window's split: its whole was worth it
+        threshold = 0.0 if owed else max(p.hysteresis * cur.cost, p.min_change_cpu)
+        if p.measured_response and not violations:
+            cands = one_layer(self, planner, cur, target)
+            self.owed = len(cands) > 1
+            target, plan = max(((c, planner.evaluate(c)) for c in cands), key=lambda tp: -j(tp[1]))
+            gain = max(gain, j(cur) - j(plan))
+        saving = cur.cost - plan.cost
         verdict, self.verdict = self.verdict, ""
         if self.revert is not None and not violations:
             target, reason = {**self.current, **self.revert[0]}, self.revert[1]
             adopt, plan = True, planner.evaluate({**self.current, **self.revert[0]})
         elif violations:
             adopt, reason = True, "tighten: predicted p99 over budget for " + ", ".join(violations)
-        elif self.pending is not None:
-            adopt, reason = False, f"keep: verifying the change of window {self.pending.window}"
-        elif gain > max(p.hysteresis * j_cur, p.min_change_cpu):
+        elif gain > threshold:
             adopt = True
             if saving >= 0:
-                reason = f"relax: predicted saving {saving * 100:+.2f}% of a CPU"
+                added = ", ".join(f"{t} +{plan.tenant_p99_us[t] - d:.1f}us" for t, d in sorted(cur.tenant_p99_us.items())
+                                  if plan.tenant_p99_us[t] - d > 0.05)
+                reason = f"relax: predicted saving {saving * 100:+.2f}% of a CPU, added p99 {added or 'none'}"
             else:
                 reason = f"cut delay: costs {-saving * 100:.2f}% of a CPU, worth it at the latency price"
         else:
@@ -456,44 +447,36 @@ class Qos(PolicyBase):
             reason = (f"keep: objective gain {gain * 100:+.2f}% of a CPU "
                       f"({'below' if gain > 0 else 'no gain over'} the change threshold)")
         self.revert = None
+        self.owed = self.owed and adopt and reason.startswith("relax")  # a half was adopted: the other is owed
         if verdict:
             reason = f"{reason} [{verdict}]"
         new_params = target if adopt else dict(self.current)
         final = plan if adopt else cur
         changed = {s: q for s, q in new_params.items() if q != self.current.get(s)}
-        if changed and saving > 0 and p.measured_response and reason.startswith("relax"):
-            self._start_verification(index, planner, cur, plan, changed)
+        if changed:
+            moved = {k for k, g in self.gates.items() if g.site in changed and any(
+                getattr(changed[g.site], f) != getattr(self.current[g.site], f) for f in g.fields())}
+            for k in [k for k in self.checks if any(g.key in moved for g in planner.by_key[k].gates)]:
+                del self.checks[k]  # its chain moved again (a tightening, a revert): the check is void
+            if saving > 0 and p.measured_response and reason.startswith("relax"):
+                self.checks.update(start(self, index, planner, cur, plan, changed))
         records = site_records(self, index, planner, final, changed, reason, budgets, why, cur)
         self.current.update(changed)
+        if changed:
+            self.p99_recent = {}
         return Decision(changed, records)
 
-    def _start_verification(self, index: int, planner: Planner, cur: Evaluation, plan: Evaluation,
-                            changed: dict[Site, CoalesceParams]) -> None:
-        """Remember a relaxing change's predicted saving and latency to check them over the next windows."""
-        chains = tuple(c.key for c in planner.chains if any(g.site in changed for g in c.gates))
-        lam = sum(planner.by_key[k].lam_pkts for k in chains)
-        if not chains or lam <= 0 or self.window is None or not self.window.interval_ns:
-            return
-        measured = [measured_chain(planner.by_key[k].kind, planner.by_key[k].gates, self.window, self.costs)
-                    for k in chains]
-        pkts = sum(m[1] for m in measured if m)
-        if pkts < MIN_EVIDENCE_PACKETS:
-            return
-        before_pp = sum(m[0] for m in measured if m) * self.window.interval_ns / 1000.0 / pkts
-        saving_pp = sum(cur.chains[k].cost - plan.chains[k].cost for k in chains) / lam
-        added = {t: plan.tenant_p99_us.get(t, 0.0) - cur.tenant_p99_us.get(t, 0.0) for t in cur.tenant_p99_us}
-        before_p99 = {t: st.measured_p99 for t, st in self.state.items() if st.measured_p99 is not None}
-        self.pending = Pending(index, {s: self.current[s] for s in changed}, chains, saving_pp, added,
-                               before_pp, before_p99)
-
     def _bounded(self, planner: Planner, idx: dict[str, int]) -> dict[str, int]:
-        """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``)."""
+        """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``); none on a
+        chain under check."""
         p = self.params
         out = {}
+        checked = {g.key for k in self.checks for g in planner.by_key[k].gates}
         for key, i in idx.items():
             g = self.gates[key]
             cur_hold = g.hold_us(self.current[g.site])
-            limit = max(cur_hold * p.max_step_factor, float(p.first_step_us))
+            # a gate of a chain under check grows no further until the check concludes
+            limit = cur_hold if key in checked else max(cur_hold * p.max_step_factor, float(p.first_step_us))
             j = i
             while j > 0:
                 hold = g.hold_us(planner.params_for({key: j})[g.site])
