@@ -122,7 +122,7 @@ def main() -> None:
     got = {case: fingerprint(case, args.engine) for case in cases()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
-    print(f"{len(got)} cases -> {args.out}")
+    print(f"{len(got)} cases -> {args.out}")  # noqa: T201
 
 
 if __name__ == "__main__":
