@@ -154,13 +154,12 @@ def write_params(a: Arena, params) -> None:
                  p.napi_defer_hard_irqs, p.gro_flush_timeout_ns)
 
 
-def build(spec, feeder: Feeder, end_ns: int, audit: bool = False, trace_rows: int = 0) -> Arena:
-    """The arena of ``spec`` before its start: every hop armed, every queue empty.
+def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False, trace_rows: int = 0) -> Arena:
+    """The arena of ``spec`` (laid out as ``topo``) before its start: every hop armed, every queue empty.
 
     ``audit``: check every packet's life (a packet ended twice or freed while live stops the run);
     ``trace_rows``: record every event in a buffer of that many rows (0: no trace).
     """
-    topo = Topology(spec)
     c = spec.cost
     nten = len(spec.guests)
     bulk_w = [g.workload.window_pkts for g in spec.guests if g.workload.kind == "bulk"]

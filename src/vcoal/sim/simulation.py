@@ -121,12 +121,13 @@ class Simulation:
         self.trace = trace
         self.sites = {site: SiteState(str(site), p) for site, p in spec.site_params().items()}
         self.site_list = list(self.sites.values())
-        self.cpus = [CpuState(name) for name in Topology(spec).cpus]
+        topo = Topology(spec)
+        self.cpus = [CpuState(name) for name in topo.cpus]
         self.tenants = [TenantState(g) for g in spec.guests]
         self.win_rtt = [LatencyHistogram() for _ in spec.guests]
         self.engine = load(compiled)
         self.feeder = Feeder(spec, seed)
-        self.arena = build(spec, self.feeder, self.end_ns, audit, TRACE_ROWS if trace is not None else 0)
+        self.arena = build(spec, topo, self.feeder, self.end_ns, audit, TRACE_ROWS if trace is not None else 0)
         self.now = 0
         self.events = 0
         self.policy = policy
