@@ -60,6 +60,7 @@ def tx_cleaned(m, x, p):
 
 @jit(I64, I64)
 def deliver(m, x, h, p):
+    """Packet ``p`` leaves hop ``h``; what follows is the hop row's delivery kind (the topology's ``then``)."""
     kind = m[m[O_HOP] + h * NH + HP_DELIV]
     if kind == D_AFTER_NIC_RX:
         if m[ONE_LAYER]:
