@@ -3,7 +3,7 @@
 Two bare event loops, compiled with numba like vcoal's engine, each holding a fixed number of
 pending events: pop the earliest, branch on its kind (a chain of eight cases, as an engine
 dispatches), schedule one successor a delay later. One keeps the pending events in the compiled
-engine's own binary heap (``compiled_core.at`` and ``pop``: time, priority, sequence); the other
+engine's own binary heap (``engine.core.at`` and ``pop``: time, priority, sequence); the other
 in an unsorted array scanned branch-free for the least (time << 20 | sequence mod 2**20) key,
 which beats a heap when few events are pending. ``sim_speed.py`` runs them with the reference run's
 mean number of pending events and its own sequence of event kinds; divided by the events a packet
@@ -24,7 +24,7 @@ import time
 import numpy as np
 from numba import njit
 
-from vcoal.sim import compiled_core as C
+from vcoal.sim.engine import core as C
 
 
 @njit(cache=False, inline="always")
@@ -70,7 +70,7 @@ def _run_heap_loop(m_, x_, n_events, n_pending, delays_ns, kinds, out_ns):
 
 
 def heap_loop(n_events: int, n_pending: int, delays_ns: np.ndarray, kinds: np.ndarray, out_ns: np.ndarray) -> int:
-    """Run ``n_events`` events off the compiled engine's own event heap (``compiled_core.at`` and
+    """Run ``n_events`` events off the compiled engine's own event heap (``engine.core.at`` and
     ``pop`` on an arena holding only the heap) with ``n_pending`` pending; their times go to
     ``out_ns`` if it is not empty (for the test)."""
     m = np.zeros(C.NG + (n_pending + 1) * C.NE, dtype=np.int64)

@@ -2,12 +2,12 @@
 
 Runs on one core, in one process, and prints:
 - one-layer model (B.1 "base": absolute min(N,T), lambda = 0.5/us): packets/s of a SimPy
-  implementation, of vcoal's event-driven engine, and of vcoal's compiled path (end to end,
+  implementation, of vcoal's event engine interpreted (``des``), and of vcoal's compiled path (end to end,
   arrivals and histogram included), with the ratio to SimPy; SimPy's departures are checked
   against vcoal's on the same arrival and service arrays;
 - the one-layer model on the compiled event engine (``engine="compiled"``);
-- the reference scenario (3 layers, 4 guests, both directions) on the event-driven engine and
-  on the compiled event engine (same results; packets/s = packets the tenants sent, packet-hops/s
+- the reference scenario (3 layers, 4 guests, both directions) on the event engine interpreted
+  and compiled (same results; packets/s = packets the tenants sent, packet-hops/s
   = packets through every site, events/s = simulator events), wall clock and CPU time;
 - where the reference run's events go, per packet sent: CPU jobs that come once per packet
   whatever the coalescing (per-hop packet jobs, the netback copy, application work), link and
@@ -16,8 +16,9 @@ Runs on one core, in one process, and prints:
 - the floor under any engine of that model: bare event loops (``event_floor.py``) holding the
   reference run's mean number of pending events and running its sequence of event kinds, and the
   packets/s the faster allows at the reference's events per packet if every handler were free;
-- peak memory of the reference run and of the one-layer fast path at two lengths each (streaming
-  histograms, chunked fast path: it must not grow).
+- peak memory of the reference run (compiled) and of the one-layer fast path at two lengths each
+  (streaming histograms, chunked fast path: it must not grow);
+- the simulator's size: lines of ``src/vcoal/sim`` (``sim_loc``).
 Ends with one JSON line of the figures.
 
     .venv/bin/python benchmarks/sim_speed.py [--quick]
@@ -37,7 +38,7 @@ import simpy
 
 from event_floor import floor_events_per_s
 from vcoal.sim import fast, run_scenario
-from vcoal.sim.cpu import Cpu
+from vcoal.sim.engine import layout as L
 from vcoal.sim.simulation import Simulation
 from vcoal.spec import load_scenario
 
@@ -93,55 +94,58 @@ def simpy_napi(t_ns, s_ns, u_ns: int, usecs_ns: int, frames: int) -> np.ndarray:
 
 # what each event of the reference run is: once per packet on a CPU ("cpu"), once per packet on
 # the link or in the workload ("io"), or once per interrupt or poll ("irq"); CPU jobs are named by
-# their continuation and class
+# their kind and class
 EVENT_ROLES = {
-    ("job", "Hop._done_pkt", 1): ("cpu", "per-packet job at a hop"),
-    ("job", "Hop.push", 1): ("cpu", "netback copy into the guest ring"),
-    ("job", "TenantRt._sent_by_app", 2): ("cpu", "application send"),
-    ("job", "_noop", 2): ("cpu", "application receive"),
-    ("event", "Path.wire_rx", None): ("io", "arrival from the wire"),
-    ("event", "Path._wire_out", None): ("io", "departure to the wire"),
-    ("event", "Bulk._pump_at", None): ("io", "bulk sender pacing"),
-    ("event", "RequestResponse._request", None): ("io", "request issued"),
-    ("job", "Hop._poll_start", 0): ("irq", "interrupt handler"),
-    ("job", "Hop._poll_body", 1): ("irq", "NAPI poll"),
-    ("job", "_noop", 1): ("irq", "notification cost on the sender"),
-    ("event", "Hop._timer", None): ("irq", "coalescing timer"),
-    ("event", "Hop._poll_start", None): ("irq", "deferred re-poll"),
-    ("stale", "", None): ("irq", "stale completion of preempted work"),
+    ("job", L.K_DONE_PKT, L.SOFTIRQ): ("cpu", "per-packet job at a hop"),
+    ("job", L.K_HOP_PUSH, L.SOFTIRQ): ("cpu", "netback copy into the guest ring"),
+    ("job", L.K_SENT_BY_APP, L.APP): ("cpu", "application send"),
+    ("job", L.K_NOOP, L.APP): ("cpu", "application receive"),
+    ("event", L.E_WIRE_RX, None): ("io", "arrival from the wire"),
+    ("event", L.E_WIRE_OUT, None): ("io", "departure to the wire"),
+    ("event", L.E_PUMP_AT, None): ("io", "bulk sender pacing"),
+    ("event", L.E_REQUEST, None): ("io", "request issued"),
+    ("job", L.K_POLL_START, L.IRQ): ("irq", "interrupt handler"),
+    ("job", L.K_POLL_BODY, L.SOFTIRQ): ("irq", "NAPI poll"),
+    ("job", L.K_NOOP, L.SOFTIRQ): ("irq", "notification cost on the sender"),
+    ("event", L.E_HOP_TIMER, None): ("irq", "coalescing timer"),
+    ("event", L.E_HOP_POLL, None): ("irq", "deferred re-poll"),
+    ("stale", None, None): ("irq", "stale completion of preempted work"),
 }
+EVENT_NAMES = {v: k for k, v in vars(L).items() if k.startswith("E_")}
 
 
 KINDS_LEN = 1 << 16  # event kinds event_breakdown keeps, in order, for the bare loops
 
 
 def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarray]:
-    """Events of a run of ``spec`` on the Python engine (the compiled one runs the same events),
-    counted by role; returns ({(kind, name, class): count}, packets sent, mean number of events
-    pending when one runs, the first 64 k events' kinds as small integers in order of first use)."""
-    sim = Simulation(spec.with_overrides({"duration_s": duration_s}), None, spec.seed)
+    """Events of a run of ``spec`` (the engine's event trace), counted by role; returns
+    ({(kind, name, class): count}, packets sent, mean number of events pending when one runs,
+    the first 64 k events' kinds as small integers in order of first use)."""
     counts: dict = {}
     kind_ids: dict = {}
     kinds: list[int] = []
     pending = [0]
-    k = sim.k
 
-    def trace(_t, _prio, _seq, fn, arg):
-        owner = getattr(fn, "__self__", None)
-        if isinstance(owner, Cpu):
-            job = owner.running(arg)
-            key = ("stale", "", None) if job is None else ("job", job[1].__qualname__, job[0])
-        else:
-            key = ("event", fn.__qualname__, None)
-        counts[key] = counts.get(key, 0) + 1
-        pending[0] += k.pending + 1  # + 1: the event being run was pending until now
-        if len(kinds) < KINDS_LEN:
-            kinds.append(kind_ids.setdefault(key, len(kind_ids)))
+    def trace(rows):
+        for _t, _key, kind, job, npend in rows.tolist():
+            if kind == L.E_CPU_DONE:
+                key = ("stale", None, None) if job < 0 else ("job", job >> 2, job & 3)
+            else:
+                key = ("event", kind, None)
+            counts[key] = counts.get(key, 0) + 1
+            pending[0] += npend  # the event being run included
+            if len(kinds) < KINDS_LEN:
+                kinds.append(kind_ids.setdefault(key, len(kind_ids)))
 
-    k.trace = trace
+    sim = Simulation(spec.with_overrides({"duration_s": duration_s}), None, spec.seed, trace=trace)
     sim.run()
     n_events = sum(counts.values())
     return counts, sum(t.sent for t in sim.tenants), pending[0] / n_events, np.array(kinds, dtype=np.int64)
+
+
+def sim_loc() -> int:
+    """Lines of the simulator package's Python sources (``src/vcoal/sim``, subpackages included)."""
+    return sum(len(p.read_text().splitlines()) for p in (ROOT / "src/vcoal/sim").rglob("*.py"))
 
 
 def main() -> None:
@@ -217,7 +221,7 @@ def main() -> None:
     per_role = {"cpu": 0.0, "io": 0.0, "irq": 0.0, "other": 0.0}
     rows = []
     for key, n in sorted(roles.items(), key=lambda kv: -kv[1]):
-        role, what = EVENT_ROLES.get(key, ("other", f"{key[0]} {key[1]}"))
+        role, what = EVENT_ROLES.get(key, ("other", f"{key[0]} {EVENT_NAMES.get(key[1], key[1])}"))
         per_role[role] += n / bd_sent
         rows.append((what, role, n / bd_sent))
     ev_s = rk.meta["events"] / kwall
@@ -227,10 +231,10 @@ def main() -> None:
     mem = {}
     for dur in (0.02, 0.08):
         tracemalloc.start()
-        run_scenario(ref, duration_s=dur, engine="des")
+        run_scenario(ref, duration_s=dur, engine="compiled")
         mem[dur] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        print(f"reference {dur:.2f} s simulated: peak traced memory {mem[dur]:.2f} MiB")
+        print(f"reference {dur:.2f} s simulated (compiled): peak traced memory {mem[dur]:.2f} MiB")
     fast_mem = {}
     for dur in (0.4, 4.0):  # 0.2 M and 2 M packets through the one-layer fast path
         tracemalloc.start()
@@ -256,7 +260,7 @@ def main() -> None:
         f"{100 * comp['reference_compiled_pkts_per_s'] / REFERENCE_GOAL_PPS:.0f} % of it "
         f"({rk.meta['events'] / k_sent:.1f} events per packet)"
     )
-    print("reference events per packet sent, by what they are (Python engine, same events as compiled):")
+    print("reference events per packet sent, by what they are (the engine's event trace):")
     for what, role, v in rows:
         print(f"  {v:5.2f}  {role:5s}  {what}")
     print(
@@ -298,7 +302,9 @@ def main() -> None:
         "reference_peak_mem_long_mib": round(mem[max(mem)], 1),
         "fast_peak_mem_short_mib": round(fast_mem[min(fast_mem)], 1),
         "fast_peak_mem_long_mib": round(fast_mem[max(fast_mem)], 1),
+        "sim_loc": sim_loc(),
     }
+    print(f"simulator source: {figures['sim_loc']} lines (src/vcoal/sim)")
     print(json.dumps(figures))
 
 

@@ -1,24 +1,60 @@
-"""Kernel: events run in (time, prio, scheduling order); ``pending`` counts what is scheduled."""
+"""The event heap: events run in (time, prio, scheduling order); ``HN`` counts what is scheduled.
+The CPUs: application work is preempted by softirq work and resumes; the completion scheduled
+for the preempted work stays behind as a stale event (what a trace of the event loop shows).
+Both on the interpreted engine, over the arena of a scenario whose workloads never start."""
 
-from vcoal.sim.kernel import PRIO_ARRIVAL, PRIO_COMPLETION, Kernel
+import importlib
+
+from vcoal.sim.engine import layout as L
+from vcoal.sim.engine import load
+from vcoal.sim.simulation import Simulation
+from vcoal.spec import parse_scenario
+
+ONE = {"duration_s": 0.001, "guests": [{"name": "g", "workload": {"kind": "poisson", "rate_pps": 1e5}}]}
+
+
+def _bare():
+    rows: list = []
+    sim = Simulation(parse_scenario(ONE), None, 1, compiled=False, trace=rows.extend)
+    loop = load(compiled=False)
+    core = importlib.import_module(loop.__package__ + ".core")
+    a = sim.arena
+    return a, a.m.tolist(), a.x.tolist(), core, loop
 
 
 def test_order_and_pending():
-    k = Kernel()
-    ran: list[tuple[str, int, int]] = []
+    _a, m, x, core, _loop = _bare()
+    ran: list[tuple[int, int, int]] = []
 
-    def ev(name):
-        ran.append((name, k.now, k.pending))
-        if name == "b":
-            k.at(k.now + 5, PRIO_ARRIVAL, ev, "d")
-            k.at(k.now + 5, PRIO_COMPLETION, ev, "e")
+    def pop():
+        core.pop(m, x, L.SCRATCH)
+        m[L.NOW] = m[L.SCRATCH]
+        ran.append((m[L.SCRATCH + 2], m[L.NOW], m[L.HN]))
+        if m[L.SCRATCH + 2] == 2:  # "b" schedules "d" then "e"
+            core.at(m, x, m[L.NOW] + 5, L.PRIO_ARRIVAL, L.E_ROW, 4, 0)
+            core.at(m, x, m[L.NOW] + 5, L.PRIO_COMPLETION, L.E_ROW, 5, 0)
 
-    k.at(20, PRIO_ARRIVAL, ev, "c")
-    k.at(10, PRIO_ARRIVAL, ev, "b")
-    k.at(10, PRIO_COMPLETION, ev, "a")
-    assert k.pending == 3
-    k.run(12)
-    assert k.pending == 3 and k.now == 12 and k.events == 2
-    k.run(100)
-    assert ran == [("a", 10, 2), ("b", 10, 1), ("e", 15, 2), ("d", 15, 1), ("c", 20, 0)]
-    assert k.pending == 0 and k.events == 5
+    core.at(m, x, 20, L.PRIO_ARRIVAL, L.E_ROW, 3, 0)  # c
+    core.at(m, x, 10, L.PRIO_ARRIVAL, L.E_ROW, 2, 0)  # b
+    core.at(m, x, 10, L.PRIO_COMPLETION, L.E_ROW, 1, 0)  # a
+    assert m[L.HN] == 3
+    while m[L.HN]:
+        pop()
+    # a, b, e, d, c: (time, prio) first, then scheduling order
+    assert ran == [(1, 10, 2), (2, 10, 1), (5, 15, 2), (4, 15, 1), (3, 20, 0)]
+
+
+def test_preempted_app_job_resumes_and_its_old_completion_is_stale():
+    a, _m, _x, core, loop = _bare()
+    m, x = a.m.tolist(), a.x.tolist()
+    core.cpu_submit(m, x, 0, L.APP, 1000, L.K_NOOP, 0, 0, 0, -1)
+    m[L.NOW] = 400
+    core.cpu_submit(m, x, 0, L.SOFTIRQ, 300, L.K_NOOP, 0, 0, 0, -1)
+    a.m[:], a.x[:] = m, x
+    loop.run(a.m, a.x, 10_000, -1)
+    trace = a.view("trace")[: a.m[L.NTRACE]].tolist()
+    # 400 ns done, preempted for 300 ns, 600 ns left; the completion scheduled at 1000 is stale
+    assert [(t, job) for t, _key, _kind, job, _pending in trace] == [
+        (700, L.K_NOOP * 4 + L.SOFTIRQ), (1000, -1), (1300, L.K_NOOP * 4 + L.APP)]
+    assert a.view("cpu")[0, L.C_BUSY : L.C_BUSY + 3].tolist() == [0, 300, 1000]
+    assert a.m[L.NOW] == 10_000 and a.m[L.EVENTS] == 3

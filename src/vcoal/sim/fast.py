@@ -23,10 +23,10 @@ from vcoal.model.histogram import _NBUCKETS, LatencyHistogram
 from vcoal.model.params import TimerMode
 from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
 from vcoal.model.units import Layer, Site
-from vcoal.sim.compiled_core import bucket_of
-from vcoal.sim.engine import cost_terms
+from vcoal.sim.engine.core import bucket_of
 from vcoal.sim.rng import DrawSource
 from vcoal.sim.summary import policy_params
+from vcoal.sim.topology import cost_terms
 
 MODE = {TimerMode.ABSOLUTE: 0, TimerMode.PACKET: 1, TimerMode.ITR: 2}
 _BIG = 1 << 62

@@ -14,25 +14,6 @@ def stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed & (2**63 - 1), zlib.crc32(name.encode())]))
 
 
-class ExpDraws:
-    """Unit-mean exponential variates drawn in blocks (per-call numpy overhead amortised)."""
-
-    __slots__ = ("_buf", "_gen", "_i")
-
-    def __init__(self, gen: np.random.Generator) -> None:
-        self._gen = gen
-        self._buf: list[float] = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        i = self._i
-        if i >= len(self._buf):
-            self._buf = self._gen.standard_exponential(_BLOCK).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
-
-
 class DrawSource:
     """The unit exponentials of one named stream, handed out in order."""
 
@@ -43,7 +24,7 @@ class DrawSource:
         self._carry = np.zeros(0)
 
     def take(self, n: int) -> np.ndarray:
-        """The next ``n`` draws (generated in ExpDraws' blocks: the values the Python engine draws)."""
+        """The next ``n`` draws (generated in blocks of 4096, whatever ``n``: the blocks fix the values)."""
         while self._carry.shape[0] < n:
             k = max(1, -(-(n - self._carry.shape[0]) // _BLOCK))
             self._carry = np.concatenate([self._carry, *(self._gen.standard_exponential(_BLOCK) for _ in range(k))])

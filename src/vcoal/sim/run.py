@@ -35,11 +35,10 @@ def run_scenario(
         is appended to it (for sample-path tests; memory grows with the run).
     samples: if a list is given, ``(t_ns, {site: CounterSample})`` is appended at the start and
         at every window end: the raw counters a real host would show, for replay through the agent.
-    engine: ``des`` (event-driven, pure Python, any scenario: the reference), ``compiled`` (the
-        same event-driven model compiled with numba, identical results; anything but ``audit``),
-        ``fast`` (compiled one-layer recursion; only for eligible scenarios, see
-        ``vcoal.sim.fast.eligible``) or ``auto`` (fast when eligible and nothing per-packet was
-        asked for, else compiled when supported, else des).
+    engine: ``des`` (the event engine interpreted: the reference, any scenario), ``compiled`` (the
+        same engine source compiled with numba: identical results), ``fast`` (compiled one-layer
+        recursion; only for eligible scenarios, see ``vcoal.sim.fast.eligible``) or ``auto`` (fast
+        when eligible and nothing per-packet was asked for, else des for an audit, else compiled).
 
     Returns
     -------
@@ -69,17 +68,8 @@ def run_scenario(
         if progress is not None:
             progress(1.0)
         return result
-    if engine in ("compiled", "auto"):
-        from vcoal.sim import compiled
-
-        if compiled.supports(spec, policy, audit):
-            sim = compiled.CompiledSimulation(spec, policy, spec.seed)
-            sim.deliveries = deliveries
-            sim.samples = samples
-            return sim.run(progress)
-        if engine == "compiled":
-            raise ValueError("engine='compiled' cannot audit packets (audit=True); use engine='des'")
-    sim = Simulation(spec, policy, spec.seed, audit=audit)
+    sim = Simulation(spec, policy, spec.seed, compiled=engine == "compiled" or (engine == "auto" and not audit),
+                     audit=audit)
     sim.deliveries = deliveries
     sim.samples = samples
     return sim.run(progress)

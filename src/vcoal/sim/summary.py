@@ -57,7 +57,7 @@ def summarise(sim, wall_s: float) -> TrialResult:
             )
         )
     sites = []
-    for site, state in sim.path.sites.items():
+    for site, state in sim.sites.items():
         old = m0["sites"][site] if m0 else _sample(state, sim.end_ns)
         new = _sample(state, sim.end_ns)
         sites.append(
@@ -72,12 +72,12 @@ def summarise(sim, wall_s: float) -> TrialResult:
         )
     cpus = []
     period_ns = sim.end_ns - t0
-    for c in sim.all_cpus():
+    for c in sim.cpus:
         before = m0["cpus"][c.name] if m0 else c.busy_ns
         used = [min(1.0, (a - b) / period_ns) if period_ns else 0.0 for a, b in zip(c.busy_ns, before, strict=True)]
         cpus.append(CpuResult(c.name, used[0], used[1], used[2], max(0.0, 1.0 - sum(used))))
     pkts = sum(s.rx.packets + s.tx.packets for s in sites)
-    runs = {c.name: c.runs - (m0["runs"][c.name] if m0 else c.runs) for c in sim.all_cpus()}
+    runs = {c.name: c.runs - (m0["runs"][c.name] if m0 else c.runs) for c in sim.cpus}
     return TrialResult(
         scenario=spec.name,
         spec_hash=spec.spec_hash(),
@@ -95,7 +95,7 @@ def summarise(sim, wall_s: float) -> TrialResult:
             "engine": "des",
             "vcoal_version": __version__,
             "wall_s": wall_s,
-            "events": sim.k.events,
+            "events": sim.events,
             "site_packets": pkts,
             "in_flight_end": sim.in_flight(),
             "softirq_runs": sum(runs.values()),

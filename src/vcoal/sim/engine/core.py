@@ -1,27 +1,28 @@
-"""Compiled engine, part 1: the arena layout, the event heap, pools, draws, histograms and CPUs.
+"""The event engine, part 1: run modes, the event heap, pools, draws, histograms, CPUs and the link.
 
-The whole state lives in two flat arrays: ``m`` (int64) and ``x`` (float64). ``m`` starts with
-the globals and the offsets of its regions (heap, CPUs, jobs, packets, hops, sites, tenants, NIC
-queues, histograms, deliveries); ``x`` holds the float parameters and the pre-drawn unit
-exponentials. A row of a region is addressed by its base, e.g. ``hb = m[O_HOP] + h * NH``.
-NOTE: two arrays, not a tuple of many, and passed between compiled functions as raw pointers
-(``data_ptr``): numba passes an array as a 7-word struct and increfs/decrefs it at every call;
-a 25-array state ran at ~0.6 M events/s, two arrays at ~3 M, two pointers at ~15 M. Indexing a
+The whole state lives in the arena (``layout``: two flat arrays ``m`` and ``x``). In compiled mode
+the functions are numba-compiled and pass ``m`` and ``x`` to each other as raw pointers
+(``data_ptr``): numba passes an array as a 7-word struct and increfs/decrefs it at every call; a
+25-array state ran at ~0.6 M events/s, two arrays at ~3 M, two pointers at ~15 M. Indexing a
 pointer has no bounds check: an index bug corrupts memory instead of raising, which is why the
-equality tests against the Python engine run with tiny arenas too.
+tests run the compiled mode with tiny arenas against the interpreted one and the goldens. In
+interpreted mode (the reference) ``jit`` leaves the functions as they are and an ``entry`` point
+runs them over Python lists of the arrays' values, written back when it returns (list indexing is
+2-3x faster than a memoryview's): the same statements run in Python, bounds-checked, traceable and
+visible to coverage.
 
-Every function has an explicit signature: numba would otherwise compile one specialisation per
-combination of literal arguments (event kinds, priorities), which multiplied the compile time.
+Every compiled function has an explicit signature: numba would otherwise compile one
+specialisation per combination of literal arguments (event kinds, priorities), which multiplied
+the compile time.
 
-The semantics are those of ``kernel.py`` and ``cpu.py``, statement by statement, so that the
-compiled engine schedules the same events in the same order as the Python engine. Capacities
-(heap, packets, jobs, deliveries) and pre-drawn random numbers are checked against a margin
-after every use; when one runs low a bit is set in ``m[FLAG]`` and the event loop returns before
-the next event, so that Python can grow or refill the arena and call it again.
+Capacities (heap, packets, jobs, deliveries, trace) and pre-drawn random numbers are checked
+against a margin after every use; when one runs low a bit is set in ``m[FLAG]`` and the event loop
+returns before the next event, so that Python can grow or refill the arena and call it again.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -29,18 +30,19 @@ from numba import njit
 from numba import types as nt
 from numba.extending import intrinsic
 
-from vcoal.model.histogram import _MAX_VALUE_NS, _NBUCKETS, GROWTH, LINEAR_LIMIT
+from . import COMPILED
+from .layout import *  # noqa: F403
 
-# the modules holding compiled functions (a new one must be added here)
-_COMPILED_MODULES = ("compiled_core.py", "compiled_engine.py", "compiled_hop.py", "compiled_tenant.py")
+# the engine's source files: numba's cache of any compiled function depends on all of them
+SOURCES = ("layout.py", "core.py", "hop.py", "tenant.py", "loop.py")
 
 
 def _stamp_all_sources() -> None:
-    """Make numba's on-disk cache of the compiled_*.py functions depend on all those files.
+    """Make numba's on-disk cache of the engine's functions depend on all of its files.
 
     NOTE: numba checks a cached function only against its own source file, but LLVM inlines
-    callees from the other compiled_*.py modules into it; after an edit of compiled_core.py, the
-    cached compiled_engine.run would silently keep the old code. The locator registered here
+    callees (and freezes the layout's constants) from the other files into it; after an edit of
+    core.py, the cached loop.run would silently keep the old code. The locator registered here
     stamps these functions with the contents of all those files (as numba stamps one).
     Any numba internals change leaves numba's own behaviour in place.
     """
@@ -52,9 +54,8 @@ def _stamp_all_sources() -> None:
 
     class Mixin:
         def get_source_stamp(self):
-            names = _COMPILED_MODULES
             stamps = []
-            for n in names:
+            for n in SOURCES:
                 st = os.stat(os.path.join(here, n))
                 stamps.append((n, caching._hash_source_file(os.path.join(here, n), st.st_mtime, st.st_size)))
             return tuple(stamps)
@@ -62,7 +63,7 @@ def _stamp_all_sources() -> None:
         @classmethod
         def from_function(cls, py_func, py_file):
             name = os.path.basename(py_file)
-            if os.path.dirname(os.path.abspath(py_file)) != here or name not in _COMPILED_MODULES:
+            if os.path.dirname(os.path.abspath(py_file)) != here or name not in SOURCES:
                 return None
             return super().from_function(py_func, py_file)
 
@@ -78,8 +79,6 @@ def _stamp_all_sources() -> None:
     impl._locator_classes[:0] = ours
 
 
-_stamp_all_sources()
-
 I64 = nt.int64
 MA = nt.int64[::1]  # the arena arrays, as Python passes them to the entry points
 XA = nt.float64[::1]
@@ -87,92 +86,59 @@ MP = nt.CPointer(nt.int64)  # ... and as the compiled functions pass them to eac
 XP = nt.CPointer(nt.float64)
 
 
-def jit(*args, ret=nt.void, inline="never"):
-    """Compile ``fn(m, x, *args) -> ret`` eagerly, cached (``inline="always"``: into every caller)."""
-    return njit(ret(MP, XP, *args), cache=True, inline=inline)
+def _as_is(fn):
+    return fn
 
 
-def entry(*args, ret=nt.void):
-    """Compile an entry point ``fn(m_array, x_array, *args) -> ret`` called from Python."""
-    return njit(ret(MA, XA, *args), cache=True)
+if COMPILED:
+    _stamp_all_sources()
 
+    def jit(*args, ret=nt.void, inline="never"):
+        """Compile ``fn(m, x, *args) -> ret`` eagerly, cached (``inline="always"``: into every caller)."""
+        return njit(ret(MP, XP, *args), cache=True, inline=inline)
 
-@intrinsic
-def data_ptr(typingctx, arr):
-    """The data pointer of a contiguous array (indexing it does no bounds or refcount work).
+    def entry(*args, ret=nt.void):
+        """Compile an entry point ``fn(m_array, x_array, *args) -> ret`` called from Python."""
+        return njit(ret(MA, XA, *args), cache=True)
 
-    NOTE: the compiled functions pass ``m`` and ``x`` as raw pointers, not arrays: an array
-    argument is a 7-word struct that numba increfs and decrefs at every call, which made the
-    event loop several times slower. ``run`` takes the arrays and keeps them alive meanwhile.
-    """
+    @intrinsic
+    def data_ptr(typingctx, arr):
+        """The data pointer of a contiguous array (indexing it does no bounds or refcount work).
 
-    def codegen(context, builder, sig, args):
-        return context.make_array(sig.args[0])(context, builder, value=args[0]).data
+        ``run`` takes the arrays and keeps them alive meanwhile.
+        """
 
-    return nt.CPointer(arr.dtype)(arr), codegen
+        def codegen(context, builder, sig, args):
+            return context.make_array(sig.args[0])(context, builder, value=args[0]).data
 
+        return nt.CPointer(arr.dtype)(arr), codegen
 
-# --- m header: globals, then region offsets and capacities ---------------------------------------
-NOW, SEQ, HN, EVENTS, END_NS, MEASURING, PFREE, PUSED, JFREE, JUSED = range(10)
-LINK_IN, LINK_OUT, NDELIV, FLAG, ONE_LAYER, SEND_COST, CTX_NS, POLL_NS, IRQ_NS, VIRQ_NS = range(10, 20)
-IRQ_EXP, SVC_EXP, TX_RING, TXQLEN, REC_DELIV, MARGIN, SVC_POS, IRQ_POS, NB_FIX, NTEN = range(20, 30)
-O_HEAP, HEAP_CAP, O_CPU, O_JOB, JOB_CAP, O_PKT, PKT_CAP, O_HOP, O_SP, O_CTR = range(30, 40)
-O_SITECPU, O_TEN, O_NICQ, O_STEPS_T, O_TR_T, O_TR_SIZE, O_TR_DIR, O_HCOUNT, O_HSTAT, O_DELIV = range(40, 50)
-DELIV_CAP, OF_HOPF, OF_TENF, OF_STEPS_RATE, OF_SVC, SVC_LEN, OF_IRQ, IRQ_LEN, OF_WL, WL_LEN = range(50, 60)
-STATUS = 60  # 1 when run() stopped early for Python to service m[FLAG]
-SCRATCH = 61  # m[SCRATCH .. SCRATCH + 3]: the event being run
-O_SLOT, NCPU = 65, 66  # the CPUs' completion slots (see cpu_start)
-VETH = 67  # 1: host.profile = "veth" (engine.py)
-NG = 68
-# x header
-SER_PS, NB_BYTE = 0, 1
-NGF = 2
-# flag bits
-F_DRAWS, F_HEAP, F_PKT, F_JOB, F_DELIV = 1, 2, 4, 8, 16
-DRAW_MARGIN = 64
+    scalar = njit(I64(I64), cache=True)
+else:
 
-# heap rows: time, (prio << 56) | seq, (event kind << 48) | first argument, second argument
-NE = 4
-# slot rows (one per CPU): time, key, token of its pending completion; time NEVER when there is none
-NSL = 3
-NEVER = (1 << 63) - 1
-PRIO_COMPLETION, PRIO_TIMER, PRIO_ARRIVAL, PRIO_CONTROL = 0, 1, 2, 3
-E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6)
-E_TOGGLE, E_ARRIVAL, E_ROW, E_REQUEST, E_PUMP_AT, E_OPEN = range(6, 12)
+    def jit(*args, ret=None, inline=None):
+        """Interpreted mode: the function runs as written."""
+        return _as_is
 
-# cpu rows
-C_RUN_JOB, C_RUN_CLS, C_RUN_START, C_TOKEN, C_COMPLETING, C_BUSY, C_QH, C_QT, C_RUNS = 0, 1, 2, 3, 4, 5, 8, 11, 14
-NC = 15
-IRQ, SOFTIRQ, APP = 0, 1, 2
+    def entry(*args, ret=None):
+        """Interpreted mode: the entry point runs over lists of the arrays' values, written back."""
 
-# job rows: cost, kind, three arguments, account site (-1: none), next job in the queue / free list
-J_COST, J_KIND, J_A, J_B, J_C, J_ACCT, J_NEXT = range(7)
-NJ = 7
-K_NOOP, K_POLL_START, K_POLL_BODY, K_DONE_PKT, K_HOP_PUSH, K_SENT_BY_APP = range(6)
+        def wrap(fn):
+            @functools.wraps(fn)
+            def on_lists(m_, x_, *a):
+                m, x = m_.tolist(), x_.tolist()
+                try:
+                    return fn(m, x, *a)
+                finally:
+                    m_[:] = m
+                    x_[:] = x
 
-# packet rows
-P_TENANT, P_SIZE, P_T0, P_KIND, P_REF, P_NEXT = range(6)
-NP = 6
-DATA, REQ, RESP, ACK = 0, 1, 2, 3
+            return on_lists
 
-# NIC queue rows
-Q_RX_HOP, Q_TXC_HOP, Q_TXQ_USED, Q_QD_HEAD, Q_QD_TAIL, Q_QD_LEN = range(6)
-NQ = 6
+        return wrap
 
-# site counters: row (site * 2 + dir), fields
-X_PACKETS, X_BYTES, X_INTERRUPTS, X_POLLS, X_DROPS, X_SUPPRESSED = range(6)
-NX = 6
-# site params rows
-S_RX_USECS, S_RX_FRAMES, S_TX_USECS, S_TX_FRAMES, S_TIMER, S_BUDGET, S_DEFER, S_GRO = range(8)
-NS = 8
-TM_ABSOLUTE, TM_PACKET, TM_ITR = 0, 1, 2
-
-# histograms: row (h * ntenants + tenant); hcount rows of NBUCKETS, hstat rows (count, sum, min, max)
-HI_HIST, HI_RTT, HI_WIN, HI_WINRTT = 0, 1, 2, 3
-NBUCKETS = _NBUCKETS
-_LIN = LINEAR_LIMIT
-_MAXV = _MAX_VALUE_NS
-_LOG_G = math.log(GROWTH)
+    data_ptr = _as_is
+    scalar = _as_is
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -205,7 +171,13 @@ def push(m, x, t, key, kind, a, b):
 
 @jit(I64, I64, I64, I64, I64, inline="always")
 def at(m, x, t, prio, kind, a, b):
-    """Kernel.at: schedule event ``kind(a, b)`` at ``t`` (heap order: time, prio, seq)."""
+    """Schedule event ``kind(a, b)`` at ``t``.
+
+    Events run in (time, prio, seq) order: at equal times CPU completions run before timers before
+    arrivals (what makes the one-layer model agree bit-exactly with the sample-path recursions),
+    and equal (time, prio) run in scheduling order. Cancellation is lazy: components keep a token
+    and ignore stale events.
+    """
     m[SEQ] += 1
     push(m, x, t, (prio << 56) | m[SEQ], kind, a, b)
 
@@ -266,15 +238,38 @@ def pkt_new(m, x, tenant, size, t0, kind, ref):
     m[pb + P_KIND] = kind
     m[pb + P_REF] = ref
     m[pb + P_NEXT] = -1
+    m[pb + P_LIFE] = LIFE_LIVE
     m[PUSED] += 1
     if m[PUSED] > m[PKT_CAP] - m[MARGIN]:
         m[FLAG] |= F_PKT
     return p
 
 
+@jit(I64, I64)
+def audit_error(m, x, code, p):
+    """Record the first packet lifecycle error; the loop stops for Python to raise it."""
+    if m[ERROR] == 0:
+        m[ERROR] = code
+        m[ERROR_PKT] = p
+    m[FLAG] |= F_ERROR
+
+
+@jit(I64, inline="always")
+def pkt_end(m, x, p):
+    """The packet was delivered or dropped (audited: it must have been live)."""
+    pb = m[O_PKT] + p * NP
+    if m[AUDIT] and m[pb + P_LIFE] != LIFE_LIVE:
+        audit_error(m, x, ERR_ENDED_TWICE, p)
+    m[pb + P_LIFE] = LIFE_ENDED
+
+
 @jit(I64, inline="always")
 def pkt_free(m, x, p):
-    m[m[O_PKT] + p * NP + P_NEXT] = m[PFREE]
+    pb = m[O_PKT] + p * NP
+    if m[AUDIT] and m[pb + P_LIFE] != LIFE_ENDED:
+        audit_error(m, x, ERR_FREED_LIVE, p)
+    m[pb + P_LIFE] = LIFE_FREE
+    m[pb + P_NEXT] = m[PFREE]
     m[PFREE] = p
     m[PUSED] -= 1
 
@@ -317,14 +312,14 @@ def draw_irq(m, x):
 
 
 # --- histograms ----------------------------------------------------------------------------------
-@njit(I64(I64), cache=True)
+@scalar
 def bucket_of(v):
     """model.histogram.bucket_of."""
-    if v < _LIN:
+    if v < LIN_LIMIT:
         return max(0, v)
-    if v >= _MAXV:
+    if v >= MAX_VALUE:
         return NBUCKETS - 1
-    return _LIN + int(math.log(v / _LIN) / _LOG_G)
+    return LIN_LIMIT + int(math.log(v / LIN_LIMIT) / LOG_GROWTH)
 
 
 @jit(I64, I64, I64, inline="always")
@@ -341,12 +336,13 @@ def hist_add(m, x, which, tenant, v):
     m[sb + 1] += v
 
 
-# --- CPUs (cpu.py) -------------------------------------------------------------------------------
+# --- CPUs -------------------------------------------------------------------------------
 @jit(I64, I64, I64, inline="always")
 def cpu_start(m, x, c, cls, j):
-    """Cpu._start. The completion goes to the CPU's slot, not the heap (the loop takes the earliest
-    of the heap's top and the slots, by the same (time, key) order); most events are completions,
-    and a slot costs a compare where the heap costs a sift up and a sift down."""
+    """Start job ``j`` of class ``cls`` on CPU ``c``. Its completion goes to the CPU's slot, not the
+    heap (the loop takes the earliest of the heap's top and the slots, by the same (time, key)
+    order); most events are completions, and a slot costs a compare where the heap costs a sift up
+    and a sift down."""
     cb = m[O_CPU] + c * NC
     now = m[NOW]
     m[cb + C_RUN_JOB] = j
@@ -398,7 +394,16 @@ def cpu_preempt(m, x, c):
 
 @jit(I64, I64, I64, I64, I64, I64, I64, I64, inline="always")
 def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
-    """Cpu.submit: queue a job; it may start now or preempt running application work."""
+    """Queue a job on CPU ``c``; it may start now or preempt running application work.
+
+    Classes: hard interrupt (IRQ), softirq / NAPI poll / backend work (SOFTIRQ), application (APP),
+    each a FIFO. A job runs to completion, except that application work is preempted by interrupt
+    and softirq work and resumes later (preemptive-resume). Busy time is accounted per class and
+    charged to the job's site (``acct``). The job's kind and arguments say what its completion does.
+    Softirq runs (``C_RUNS``): IRQ/SOFTIRQ work arriving while the CPU has none queued, running or
+    completing starts a run; what arrives until those queues drain joins it (one ``net_rx_action``
+    polls every NAPI scheduled on its CPU).
+    """
     j = job_new(m, x, cost, kind, a, b, cc, acct)
     cb = m[O_CPU] + c * NC
     in_run = (m[cb + C_RUN_JOB] >= 0 or m[cb + C_COMPLETING] != 0) and m[cb + C_RUN_CLS] <= SOFTIRQ
@@ -417,7 +422,7 @@ def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
         cpu_preempt(m, x, c)
 
 
-# --- the link (engine.py wire_send / _transmit) --------------------------------------------------
+# --- the link --------------------------------------------------
 @jit(I64, ret=I64, inline="always")
 def ser_ns(m, x, size):
     return int(size * x[SER_PS] / 1000 + 0.5)
@@ -425,7 +430,8 @@ def ser_ns(m, x, size):
 
 @jit(I64)
 def wire_send(m, x, p):
-    """Path.wire_send: the inbound link serialises the packet, then it reaches the NIC."""
+    """A closed-loop wire sender transmits now: the inbound link serialises the packet, then it
+    reaches the NIC."""
     t = max(m[NOW], m[LINK_IN]) + ser_ns(m, x, m[m[O_PKT] + p * NP + P_SIZE])
     m[LINK_IN] = t
     at(m, x, t, PRIO_ARRIVAL, E_WIRE_RX, p, 0)
@@ -433,7 +439,7 @@ def wire_send(m, x, p):
 
 @jit(I64, I64)
 def transmit(m, x, q, p):
-    """Path._transmit: a NIC tx ring slot is used; the packet leaves after serialisation."""
+    """A NIC tx ring slot is used; the packet leaves on the wire after serialisation."""
     m[m[O_NICQ] + q * NQ + Q_TXQ_USED] += 1
     t = max(m[NOW], m[LINK_OUT]) + ser_ns(m, x, m[m[O_PKT] + p * NP + P_SIZE])
     m[LINK_OUT] = t

@@ -1,4 +1,13 @@
-"""Compiled engine, part 3: the tenant workloads (workloads.py), statement by statement.
+"""The event engine, part 3: tenant workloads (request-response, bulk stream, open loop, trace).
+
+Each workload generates packets into the path and receives them back: ``on_rx`` when a packet
+reaches the guest's application (after the frontend), ``on_wire`` when a guest packet leaves on the
+wire, ``on_drop`` when one is lost. Latency is recorded at delivery for packets delivered after the
+warm-up: one way (RX: NIC arrival -> application; TX: send -> wire) and, for request-response,
+the client's round trip. Open loop: Poisson arrivals at ``rate_pps`` (optionally on/off bursts and
+rate steps), RX or TX; trace: ``(timestamp_us, size, direction)`` rows replayed; request-response:
+a client on the wire keeps ``outstanding`` requests in flight; bulk: a window-limited stream
+(``window_pkts`` in flight) with ACKs in the reverse direction.
 
 Packets are pool rows; a packet is freed when it ends: delivered to the application (``on_rx``),
 dropped (``on_drop``) or, after ``on_wire``, when its TX completion is cleaned (the NIC tx ring
@@ -9,84 +18,9 @@ from __future__ import annotations
 
 from numba import types as nt
 
-from vcoal.sim.compiled_core import (
-    ACK,
-    APP,
-    CTX_NS,
-    DELIV_CAP,
-    DRAW_MARGIN,
-    E_ARRIVAL,
-    E_OPEN,
-    E_PUMP_AT,
-    E_REQUEST,
-    E_ROW,
-    E_SET_RATE,
-    E_TOGGLE,
-    END_NS,
-    F_DELIV,
-    F_DRAWS,
-    FLAG,
-    HI_HIST,
-    HI_RTT,
-    HI_WIN,
-    HI_WINRTT,
-    I64,
-    K_NOOP,
-    K_SENT_BY_APP,
-    MARGIN,
-    MEASURING,
-    NDELIV,
-    NOW,
-    NP,
-    NQ,
-    NTEN,
-    O_DELIV,
-    O_NICQ,
-    O_PKT,
-    O_STEPS_T,
-    O_TEN,
-    O_TR_DIR,
-    O_TR_SIZE,
-    O_TR_T,
-    OF_STEPS_RATE,
-    OF_TENF,
-    OF_WL,
-    ONE_LAYER,
-    P_KIND,
-    P_REF,
-    P_SIZE,
-    P_T0,
-    P_TENANT,
-    PRIO_ARRIVAL,
-    PRIO_CONTROL,
-    Q_RX_HOP,
-    REC_DELIV,
-    REQ,
-    RESP,
-    SEND_COST,
-    WL_LEN,
-    at,
-    cpu_submit,
-    hist_add,
-    jit,
-    pkt_free,
-    pkt_new,
-    wire_send,
-)  # fmt: skip
-from vcoal.sim.compiled_hop import hop_push
-
-# tenant rows: wiring and parameters, then state, then counters
-T_KIND, T_DIR, T_QUEUE, T_BCPU, T_APPCPU, T_FERX, T_FETX, T_OUTSTANDING, T_REQ_BYTES = range(9)
-T_RESP_BYTES, T_APP_NS, T_WINDOW, T_PKT_BYTES, T_ACK_EVERY, T_ACK_BYTES, T_RTO_NS, T_GAP_NS = range(9, 17)
-T_STEP_OFF, T_STEP_N, T_TR_OFF, T_TR_N, T_ONOFF, T_THINK = range(17, 23)
-T_TOKEN, T_ON, T_POS, T_ACKED, T_CREDIT, T_NEXT_NS, T_DRAW_POS = range(23, 30)
-T_SENT, T_DELIVERED, T_DROPPED, T_M_DELIVERED, T_M_BYTES, T_M_DROPPED, T_M_SENT = range(30, 37)
-T_W_PACKETS, T_W_BYTES = 37, 38
-NT = 39
-# float tenant rows
-TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
-NTF = 4
-W_POISSON, W_TRACE, W_RR, W_BULK = 0, 1, 2, 3
+from .core import I64, at, cpu_submit, hist_add, jit, pkt_end, pkt_free, pkt_new, wire_send
+from .hop import hop_push
+from .layout import *  # noqa: F403
 
 
 @jit(I64, ret=nt.float64, inline="always")
@@ -100,7 +34,7 @@ def wl_draw(m, x, i):
     return x[m[OF_WL] + i * m[WL_LEN] + k]
 
 
-# --- TenantRt ------------------------------------------------------------------------------------
+# --- common --------------------------------------------------------------------------------------
 @jit(I64, I64, I64, I64, ret=I64, inline="always")
 def t_new(m, x, i, size, kind, ref):
     tb = m[O_TEN] + i * NT
@@ -112,7 +46,9 @@ def t_new(m, x, i, size, kind, ref):
 
 @jit(I64, I64, inline="always")
 def finish(m, x, i, p):
+    """Packet ``p`` of tenant ``i`` reached its end (delivered)."""
     m[m[O_TEN] + i * NT + T_DELIVERED] += 1
+    pkt_end(m, x, p)
     if m[REC_DELIV]:
         n = m[NDELIV]
         db = m[O_DELIV] + 3 * n
@@ -156,6 +92,7 @@ def on_drop(m, x, p):
     m[tb + T_DROPPED] += 1
     if m[MEASURING]:
         m[tb + T_M_DROPPED] += 1
+    pkt_end(m, x, p)
     kind = m[tb + T_KIND]
     if kind == W_RR:
         at(m, x, m[NOW] + m[tb + T_RTO_NS], PRIO_ARRIVAL, E_REQUEST, i, 0)
@@ -167,7 +104,7 @@ def on_drop(m, x, p):
 
 @jit(I64, I64, I64, I64)
 def sent_by_app(m, x, i, size, kind, ref):
-    """TenantRt._sent_by_app: the packet is created and enters netfront's tx ring."""
+    """The application's send completed: the packet is created and enters netfront's tx ring."""
     p = t_new(m, x, i, size, kind, ref)
     if hop_push(m, x, m[m[O_TEN] + i * NT + T_FETX], p):
         on_drop(m, x, p)
@@ -175,7 +112,7 @@ def sent_by_app(m, x, i, size, kind, ref):
 
 @jit(I64)
 def wire_rx(m, x, p):
-    """Path.wire_rx: a packet from the wire reaches its NIC queue."""
+    """A packet from the wire reaches its NIC queue."""
     q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
     if hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_RX_HOP], p):
         on_drop(m, x, p)
@@ -206,7 +143,7 @@ def bulk_open(m, x, i, n):
 
 @jit(I64, I64, I64, ret=I64)
 def bulk_receive(m, x, i, p, lat):
-    """Bulk._receive: an ACK opens the sender's window (-1); data is delivered and counted: the
+    """Bulk: an ACK opens the sender's window (-1); data is delivered and counted: the
     packets to acknowledge now, or 0."""
     pb = m[O_PKT] + p * NP
     if m[pb + P_KIND] == ACK:
@@ -297,7 +234,7 @@ def toggle(m, x, i, on):
 
 @jit(I64, I64, I64)
 def emit(m, x, i, size, direction):
-    """OpenLoop._emit / Trace._row: a new packet from the wire (rx) or from the application (tx)."""
+    """Open loop or trace: a new packet from the wire (rx) or from the application (tx)."""
     if direction == 0:
         wire_rx(m, x, t_new(m, x, i, size, 0, 0))
     else:

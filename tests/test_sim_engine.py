@@ -1,127 +1,129 @@
-"""The compiled engine gives exactly what the Python event engine gives.
+"""The event engine, one source in two modes, against goldens and against itself.
 
-Same TrialResult (every figure, window series and decision; only the wall time and the engine
-name differ), same per-packet deliveries, same raw counter samples: on the reference scenario,
-on every suite scenario with and without a policy in the loop, with tiny arenas (growth and draw
-refills on every few events), and on Hypothesis-generated scenarios.
+Goldens (``tests/golden/sim``, see its README): fingerprints of the retired pure-Python engine's
+runs (the TrialResult with every figure, window series and decision; every delivery; the raw
+counter samples) on the reference scenario, every suite scenario with and without a policy in the
+loop, every B.1 row, the tiny-arena cases and more. Both modes must reproduce them bit for bit;
+the tiny-arena cases run with arenas and draw buffers so small that every growth and refill path
+runs. The interpreted and the compiled mode must also agree with each other, results, deliveries,
+samples and event traces, on Hypothesis-generated scenarios: what catches a numba-vs-Python
+semantic difference the goldens do not reach.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import sim_golden
 from vcoal.policies import make_policy
-from vcoal.sim import compiled_core as C
-from vcoal.sim import compiled_state, run_scenario
+from vcoal.sim import arena, run_scenario
+from vcoal.sim.engine import layout as L
+from vcoal.sim.simulation import Simulation
 from vcoal.spec import load_scenario, parse_scenario
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SUITE = sorted((EXAMPLES / "suite").glob("*.toml"))
+GOLD = json.loads(sim_golden.GOLDEN.read_text())
+TINY = {"reference-exp/net_dim", "overload"}
 
 
-def _strip(result) -> str:
-    d = result.to_dict()
-    d["meta"].pop("wall_s")
-    d["meta"].pop("engine")
-    return json.dumps(d, sort_keys=True)  # NaN-safe exact comparison
+def test_every_case_has_a_golden():
+    assert set(sim_golden.cases()) == set(GOLD)
 
 
-def _both(spec, policy_name=None, policy_params=None, **kw):
-    """Run des and compiled; assert identical results, deliveries and counter samples.
+@pytest.fixture
+def tiny_arena(monkeypatch):
+    """Arenas start tiny and draw buffers hold a few draws; returns the flags serviced."""
+    monkeypatch.setattr(arena, "MIN_CAP", 1)
+    monkeypatch.setattr(arena, "CAP_SLACK", 1)
+    monkeypatch.setattr(arena, "DRAW_LEN", 160)
+    monkeypatch.setattr(arena, "WL_LEN", 160)
+    flags: list[int] = []
+    service = arena.Feeder.service
+
+    def spy(self, a, drain, trace):
+        flags.append(int(a.m[L.FLAG]))
+        return service(self, a, drain, trace)
+
+    monkeypatch.setattr(arena.Feeder, "service", spy)
+    return flags
+
+
+@pytest.mark.parametrize("engine", ["des", "compiled"])
+@pytest.mark.parametrize("case", sorted(GOLD))
+def test_golden(case, engine, request):
+    # tiny arenas exercise growth in the compiled mode, where an index bug would corrupt memory
+    flags = request.getfixturevalue("tiny_arena") if case in TINY and engine == "compiled" else None
+    got = sim_golden.fingerprint(case, engine)
+    assert got == GOLD[case]
+    if case == "overload" and flags is not None:
+        seen = 0
+        for f in flags:
+            seen |= f
+        assert seen == L.F_DRAWS | L.F_HEAP | L.F_PKT | L.F_JOB | L.F_DELIV  # every growth path ran
+
+
+def _both(spec, policy_name=None, **kw):
+    """Run both modes; assert identical results, deliveries, counter samples and event traces.
 
     A run that raises (e.g. a policy rejecting a degenerate scenario) must raise the same error.
     """
     out = {}
-    for engine in ("des", "compiled"):
+    for compiled in (False, True):
         got: list = []
         samples: list = []
-        policy = make_policy(policy_name, policy_params) if policy_name else None
+        traced: list = []
+        policy = make_policy(policy_name) if policy_name else None
         try:
-            r = run_scenario(spec, policy, engine=engine, deliveries=got, samples=samples, **kw)
-        except Exception as exc:  # compared below: both engines must fail alike
-            out[engine] = (repr(exc), got, samples)
+            sim = Simulation(spec, policy, spec.seed, compiled=compiled, trace=lambda rows, t=traced: t.extend(rows.tolist()), **kw)
+            sim.deliveries, sim.samples = got, samples
+            r = sim.run()
+        except Exception as exc:  # compared below: both modes must fail alike
+            out[compiled] = (repr(exc), got, samples, traced)
             continue
-        assert r.meta["engine"] == engine
-        out[engine] = (r, got, samples)
-    if isinstance(out["des"][0], str) or isinstance(out["compiled"][0], str):
-        assert out["des"] == out["compiled"]
+        assert r.meta["engine"] == ("compiled" if compiled else "des")
+        out[compiled] = (r, got, samples, traced)
+    if isinstance(out[False][0], str) or isinstance(out[True][0], str):
+        assert out[False] == out[True]
         return None, None
-    (a, da, sa), (b, db, sb) = out["des"], out["compiled"]
+    (a, da, sa, ta), (b, db, sb, tb) = out[False], out[True]
     assert len(da) == len(db) and da == db
     assert sa == sb
-    assert _strip(a) == _strip(b)
+    assert len(ta) == a.meta["events"] and ta == tb
+    assert sim_golden.strip(a) == sim_golden.strip(b)
     return a, b
 
 
-def test_reference_scenario_identical():
-    a, b = _both(load_scenario(EXAMPLES / "reference.toml"), duration_s=0.03)
-    assert a.meta["events"] == b.meta["events"] > 10_000
-    assert sum(t.delivered for t in b.tenants) > 1000
-
-
-@pytest.mark.parametrize("path", SUITE, ids=[p.stem for p in SUITE])
-@pytest.mark.parametrize("policy", [None, "static", "qos"])
-def test_suite_identical(path, policy):
-    spec = load_scenario(path).with_overrides({"window.duration_us": 2000.0})
-    _both(spec, policy, duration_s=0.012)
-
-
-def test_growth_and_refills_identical(monkeypatch):
-    """Arenas start tiny and draw buffers hold a few draws: every growth and refill path runs."""
-    monkeypatch.setattr(compiled_state, "MIN_CAP", 1)
-    monkeypatch.setattr(compiled_state, "CAP_SLACK", 1)
-    monkeypatch.setattr(compiled_state, "DRAW_LEN", 160)
-    monkeypatch.setattr(compiled_state, "WL_LEN", 160)
-    spec = load_scenario(EXAMPLES / "reference.toml").with_overrides(
-        {"cost.service_dist": "exp", "cost.irq_dist": "exp", "guests.g3.workload.window_pkts": 512}
-    )
-    _both(spec, "net_dim", duration_s=0.01)
-    grown = []
-    service = compiled_state.Feeder.service
-
-    def spy(self, a, drain):
-        grown.append(int(a.m[C.FLAG]))
-        return service(self, a, drain)
-
-    monkeypatch.setattr(compiled_state.Feeder, "service", spy)
-    overload = parse_scenario({
-        "duration_s": 0.004, "seed": 5, "nic": {"queues": 2, "rx_ring": 100_000, "tx_ring": 100_000},
-        "cost": {"service_dist": "exp", "irq_dist": "exp", "nic_pkt_us": 0.05, "bridge_pkt_us": 0.05,
-                 "netback_pkt_us": 0.05, "byte_copy_ns": 0.0, "frontend_pkt_us": 0.05, "stack_pkt_us": 0.1},
-        "guests": [
-            {"name": "tx", "ring": 65536, "workload": {"kind": "poisson", "direction": "tx", "rate_pps": 2e6, "app_us": 0.2}},
-            {"name": "rx", "ring": 65536, "workload": {"kind": "poisson", "rate_pps": 3e6, "packet_bytes": 64}},
-        ],
-    })  # fmt: skip
-    _both(overload)
-    flags = 0
-    for f in grown:
-        flags |= f
-    assert flags == C.F_DRAWS | C.F_HEAP | C.F_PKT | C.F_JOB | C.F_DELIV  # every path ran
-
-
-def test_event_windows_and_one_layer_identical():
-    spec = load_scenario(EXAMPLES / "reference.toml").with_overrides({"window.events": 5000})
-    _both(spec, "intel_itr", duration_s=0.01)
-    _both(load_scenario(EXAMPLES / "validation" / "base.toml"), duration_s=0.01)
-
-
 def test_engine_selection():
-    ref = load_scenario(EXAMPLES / "reference.toml")
+    ref = load_scenario(sim_golden.EXAMPLES / "reference.toml")
     assert run_scenario(ref, duration_s=0.002).meta["engine"] == "compiled"
     assert run_scenario(ref, duration_s=0.002, audit=True).meta["engine"] == "des"
-    one = load_scenario(EXAMPLES / "validation" / "base.toml").with_overrides({"duration_s": 0.002, "warmup_s": 0.0})
+    assert run_scenario(ref, duration_s=0.002, audit=True, engine="compiled").meta["engine"] == "compiled"
+    one = load_scenario(sim_golden.EXAMPLES / "validation" / "base.toml").with_overrides({"duration_s": 0.002, "warmup_s": 0.0})
     assert run_scenario(one).meta["engine"] == "fast"
     assert run_scenario(one, engine="compiled").meta["engine"] == "compiled"
-    with pytest.raises(ValueError, match="engine='compiled' cannot audit"):
-        run_scenario(ref, duration_s=0.002, engine="compiled", audit=True)
     with pytest.raises(ValueError, match="must be auto, des, compiled or fast"):
         run_scenario(ref, duration_s=0.002, engine="turbo")
+
+
+def test_audit_catches_a_packet_ended_twice(monkeypatch):
+    """Interpreted, the engine's functions are module globals: a fault injected into one shows."""
+    spec = parse_scenario({"duration_s": 0.001, "guests": [{"name": "g", "workload": {"kind": "poisson", "rate_pps": 1e5}}]})
+    Simulation(spec, None, 1, compiled=False)  # loads the interpreted modules
+    tenant = sys.modules["vcoal.sim.engine_interpreted.tenant"]
+    end = tenant.pkt_end
+
+    def twice(m, x, p):
+        end(m, x, p)
+        end(m, x, p)
+
+    monkeypatch.setattr(tenant, "pkt_end", twice)
+    with pytest.raises(AssertionError, match="delivered or dropped twice"):
+        Simulation(spec, None, 1, compiled=False, audit=True).run()
+    Simulation(spec, None, 1, compiled=False).run()  # unaudited, the same fault goes unnoticed
 
 
 # --- random scenarios (the strategies of test_sim_properties, widened) -----------------------------
@@ -172,10 +174,11 @@ def scenarios(draw):
 
 @pytest.mark.property
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=scenarios(), policy=st.sampled_from([None, "static", "qos", "net_dim", "napi_defer", "off"]))
-def test_random_scenarios_identical(spec, policy):
-    a, b = _both(spec, policy)
-    # runs where both engines raised alike were compared above; they must not be all that runs
+@given(spec=scenarios(), policy=st.sampled_from([None, "static", "qos", "net_dim", "napi_defer", "off"]),
+       audit=st.booleans())
+def test_random_scenarios_identical(spec, policy, audit):
+    a, b = _both(spec, policy, audit=audit)
+    # runs where both modes raised alike were compared above; they must not be all that runs
     # (Hypothesis fails the test when assume() rejects too many examples)
     assume(a is not None)
     assert b.meta["events"] == a.meta["events"] > 0
@@ -184,8 +187,8 @@ def test_random_scenarios_identical(spec, policy):
 @settings(max_examples=50, deadline=None)
 @given(values=st.lists(st.integers(0, 2 * 10**13), min_size=1, max_size=200), qs=st.lists(st.floats(0, 1), max_size=5))
 def test_histogram_quantiles_equal_a_linear_scan_also_after_more_adds(values, qs):
-    """Both engines share LatencyHistogram; its cached cumulative (from the minimum's bucket to the
-    maximum's) must match the definition, after adds and after merges."""
+    """The engine's histograms become LatencyHistograms; its cached cumulative (from the minimum's
+    bucket to the maximum's) must match the definition, after adds and after merges."""
     import math
 
     from vcoal.model.histogram import LatencyHistogram, bucket_value

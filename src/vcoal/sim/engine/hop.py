@@ -1,74 +1,37 @@
-"""Compiled engine, part 2: one coalescing hop (coalescer.py), statement by statement.
+"""The event engine, part 2: one coalescing hop, the same at every layer.
 
-A hop row holds its wiring (gate and NAPI sites, direction, consumer CPU, costs, what delivery
-does) and its state (ring as a linked list of packets, coalescer state, tokens). ``hop_push``
-returns True when the ring was full; the caller then runs the drop handler, which is what
-``Hop.push`` does last in that case. ``done_pkt`` leaves delivery to the caller, which then calls
-``next_pkt`` (``Hop._done_pkt`` = count, deliver, next packet).
+A producer pushes packets into the hop's ring; the gate decides when the interrupt (physical IRQ,
+or a virtual interrupt / event-channel notification) fires: absolute timer from the first packet,
+timer restarted by every packet, minimum interrupt gap (ITR), frame cap, or immediately. The
+interrupt costs CPU on the consumer, then NAPI polls the ring exhaustively in polls of at most
+``napi_budget`` packets with the interrupt masked. When a poll drains the ring, the kernel's
+deferral rule (``napi_defer_hard_irqs`` + ``gro_flush_timeout_ns``, net/core/dev.c
+``napi_complete_done``) decides between re-arming the interrupt and a timer re-poll.
+
+Paravirtual rules fall out of the same mechanism: while the consumer has not re-armed (event
+index not advanced, or the event channel's pending bit still set), further pushes notify nobody;
+the hop counts them as ``suppressed``.
+
+Which site's parameters apply: the *gate* site (the device raising the interrupt) provides
+``{rx,tx}_usecs``, ``{rx,tx}_frames`` and ``timer``; the *napi* site (the consumer) provides
+``napi_budget``, ``napi_defer_hard_irqs`` and ``gro_flush_timeout_ns``. A hop row holds its
+wiring (the topology table's row: gate and NAPI sites, direction, consumer CPU, costs, what
+delivery does) and its state (ring as a linked list of packets, coalescer state, tokens).
+``hop_push`` returns True when the ring was full (the caller drops the packet); ``done_pkt`` leaves
+delivery to the caller, which then calls ``next_pkt``.
 """
 
 from __future__ import annotations
 
 from numba import types as nt
 
-from vcoal.sim.compiled_core import (
-    E_HOP_POLL,
-    E_HOP_TIMER,
-    I64,
-    IRQ,
-    IRQ_EXP,
-    IRQ_NS,
-    K_DONE_PKT,
-    K_NOOP,
-    K_POLL_BODY,
-    K_POLL_START,
-    NOW,
-    NP,
-    NS,
-    NX,
-    O_CTR,
-    O_HOP,
-    O_PKT,
-    O_SP,
-    OF_HOPF,
-    P_NEXT,
-    P_SIZE,
-    POLL_NS,
-    PRIO_TIMER,
-    S_BUDGET,
-    S_DEFER,
-    S_GRO,
-    S_TIMER,
-    SOFTIRQ,
-    SVC_EXP,
-    TM_ITR,
-    TM_PACKET,
-    VIRQ_NS,
-    X_BYTES,
-    X_DROPS,
-    X_INTERRUPTS,
-    X_PACKETS,
-    X_POLLS,
-    X_SUPPRESSED,
-    at,
-    cpu_submit,
-    draw_irq,
-    draw_svc,
-    jit,
-)  # fmt: skip
-
-# hop rows
-HP_GATE, HP_NAPI, HP_DIR, HP_CONS, HP_CAP, HP_IRQK, HP_COSTFIX, HP_COSTEXP, HP_DELIV = range(9)
-HP_SENDER, HP_SENDER_NS, HP_RHEAD, HP_RTAIL, HP_RLEN, HP_STATE, HP_COUNT, HP_DEADLINE = range(9, 17)
-HP_LAST_FIRE, HP_TOKEN, HP_WORK, HP_DEFER_LEFT = range(17, 21)
-NH = 21
-ARMED, COALESCING, MASKED, DEFERRED = 0, 1, 2, 3
-D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED = 0, 1, 2, 3
+from .core import I64, at, cpu_submit, draw_irq, draw_svc, jit
+from .layout import *  # noqa: F403
 
 
 @jit(I64, I64, ret=I64, inline="always")
 def pkt_cost(m, x, h, p):
-    """Per-packet CPU cost of hop ``h`` (engine.py ``_svc``)."""
+    """Per-packet CPU cost of hop ``h``: (fixed + per byte x size), times a unit exponential if drawn."""
     hb = m[O_HOP] + h * NH
     fix = m[hb + HP_COSTFIX]
     byte = x[m[OF_HOPF] + h]
@@ -82,7 +45,7 @@ def pkt_cost(m, x, h, p):
 
 @jit(I64, nt.float64, I64, ret=I64, inline="always")
 def svc_cost(m, x, fix, byte, size):
-    """engine.py ``_svc`` for a cost not tied to a hop (netback rx copy)."""
+    """The same for a cost not tied to a hop (the netback copy into the guest ring)."""
     if m[SVC_EXP]:
         return int((fix + byte * size) * draw_svc(m, x) + 0.5)
     if byte == 0.0:
@@ -92,7 +55,7 @@ def svc_cost(m, x, fix, byte, size):
 
 @jit(I64, ret=I64, inline="always")
 def irq_cost(m, x, h):
-    """Interrupt cost of hop ``h``: physical or virtual (engine.py ``_cost_fn``)."""
+    """Interrupt cost of hop ``h``: physical or virtual, its mean or a draw around it."""
     mean = m[IRQ_NS] if m[m[O_HOP] + h * NH + HP_IRQK] == 0 else m[VIRQ_NS]
     if m[IRQ_EXP] and mean > 0:
         return int(mean * draw_irq(m, x) + 0.5)
@@ -152,7 +115,7 @@ def arm_first(m, x, h):
 
 @jit(I64, I64, ret=nt.boolean)
 def hop_push(m, x, h, p):
-    """Hop.push; returns True if the ring was full (the caller drops the packet)."""
+    """A packet enters the ring of hop ``h``; returns True if the ring was full (the caller drops it)."""
     hb = m[O_HOP] + h * NH
     gate = m[hb + HP_GATE]
     d = m[hb + HP_DIR]
@@ -190,7 +153,7 @@ def hop_push(m, x, h, p):
 
 @jit(I64, I64)
 def timer(m, x, h, token):
-    """Hop._timer."""
+    """The coalescing timer of hop ``h`` expires (stale tokens are ignored)."""
     hb = m[O_HOP] + h * NH
     if token != m[hb + HP_TOKEN] or m[hb + HP_STATE] != COALESCING:
         return
@@ -202,7 +165,7 @@ def timer(m, x, h, token):
 
 @jit(I64)
 def complete(m, x, h):
-    """Hop._complete: re-arm the interrupt, or defer to a timer re-poll."""
+    """The poll drained the ring: re-arm the interrupt, or defer to a timer re-poll."""
     hb = m[O_HOP] + h * NH
     sb = m[O_SP] + m[hb + HP_NAPI] * NS
     if m[hb + HP_WORK] > 0:
@@ -218,7 +181,8 @@ def complete(m, x, h):
 
 @jit(I64)
 def next_pkt(m, x, h):
-    """Hop._next_pkt (a budget exhausted with free polls loops here instead of recursing)."""
+    """Next packet of the poll, or a new poll when the budget is spent, or complete (a budget
+    exhausted with free polls loops here instead of recursing)."""
     hb = m[O_HOP] + h * NH
     napi = m[hb + HP_NAPI]
     while True:
@@ -250,7 +214,7 @@ def poll_body(m, x, h):
 
 @jit(I64)
 def poll_start(m, x, h):
-    """Hop._poll_start (after the interrupt, after a full budget, or the deferred re-poll)."""
+    """A NAPI poll starts (after the interrupt, after a full budget, or the deferred re-poll)."""
     pns = m[POLL_NS]
     if pns:
         hb = m[O_HOP] + h * NH
@@ -261,7 +225,7 @@ def poll_start(m, x, h):
 
 @jit(I64, I64, inline="always")
 def done_pkt(m, x, h, p):
-    """The counting half of Hop._done_pkt; the caller delivers, then calls next_pkt."""
+    """The consumer processed packet ``p``: count it; the caller delivers, then calls next_pkt."""
     hb = m[O_HOP] + h * NH
     m[hb + HP_WORK] += 1
     napi = m[hb + HP_NAPI]

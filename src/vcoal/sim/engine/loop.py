@@ -1,123 +1,30 @@
-"""Compiled engine, part 4: the path's forwarding (engine.py), job and event dispatch, the loop.
+"""The event engine, part 4: the path's forwarding, job and event dispatch, the event loop.
 
-``run(m, x, until_ns, budget)`` is ``Kernel.run``: it runs every event with time <= ``until_ns``
-(at most ``budget`` of them, -1 for no limit), returns the budget left and sets ``m[STATUS]`` to
-1 when it stopped early because ``m[FLAG]`` asks Python to grow the arena or refill draws, after
-which Python calls it again with the budget left.
+``run(m, x, until_ns, budget)`` runs every event with time <= ``until_ns`` (at most ``budget`` of
+them, -1 for no limit), returns the budget left and sets ``m[STATUS]`` to 1 when it stopped early
+because ``m[FLAG]`` asks Python to grow the arena, refill draws, drain the trace or raise an audit
+error, after which Python calls it again with the budget left. ``now`` ends at ``until_ns``
+unless the budget ran out first (then it stays at the last event's time).
+
+What a hop does with a packet it has processed is its row's delivery kind (``deliver``): after
+the NIC's rx hop, the netback copy on the guest's backend core into the frontend's rx ring (or,
+on a one-layer host, the application); after the frontend, the application; after the backend's
+tx hop, the NIC tx ring (or the qdisc while it is full); after a tx completion, a free tx slot.
 """
 
 from __future__ import annotations
 
-from vcoal.sim.compiled_core import (
-    C_BUSY,
-    C_COMPLETING,
-    C_RUN_CLS,
-    C_RUN_JOB,
-    C_TOKEN,
-    E_CPU_DONE,
-    E_HOP_POLL,
-    E_HOP_TIMER,
-    E_WIRE_OUT,
-    E_WIRE_RX,
-    EVENTS,
-    FLAG,
-    HN,
-    I64,
-    J_A,
-    J_ACCT,
-    J_B,
-    J_C,
-    J_COST,
-    J_KIND,
-    J_NEXT,
-    JFREE,
-    JUSED,
-    K_DONE_PKT,
-    K_HOP_PUSH,
-    K_POLL_BODY,
-    K_POLL_START,
-    K_SENT_BY_APP,
-    NB_BYTE,
-    NB_FIX,
-    NC,
-    NCPU,
-    NEVER,
-    NJ,
-    NOW,
-    NP,
-    NQ,
-    NSL,
-    NX,
-    O_CPU,
-    O_CTR,
-    O_HEAP,
-    O_HOP,
-    O_JOB,
-    O_NICQ,
-    O_PKT,
-    O_SITECPU,
-    O_SLOT,
-    O_TEN,
-    ONE_LAYER,
-    P_NEXT,
-    P_SIZE,
-    P_TENANT,
-    Q_QD_HEAD,
-    Q_QD_LEN,
-    Q_QD_TAIL,
-    Q_TXC_HOP,
-    Q_TXQ_USED,
-    SCRATCH,
-    SOFTIRQ,
-    STATUS,
-    TX_RING,
-    TXQLEN,
-    VETH,
-    X_DROPS,
-    cpu_next,
-    cpu_submit,
-    data_ptr,
-    entry,
-    jit,
-    pkt_free,
-    pop,
-    transmit,
-)  # fmt: skip
-from vcoal.sim.compiled_hop import (
-    D_AFTER_NIC_RX,
-    D_TO_APP,
-    D_TO_NIC_TX,
-    HP_DELIV,
-    HP_GATE,
-    NH,
-    done_pkt,
-    hop_push,
-    next_pkt,
-    poll_body,
-    poll_start,
-    svc_cost,
-    timer,
-)  # fmt: skip
-from vcoal.sim.compiled_tenant import (
-    NT,
-    T_BCPU,
-    T_FERX,
-    T_QUEUE,
-    on_drop,
-    on_rx,
-    on_wire,
-    sent_by_app,
-    start_all,
-    tenant_event,
-    wire_rx,
-)  # fmt: skip
+from .core import I64, cpu_next, cpu_submit, data_ptr, entry, jit, pkt_free, pop, transmit
+from .hop import done_pkt, hop_push, next_pkt, poll_body, poll_start, svc_cost, timer
+from .layout import *  # noqa: F403
+from .tenant import on_drop, on_rx, on_wire, sent_by_app, start_all, tenant_event, wire_rx
 
 __all__ = ["run", "start"]
 
 
 @jit(I64)
 def to_nic_tx(m, x, p):
-    """Path._to_nic_tx: into the NIC tx ring, or the qdisc while the ring is full, or dropped."""
+    """Into the NIC tx ring, or the qdisc while the ring is full, or dropped."""
     q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
     qb = m[O_NICQ] + q * NQ
     if m[qb + Q_TXQ_USED] >= m[TX_RING]:
@@ -139,7 +46,7 @@ def to_nic_tx(m, x, p):
 
 @jit(I64)
 def tx_cleaned(m, x, p):
-    """Path._tx_cleaned: a tx ring slot is free again; the qdisc's head may go out."""
+    """A TX completion is cleaned: a tx ring slot is free again; the qdisc's head may go out."""
     q = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_QUEUE]
     qb = m[O_NICQ] + q * NQ
     m[qb + Q_TXQ_USED] -= 1
@@ -153,6 +60,7 @@ def tx_cleaned(m, x, p):
 
 @jit(I64, I64)
 def deliver(m, x, h, p):
+    """Packet ``p`` leaves hop ``h``; what follows is the hop row's delivery kind (the topology's ``then``)."""
     kind = m[m[O_HOP] + h * NH + HP_DELIV]
     if kind == D_AFTER_NIC_RX:
         if m[ONE_LAYER]:
@@ -160,7 +68,7 @@ def deliver(m, x, h, p):
             return
         tb = m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT
         fh = m[tb + T_FERX]
-        if m[VETH]:
+        if m[VETH]:  # the bridge hands it to the guest's veth in the same softirq run
             if hop_push(m, x, fh, p):
                 on_drop(m, x, p)
             return
@@ -176,7 +84,8 @@ def deliver(m, x, h, p):
 
 @jit(I64, I64)
 def cpu_complete(m, x, c, token):
-    """Cpu._complete: account the job, run its continuation, start the next job."""
+    """A job's completion on CPU ``c``: account the job, run its continuation, start the next job
+    (a stale ``token``: the job was preempted, nothing happens)."""
     cb = m[O_CPU] + c * NC
     if token != m[cb + C_TOKEN]:
         return
@@ -219,6 +128,42 @@ def start(m_, x_):
     start_all(data_ptr(m_), data_ptr(x_))
 
 
+@jit(I64)
+def trace(m, x, c):
+    """Record the event about to run (source ``c`` as ``earliest`` returns it) in the trace region."""
+    busy = 0
+    for i in range(m[NCPU]):
+        if m[m[O_SLOT] + i * NSL] != NEVER:
+            busy += 1
+    tb = m[O_TRACE] + m[NTRACE] * NTR
+    if c >= 0:
+        sb = m[O_SLOT] + c * NSL
+        m[tb] = m[sb]
+        m[tb + 1] = m[sb + 1]
+        kind = E_CPU_DONE
+        cpu = c
+        token = m[sb + 2]
+    else:
+        o = m[O_HEAP]
+        m[tb] = m[o]
+        m[tb + 1] = m[o + 1]
+        kind = m[o + 2] >> 48
+        cpu = m[o + 2] & 0xFFFFFFFFFFFF
+        token = m[o + 3]
+    job = 0
+    if kind == E_CPU_DONE:
+        cb = m[O_CPU] + cpu * NC
+        job = -1
+        if token == m[cb + C_TOKEN]:
+            job = m[m[O_JOB] + m[cb + C_RUN_JOB] * NJ + J_KIND] * 4 + m[cb + C_RUN_CLS]
+    m[tb + 2] = kind
+    m[tb + 3] = job
+    m[tb + 4] = m[HN] + busy
+    m[NTRACE] += 1
+    if m[NTRACE] >= m[TRACE_CAP]:
+        m[FLAG] |= F_TRACE
+
+
 @jit(ret=I64, inline="always")
 def earliest(m, x):
     """The source of the next event: a CPU's completion slot (its index) or the heap top (-1).
@@ -247,7 +192,7 @@ def earliest(m, x):
 
 @entry(I64, I64, ret=I64)
 def run(m_, x_, until, budget):
-    """Kernel.run over the arena; returns the budget left (m[STATUS] = 1: stopped for Python)."""
+    """Run events up to ``until`` (see the module docstring); returns the budget left."""
     m = data_ptr(m_)
     x = data_ptr(x_)
     m[STATUS] = 0
@@ -258,6 +203,8 @@ def run(m_, x_, until, budget):
         c = earliest(m, x)
         if (c < 0 and m[HN] == 0) or m[SCRATCH] > until:
             break
+        if m[TRACE_CAP]:
+            trace(m, x, c)
         m[EVENTS] += 1
         budget -= 1
         if c >= 0:

@@ -1,0 +1,274 @@
+"""The engine's state, Python side: lay out the arena from a scenario's topology, keep it fed.
+
+``build`` reads the spec and its ``Topology`` (CPUs, sites, the hop table) into an ``Arena`` (the
+two flat arrays ``m`` and ``x`` with named regions, see ``engine.layout``). ``Feeder`` owns the
+random streams: it pre-draws unit exponentials in blocks of 4096 per named stream and refills the
+buffers in place, and it grows the heap, the pools, the deliveries buffer and the trace when the
+event loop asks. Both run modes use this one arena.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vcoal.model.params import TimerMode
+from vcoal.sim.engine import layout as L
+from vcoal.sim.rng import DrawSource
+from vcoal.sim.topology import Topology, cost_terms, ns
+
+TIMER = {TimerMode.ABSOLUTE: L.TM_ABSOLUTE, TimerMode.PACKET: L.TM_PACKET, TimerMode.ITR: L.TM_ITR}
+KIND = {"poisson": L.W_POISSON, "trace": L.W_TRACE, "request_response": L.W_RR, "bulk": L.W_BULK}
+_I64 = np.int64
+# initial sizes (tests shrink them to exercise growth and refills)
+DRAW_LEN = 1 << 16  # pre-drawn service / interrupt exponentials
+WL_LEN = 8192  # pre-drawn workload exponentials per tenant (1024 beyond 64 tenants)
+MIN_CAP = 4096  # heap, packet and job pools: at least this, and 4 margins plus the start-up
+CAP_SLACK = 4
+# region name -> (m index of its offset, m index of its row count or None)
+INT_REGIONS = {
+    "g": (None, None), "heap": (L.O_HEAP, L.HEAP_CAP), "slot": (L.O_SLOT, None), "cpu": (L.O_CPU, None), "job": (L.O_JOB, L.JOB_CAP),
+    "pkt": (L.O_PKT, L.PKT_CAP), "hop": (L.O_HOP, None), "sp": (L.O_SP, None), "ctr": (L.O_CTR, None),
+    "sitecpu": (L.O_SITECPU, None), "ten": (L.O_TEN, None), "nicq": (L.O_NICQ, None),
+    "steps_t": (L.O_STEPS_T, None), "tr_t": (L.O_TR_T, None), "tr_size": (L.O_TR_SIZE, None),
+    "tr_dir": (L.O_TR_DIR, None), "hcount": (L.O_HCOUNT, None), "hstat": (L.O_HSTAT, None),
+    "deliv": (L.O_DELIV, L.DELIV_CAP), "trace": (L.O_TRACE, L.TRACE_CAP),
+}  # fmt: skip
+FLOAT_REGIONS = {
+    "gf": (None, None), "hopf": (L.OF_HOPF, None), "tenf": (L.OF_TENF, None),
+    "steps_rate": (L.OF_STEPS_RATE, None), "svc": (L.OF_SVC, L.SVC_LEN), "irq": (L.OF_IRQ, L.IRQ_LEN),
+    "wl": (L.OF_WL, None),
+}  # fmt: skip
+
+
+class Arena:
+    """The two flat arrays and their regions' shapes (rows, columns)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]]) -> None:
+        self.shapes = dict(shapes)
+        self.offsets: dict[str, int] = {}
+        self.m = self._alloc(INT_REGIONS, _I64)
+        self.x = self._alloc(FLOAT_REGIONS, np.float64)
+        self._header()
+
+    def _alloc(self, regions: dict, dtype) -> np.ndarray:
+        off = 0
+        for name in regions:
+            rows, cols = self.shapes[name]
+            self.offsets[name] = off
+            off += rows * cols
+        return np.zeros(off, dtype=dtype)
+
+    def _header(self) -> None:
+        for regions in (INT_REGIONS, FLOAT_REGIONS):
+            for name, (o, n) in regions.items():
+                if o is not None:
+                    self.m[o] = self.offsets[name]
+                if n is not None:
+                    self.m[n] = self.shapes[name][0]
+        self.m[L.WL_LEN] = self.shapes["wl"][1]
+
+    def view(self, name: str) -> np.ndarray:
+        rows, cols = self.shapes[name]
+        arr = self.m if name in INT_REGIONS else self.x
+        o = self.offsets[name]
+        return arr[o : o + rows * cols].reshape(rows, cols)
+
+    def grown(self, name: str) -> Arena:
+        """A copy with region ``name`` holding twice as many rows."""
+        shapes = dict(self.shapes)
+        rows, cols = shapes[name]
+        shapes[name] = (2 * rows, cols)
+        new = Arena(shapes)
+        for region in self.shapes:
+            old = self.view(region)
+            new.view(region)[: old.shape[0]] = old
+        new._header()
+        return new
+
+
+def _pow2(n: int) -> int:
+    return max(MIN_CAP, 1 << int(n - 1).bit_length())
+
+
+def _chain(a: np.ndarray, lo: int, hi: int, col: int, tail: int) -> None:
+    """Link rows lo..hi-1 into a free list ending at ``tail``."""
+    a[lo : hi - 1, col] = np.arange(lo + 1, hi)
+    a[hi - 1, col] = tail
+
+
+class Feeder:
+    """Draw sources and the growth / refill service of an arena."""
+
+    def __init__(self, spec, seed: int) -> None:
+        c = spec.cost
+        self.svc = DrawSource(seed, "service") if c.service_dist == "exp" else None
+        self.irq = DrawSource(seed, "irq") if c.irq_dist == "exp" else None
+        self.wl = [DrawSource(seed, f"workload/{g.name}") for g in spec.guests]
+        self.wl_len = WL_LEN if len(spec.guests) <= 64 else min(WL_LEN, 1024)
+        self.draw_len = DRAW_LEN
+
+    def refill(self, a: Arena) -> None:
+        """Move the unread draws to the front of each buffer and top it up from its stream."""
+        m = a.m
+        for src, name, pos in ((self.svc, "svc", L.SVC_POS), (self.irq, "irq", L.IRQ_POS)):
+            k = int(m[pos])
+            if src is not None and k > 0:
+                buf = a.view(name)[:, 0]
+                buf[:] = np.concatenate([buf[k:], src.take(k)])
+                m[pos] = 0
+        wl = a.view("wl")
+        ten = a.view("ten")
+        for i, src in enumerate(self.wl):
+            k = int(ten[i, L.T_DRAW_POS])
+            if k > 0:
+                wl[i] = np.concatenate([wl[i, k:], src.take(k)])
+                ten[i, L.T_DRAW_POS] = 0
+
+    def service(self, a: Arena, drain, trace) -> Arena:
+        """Handle every bit of m[FLAG] but errors; ``drain`` empties the deliveries buffer, ``trace``
+        the trace."""
+        flag = int(a.m[L.FLAG])
+        a.m[L.FLAG] = 0
+        if flag & L.F_DRAWS:
+            self.refill(a)
+        if flag & L.F_DELIV:
+            drain(a)
+        if flag & L.F_TRACE:
+            trace(a)
+        if flag & L.F_HEAP:
+            a = a.grown("heap")
+        for bit, name, free, col in ((L.F_PKT, "pkt", L.PFREE, L.P_NEXT), (L.F_JOB, "job", L.JFREE, L.J_NEXT)):
+            if flag & bit:
+                n = a.shapes[name][0]
+                a = a.grown(name)
+                _chain(a.view(name), n, 2 * n, col, int(a.m[free]))
+                a.m[free] = n
+        return a
+
+
+def write_params(a: Arena, params) -> None:
+    """The parameters in force of every site (in site order; after a policy decision) into region ``sp``."""
+    sp = a.view("sp")
+    for k, p in enumerate(params):
+        sp[k] = (p.rx_usecs, p.rx_frames, p.tx_usecs, p.tx_frames, TIMER[p.timer], p.napi_budget,
+                 p.napi_defer_hard_irqs, p.gro_flush_timeout_ns)
+
+
+def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False, trace_rows: int = 0) -> Arena:
+    """The arena of ``spec`` (laid out as ``topo``) before its start: every hop armed, every queue empty.
+
+    ``audit``: check every packet's life (a packet ended twice or freed while live stops the run);
+    ``trace_rows``: record every event in a buffer of that many rows (0: no trace).
+    """
+    c = spec.cost
+    nten = len(spec.guests)
+    bulk_w = [g.workload.window_pkts for g in spec.guests if g.workload.kind == "bulk"]
+    margin = 256 + 2 * max(bulk_w, default=0)
+    starts = sum(g.workload.outstanding for g in spec.guests if g.workload.kind == "request_response")
+    starts += sum(len(g.workload.steps) for g in spec.guests) + sum(bulk_w) + 16 * nten
+    cap = _pow2(CAP_SLACK * margin + 2 * starts)
+
+    terms = cost_terms(spec)
+    hopf = [float(terms[h.cost][1]) for h in topo.hops]
+    hop_rows = [[h.gate, h.napi, h.direction, h.consumer, h.capacity, int(h.virtual_irq), terms[h.cost][0],
+                 int(terms[h.cost][2]), h.then, h.sender, h.sender_ns, -1, -1, 0, L.ARMED, 0, 0, -(1 << 62), 0, 0, 0]
+                for h in topo.hops]  # fmt: skip
+    nicq = np.zeros((spec.nic.queues, L.NQ), dtype=_I64)
+    for q, (rx, txc) in enumerate(topo.queues):
+        nicq[q, L.Q_RX_HOP], nicq[q, L.Q_TXC_HOP] = rx, txc
+        nicq[q, L.Q_QD_HEAD] = nicq[q, L.Q_QD_TAIL] = -1
+
+    ten = np.zeros((nten, L.NT), dtype=_I64)
+    tenf = np.zeros((nten, L.NTF))
+    steps_t, steps_rate, tr_t, tr_size, tr_dir = [], [], [], [], []
+    for i, g in enumerate(spec.guests):
+        w = g.workload
+        r = ten[i]
+        r[L.T_KIND] = KIND[w.kind]
+        r[L.T_DIR] = 0 if w.direction == "rx" else 1
+        wire = topo.tenants[i]
+        r[L.T_QUEUE], r[L.T_BCPU], r[L.T_APPCPU] = wire.queue, wire.backend_cpu, wire.app_cpu
+        r[L.T_FERX], r[L.T_FETX] = wire.rx_hop, wire.tx_hop
+        r[L.T_OUTSTANDING] = w.outstanding
+        r[L.T_REQ_BYTES] = w.request_bytes
+        r[L.T_RESP_BYTES] = w.response_bytes
+        r[L.T_APP_NS] = round(w.app_us * 1000)
+        r[L.T_WINDOW] = w.window_pkts
+        r[L.T_PKT_BYTES] = w.packet_bytes
+        r[L.T_ACK_EVERY] = w.ack_every
+        r[L.T_ACK_BYTES] = w.ack_bytes
+        r[L.T_RTO_NS] = int(w.rto_us * 1000)
+        r[L.T_GAP_NS] = round(w.packet_bytes * 8 / w.pace_gbps) if w.pace_gbps > 0 else 0
+        r[L.T_STEP_OFF], r[L.T_STEP_N] = len(steps_t), len(w.steps)
+        for at_s, rate in w.steps:
+            steps_t.append(int(at_s * 1e9))
+            steps_rate.append(float(rate))
+        rows = w.trace_rows if w.kind == "trace" else ()
+        r[L.T_TR_OFF], r[L.T_TR_N] = len(tr_t), len(rows)
+        for ts_us, size, direction in rows:
+            tr_t.append(round(ts_us * 1000))
+            tr_size.append(size)
+            tr_dir.append(0 if direction == "rx" else 1)
+        r[L.T_ONOFF] = int(w.on_us > 0)
+        r[L.T_THINK] = int(w.think_us > 0)
+        tenf[i] = (w.rate_pps, w.think_us * 1000, w.on_us * 1000, w.off_us * 1000)
+
+    nsite = len(topo.sites)
+    ncpu = len(topo.cpus)
+    shapes = {
+        "g": (L.NG, 1), "heap": (cap, L.NE), "slot": (ncpu, L.NSL), "cpu": (ncpu, L.NC), "job": (cap, L.NJ), "pkt": (cap, L.NP),
+        "hop": (len(hop_rows), L.NH), "sp": (nsite, L.NS), "ctr": (2 * nsite, L.NX), "sitecpu": (nsite, 1),
+        "ten": (nten, L.NT), "nicq": (spec.nic.queues, L.NQ), "steps_t": (len(steps_t), 1),
+        "tr_t": (len(tr_t), 1), "tr_size": (len(tr_t), 1), "tr_dir": (len(tr_t), 1),
+        "hcount": (4 * nten, L.NBUCKETS), "hstat": (4 * nten, 4), "deliv": (max(MIN_CAP, CAP_SLACK * margin), 3),
+        "trace": (trace_rows, L.NTR),
+        "gf": (L.NGF, 1), "hopf": (len(hopf), 1), "tenf": (nten, L.NTF), "steps_rate": (len(steps_t), 1),
+        "svc": (feeder.draw_len if feeder.svc is not None else 0, 1),
+        "irq": (feeder.draw_len if feeder.irq is not None else 0, 1), "wl": (nten, feeder.wl_len),
+    }  # fmt: skip
+    a = Arena(shapes)
+    m = a.m
+    m[L.END_NS] = end_ns
+    m[L.ONE_LAYER] = int(topo.one_layer)
+    m[L.VETH] = int(topo.veth)
+    m[L.SEND_COST] = ns(c.frontend_pkt_us) + ns(c.stack_pkt_us)
+    m[L.CTX_NS] = ns(c.ctx_switch_us)
+    m[L.POLL_NS] = ns(c.poll_us)
+    m[L.IRQ_NS] = ns(c.irq_us)
+    m[L.VIRQ_NS] = ns(c.virq_us)
+    m[L.IRQ_EXP] = int(c.irq_dist == "exp")
+    m[L.SVC_EXP] = int(terms["netback_rx"][2])
+    m[L.TX_RING] = spec.nic.tx_ring
+    m[L.TXQLEN] = spec.nic.txqueuelen
+    m[L.MARGIN] = margin
+    m[L.NB_FIX] = terms["netback_rx"][0]
+    m[L.NTEN] = nten
+    m[L.AUDIT] = int(audit)
+    a.x[L.SER_PS] = 8000.0 / spec.host.link_gbps  # picoseconds per byte on the link
+    a.x[L.NB_BYTE] = terms["netback_rx"][1]
+    m[L.PFREE] = m[L.JFREE] = 0
+    _chain(a.view("pkt"), 0, cap, L.P_NEXT, -1)
+    _chain(a.view("job"), 0, cap, L.J_NEXT, -1)
+    m[L.NCPU] = ncpu
+    a.view("slot")[:, :2] = L.NEVER
+    cpu = a.view("cpu")
+    cpu[:, L.C_RUN_JOB] = cpu[:, L.C_RUN_CLS] = -1
+    cpu[:, L.C_QH : L.C_QH + 3] = -1
+    cpu[:, L.C_QT : L.C_QT + 3] = -1
+    if hop_rows:
+        a.view("hop")[:] = np.array(hop_rows, dtype=_I64)
+    a.view("hopf")[:, 0] = hopf
+    a.view("ten")[:] = ten
+    a.view("tenf")[:] = tenf
+    a.view("nicq")[:] = nicq
+    for name, vals in (("steps_t", steps_t), ("steps_rate", steps_rate), ("tr_t", tr_t), ("tr_size", tr_size),
+                       ("tr_dir", tr_dir)):
+        a.view(name)[:, 0] = vals
+    for src, name in ((feeder.svc, "svc"), (feeder.irq, "irq")):
+        if src is not None:
+            a.view(name)[:, 0] = src.take(feeder.draw_len)
+    wl = a.view("wl")
+    for i, src in enumerate(feeder.wl):
+        wl[i] = src.take(feeder.wl_len)
+    write_params(a, spec.site_params().values())
+    return a

@@ -1,0 +1,118 @@
+"""The virtual network path as data: CPUs, sites and the hop table, compiled from a ScenarioSpec.
+
+Topology (Xen names; KVM maps backend = vhost, frontend = virtio-net, event channel = irqfd):
+
+RX  wire -> NIC rx ring [hop, gate+NAPI: nic:qN] -> driver + bridge on driver-domain core
+    -> netback copy on the guest's backend core -> shared rx ring [hop, gate: backend:G (virtual
+    interrupt), NAPI: frontend:G] -> netfront + stack on the guest vCPU -> application.
+TX  application -> shared tx ring [hop, gate: frontend:G (notification), NAPI: backend:G]
+    -> netback + bridge + driver on the backend core -> NIC tx ring -> link -> wire; TX completions
+    [hop, gate+NAPI: nic:qN, tx_*] clean the NIC tx ring.
+
+A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
+with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
+
+Every hop is one row of ``Topology.hops``: its ring, gate site, NAPI site, consuming CPU, cost
+term, what follows it (``then``, a delivery kind of the engine's ``loop.deliver``) and the CPU
+that pays for notifying it. The engine reads these rows; a new host shape is new rows here, and a
+new kind of next hop is one delivery kind in ``loop.deliver``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from vcoal.model.units import Layer, Site
+from vcoal.sim.engine.layout import D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED
+from vcoal.spec.scenario import ScenarioSpec
+
+UNBOUNDED = 1 << 62
+
+
+def ns(us: float) -> int:
+    """Microseconds to integer nanoseconds, rounded."""
+    return round(us * 1000)
+
+
+def cost_terms(spec: ScenarioSpec) -> dict[str, tuple[int, float, bool]]:
+    """The per-packet CPU cost of each kind of hop work: (fixed ns, ns per byte, exponential?).
+
+    ``nic_rx``: NIC driver (+ bridge, or + the copy on a one-layer host); ``tx_clean``: NIC tx
+    completion; ``netback_rx``: netback's copy into the guest; ``frontend_rx``: netfront + stack;
+    ``backend_tx``: netback + bridge + NIC driver on transmit.
+    """
+    c = spec.cost
+    exp = c.service_dist == "exp"
+    nic_pkt = ns(c.nic_pkt_us)
+    one_layer = spec.host.layers == ("nic",)
+    return {
+        "nic_rx": (nic_pkt, c.byte_copy_ns, exp) if one_layer else (nic_pkt + ns(c.bridge_pkt_us), 0.0, exp),
+        "tx_clean": (ns(c.tx_clean_us), 0.0, False),
+        "netback_rx": (ns(c.netback_pkt_us), c.byte_copy_ns, exp),
+        "frontend_rx": (ns(c.frontend_pkt_us) + ns(c.stack_pkt_us), 0.0, exp),
+        "backend_tx": (ns(c.netback_pkt_us) + ns(c.bridge_pkt_us) + nic_pkt, c.byte_copy_ns, exp),
+    }
+
+
+class HopRow(NamedTuple):
+    """One hop: a ring gated by a coalescer and drained by NAPI on a consumer CPU."""
+
+    gate: int  # site index whose {rx,tx}_usecs/frames/timer gate the interrupt
+    napi: int  # site index whose NAPI budget and deferral apply (and that is charged the CPU)
+    direction: int  # 0 rx, 1 tx: which counters and parameters of the sites
+    consumer: int  # CPU index that takes the interrupt and polls
+    capacity: int  # ring slots
+    virtual_irq: bool  # the interrupt costs ``virq_us`` (else ``irq_us``)
+    cost: str  # a key of ``cost_terms``: the work per packet
+    then: int  # delivery kind: what happens to a packet after this hop
+    sender: int = -1  # CPU index that pays ``evtchn_send_us`` per notification, or -1
+    sender_ns: int = 0
+
+
+class TenantWiring(NamedTuple):
+    """Where a guest's packets go: NIC queue, backend CPU, application CPU, frontend hops (-1: none)."""
+
+    queue: int
+    backend_cpu: int
+    app_cpu: int
+    rx_hop: int
+    tx_hop: int
+
+
+class Topology:
+    """CPUs (driver-domain cores, then every guest's vCPUs), sites, hops and their wiring."""
+
+    def __init__(self, spec: ScenarioSpec) -> None:
+        self.one_layer = spec.host.layers == ("nic",)
+        self.veth = spec.host.profile == "veth"
+        self.cpus = [f"dom0-c{i}" for i in range(spec.host.driver_domain_cores)]
+        vcpus = []
+        for g in spec.guests:
+            vcpus.append(list(range(len(self.cpus), len(self.cpus) + g.vcpus)))
+            self.cpus += [f"{g.name}-v{j}" for j in range(g.vcpus)]
+        self.sites = list(spec.site_params())
+        site = {s: k for k, s in enumerate(self.sites)}
+        self.hops: list[HopRow] = []
+        self.queues: list[tuple[int, int]] = []  # per NIC queue: (rx hop, tx-completion hop)
+        for q in range(spec.nic.queues):
+            s, cpu = site[Site(Layer.NIC, f"q{q}")], spec.irq_core_of(q)
+            self.queues.append((self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", D_AFTER_NIC_RX)),
+                                self._add(HopRow(s, s, 1, cpu, UNBOUNDED, False, "tx_clean", D_TX_CLEANED))))
+        evt_ns = ns(spec.cost.evtchn_send_us)
+        self.tenants: list[TenantWiring] = []
+        for i, g in enumerate(spec.guests):
+            bcpu, v = spec.backend_core_of(i), vcpus[i]
+            rx = tx = -1
+            if not self.one_layer:
+                be, fe = site[Site(Layer.BACKEND, g.name)], site[Site(Layer.FRONTEND, g.name)]
+                if self.veth:  # rx NAPI on the NIC queue's core, tx NAPI on the sending vCPU
+                    rx_cpu, rx_sender, tx_cpu = spec.irq_core_of(spec.queue_of(i)), -1, v[-1]
+                else:
+                    rx_cpu, rx_sender, tx_cpu = v[0], bcpu, bcpu
+                rx = self._add(HopRow(be, fe, 0, rx_cpu, g.ring, True, "frontend_rx", D_TO_APP, rx_sender, evt_ns))
+                tx = self._add(HopRow(fe, be, 1, tx_cpu, g.ring, True, "backend_tx", D_TO_NIC_TX, v[-1], evt_ns))
+            self.tenants.append(TenantWiring(spec.queue_of(i), bcpu, v[-1], rx, tx))
+
+    def _add(self, row: HopRow) -> int:
+        self.hops.append(row)
+        return len(self.hops) - 1
