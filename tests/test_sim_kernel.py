@@ -58,3 +58,27 @@ def test_preempted_app_job_resumes_and_its_old_completion_is_stale():
         (700, L.K_NOOP * 4 + L.SOFTIRQ), (1000, -1), (1300, L.K_NOOP * 4 + L.APP)]
     assert a.view("cpu")[0, L.C_BUSY : L.C_BUSY + 3].tolist() == [0, 300, 1000]
     assert a.m[L.NOW] == 10_000 and a.m[L.EVENTS] == 3
+
+
+def test_softirq_runs_count_stretches_of_irq_and_softirq_work():
+    """A run starts when IRQ/SOFTIRQ work reaches a CPU with none queued, running or completing;
+    what arrives meanwhile joins it; application work starts none (``C_RUNS``)."""
+    a, _m, _x, core, loop = _bare()
+
+    def submit_at(t_ns, cls, cost_ns):
+        loop.run(a.m, a.x, t_ns, -1)  # everything due before t_ns has run
+        m, x = a.m.tolist(), a.x.tolist()
+        m[L.NOW] = t_ns
+        core.cpu_submit(m, x, 0, cls, cost_ns, L.K_NOOP, 0, 0, 0, -1)
+        a.m[:], a.x[:] = m, x
+
+    submit_at(0, L.IRQ, 50)  # run 1: 0-50
+    submit_at(20, L.SOFTIRQ, 100)  # joins run 1 (queued behind the running irq): 50-150
+    submit_at(600, L.APP, 500)  # application work: no run
+    submit_at(700, L.SOFTIRQ, 100)  # run 2, preempting the application: 700-800
+    submit_at(750, L.SOFTIRQ, 100)  # joins run 2: 800-900
+    submit_at(2000, L.SOFTIRQ, 100)  # run 3
+    loop.run(a.m, a.x, 10_000, -1)
+    cpu = a.view("cpu")[0]
+    assert cpu[L.C_RUNS] == 3
+    assert cpu[L.C_BUSY : L.C_BUSY + 3].tolist() == [50, 400, 500]
