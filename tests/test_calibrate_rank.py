@@ -79,3 +79,34 @@ def test_fidelity_counts_points_within_thirty_percent_after_scaling():
     assert cr.fidelity(ranked, scale=2.0).within == 1  # only the last: 2.0 vs 2.0
     table = cr.fidelity_table(f)
     assert "within ±30%: 2/4 (50%)" in table and table.count("<- outside") == 2
+
+
+def test_rank_command_simulates_the_veth_testbed_spec_in_the_kernels_order(tmp_path):
+    """End to end on examples/testbed/mixed-2core.toml (veth profile): the kernel's order of these
+    three settings (measured on the 2-vCPU testbed: off 1.25, peth0 50 µs 0.60, peth0 200 µs 0.25
+    NET_RX per packet) is the simulator's."""
+    import json as _json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from vcoal.cli.main import _register, app
+
+    _register()
+    spec = Path(__file__).resolve().parents[1] / "examples" / "testbed" / "mixed-2core.toml"
+    shared = lambda t: {"sites": {"nic:q0": {"napi_defer_hard_irqs": 2, "gro_flush_timeout_ns": t * 1000}}}  # noqa: E731
+    run = tmp_path / "run.json"
+    run.write_text(_json.dumps(_doc(
+        _row("off", "off", 1.25, grid=False, scenario="testbed-mixed-2core"),
+        _row("grid: shared hop 50 us", "static", 0.60, shared(50), scenario="testbed-mixed-2core"),
+        _row("grid: shared hop 200 us", "static", 0.25, shared(200), scenario="testbed-mixed-2core"))))
+    out = tmp_path / "rank.json"
+    res = CliRunner().invoke(app, ["calibrate", "rank", str(run), "--spec", str(spec), "--duration", "0.1",
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = _json.loads(out.read_text())
+    assert doc["spearman"] == pytest.approx(1.0)
+    sim = {r["label"]: r["simulated_softirq_runs_per_packet"] for r in doc["rows"]}
+    assert sim["grid: shared hop 200 us"] < sim["grid: shared hop 50 us"] < sim["off"]
+    bad = CliRunner().invoke(app, ["calibrate", "rank", str(run), "--spec", str(spec), "--duration", "0"])
+    assert bad.exit_code != 0 and "--duration 0.0: must be in [0.01, 60]" in bad.output
