@@ -9,6 +9,10 @@ TX  application -> shared tx ring [hop, gate: frontend:G (notification), NAPI: b
     -> netback + bridge + driver on the backend core -> NIC tx ring -> link -> wire; TX completions
     [hop, gate+NAPI: nic:qN, tx_*] clean the NIC tx ring.
 
+The veth profile (``host.profile = "veth"``, the testbed's path) has the same rows with other CPUs:
+a guest's rx hop is consumed on its NIC queue's core with no notifying CPU, its tx hop on its own
+vCPU; the engine then skips the netback copy and the tx completions (``m[VETH]``).
+
 A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
 with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
 
