@@ -101,3 +101,10 @@ def test_cli_sim_shows_who_shares_a_core(tmp_path):
     res = CliRunner().invoke(main.app, ["sim", str(path)])
     assert res.exit_code == 0, res.output
     assert "placement: dom0-c0: idle; dom0-c1: nic:q0 + nic:q1 + backend:a (shared)" in res.output
+
+
+def test_on_the_veth_profile_a_queue_core_runs_its_guests_receive_napis_and_no_backend():
+    spec = parse_scenario({"host": {"profile": "veth"}, "nic": {"queues": 2}, "guests": [
+        {"name": "a", "workload": {"kind": "poisson", "rate_pps": 1000.0}},
+        {"name": "b", "nic_queue": 1, "workload": {"kind": "poisson", "rate_pps": 1000.0}}]})
+    assert core_users(spec) == [["nic:q0", "frontend:a"], ["nic:q1", "frontend:b"]]

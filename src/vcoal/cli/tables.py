@@ -55,3 +55,7 @@ def print_summary(r: TrialResult, console: Console | None = None) -> None:
         f"interrupts/s (all sites): {r.irq_per_s():,.0f}   CPU per delivered packet: "
         f"{r.cpu_ns_per_packet() / 1e3:,.2f} µs   wall {r.meta.get('wall_s', 0):.2f} s"
     )
+    delivered = sum(t.delivered for t in r.tenants)
+    if r.meta.get("softirq_runs") is not None and delivered:
+        console.print(f"softirq runs per delivered packet: {r.meta['softirq_runs'] / delivered:.3f} "
+                      f"(the figure comparable with the kernel's NET_RX per packet)")

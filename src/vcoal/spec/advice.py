@@ -46,11 +46,15 @@ def link_warning(spec: ScenarioSpec) -> str | None:
 
 def core_users(spec: ScenarioSpec) -> list[list[str]]:
     """Who runs on each driver-domain core: NIC queue sites (``nic:qN``) and guest backends
-    (``backend:G``, on a host with backends), by core index."""
+    (``backend:G``, on a host with backends), by core index; on the veth profile a guest's receive
+    NAPI (``frontend:G``) runs on its queue's core and its backend on its own vCPU."""
     users: list[list[str]] = [[] for _ in range(spec.host.driver_domain_cores)]
     for q in range(spec.nic.queues):
         users[spec.irq_core_of(q)].append(f"nic:q{q}")
-    if spec.host.layers != ("nic",):
+    if spec.host.profile == "veth":
+        for i, g in enumerate(spec.guests):
+            users[spec.irq_core_of(spec.queue_of(i))].append(f"frontend:{g.name}")
+    elif spec.host.layers != ("nic",):
         for i, g in enumerate(spec.guests):
             users[spec.backend_core_of(i)].append(f"backend:{g.name}")
     return users
