@@ -97,6 +97,21 @@ def _both(spec, policy_name=None, **kw):
     return a, b
 
 
+def test_distributions_identical_in_both_modes():
+    """Sizes and think times from distributions (vcoal.spec.dist), with refills of their buffers."""
+    mix = {"dist": "empirical", "values": [64, 4096], "weights": [0.9, 0.1]}
+    spec = parse_scenario({"duration_s": 0.01, "warmup_s": 0.002, "guests": [
+        {"name": "mc", "workload": {"kind": "request_response", "outstanding": 4, "request_bytes": mix,
+                                    "response_bytes": {"dist": "uniform", "low": 64, "high": 1500},
+                                    "think_us": {"dist": "pareto", "alpha": 1.5, "scale": 5.0, "cap": 500.0}}},
+        {"name": "p", "workload": {"kind": "poisson", "rate_pps": 1e5,
+                                   "packet_bytes": {"dist": "lognormal", "mean": 800.0, "sigma": 0.8}}},
+        {"name": "bulk", "workload": {"kind": "bulk", "window_pkts": 16}},
+    ]})  # fmt: skip
+    a, _ = _both(spec, "qos")
+    assert a.tenants[0].delivered > 100 and a.tenants[1].delivered > 100
+
+
 def test_engine_selection():
     ref = load_scenario(sim_golden.EXAMPLES / "reference.toml")
     assert run_scenario(ref, duration_s=0.002).meta["engine"] == "compiled"
