@@ -159,7 +159,9 @@ class WorkloadSpec(_Strict):
 
     kinds: ``request_response`` (closed loop, client on the wire), ``bulk`` (window-limited stream
     with ACKs the other way), ``poisson`` (open loop; optional on/off bursts and rate steps),
-    ``trace`` (replay a CSV of ``timestamp_us,size_bytes,direction``).
+    ``trace`` (replay a CSV of ``timestamp_us,size_bytes,direction``). ``request_bytes``,
+    ``response_bytes``, ``think_us`` (request_response) and ``packet_bytes`` (poisson) also take a
+    distribution table (``vcoal.spec.dist``).
     """
 
     kind: Literal["request_response", "bulk", "poisson", "trace"]
