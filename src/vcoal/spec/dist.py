@@ -25,7 +25,7 @@ import math
 from statistics import NormalDist
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_serializer, model_validator
 
 Num = Annotated[float, Strict()]
 
@@ -82,6 +82,11 @@ class DistSpec(BaseModel):
             if abs(total - 1) > WEIGHT_TOL:
                 raise ValueError(f"empirical: weights must sum to 1 (within {WEIGHT_TOL:g}), got {total:.9g}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        """Only the parameters given (the table as written, whatever the kind)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     # --- exact moments -----------------------------------------------------------------------------
     def bounds(self) -> tuple[float, float]:
