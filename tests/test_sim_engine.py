@@ -97,6 +97,21 @@ def _both(spec, policy_name=None, **kw):
     return a, b
 
 
+def test_distributions_identical_in_both_modes():
+    """Sizes and think times from distributions (vcoal.spec.dist), with refills of their buffers."""
+    mix = {"dist": "empirical", "values": [64, 4096], "weights": [0.9, 0.1]}
+    spec = parse_scenario({"duration_s": 0.01, "warmup_s": 0.002, "guests": [
+        {"name": "mc", "workload": {"kind": "request_response", "outstanding": 4, "request_bytes": mix,
+                                    "response_bytes": {"dist": "uniform", "low": 64, "high": 1500},
+                                    "think_us": {"dist": "pareto", "alpha": 1.5, "scale": 5.0, "cap": 500.0}}},
+        {"name": "p", "workload": {"kind": "poisson", "rate_pps": 1e5,
+                                   "packet_bytes": {"dist": "lognormal", "mean": 800.0, "sigma": 0.8}}},
+        {"name": "bulk", "workload": {"kind": "bulk", "window_pkts": 16}},
+    ]})  # fmt: skip
+    a, _ = _both(spec, "qos")
+    assert a.tenants[0].delivered > 100 and a.tenants[1].delivered > 100
+
+
 def test_engine_selection():
     ref = load_scenario(sim_golden.EXAMPLES / "reference.toml")
     assert run_scenario(ref, duration_s=0.002).meta["engine"] == "compiled"
@@ -140,6 +155,14 @@ workloads = st.one_of(
                            .map(lambda rows: sorted(rows, key=lambda r: r[0]))}),
     st.fixed_dictionaries({"kind": st.just("request_response"), "outstanding": st.integers(1, 8),
                            "think_us": st.floats(0, 50), "rto_us": st.sampled_from([50.0, 1000.0])}),
+    st.fixed_dictionaries({"kind": st.just("request_response"), "outstanding": st.integers(1, 8),
+                           "request_bytes": st.sampled_from([{"dist": "empirical", "values": [64, 4096], "weights": [0.9, 0.1]},
+                                                             {"dist": "uniform", "low": 64, "high": 1500}]),
+                           "think_us": st.sampled_from([{"dist": "pareto", "alpha": 1.5, "scale": 5.0, "cap": 200.0},
+                                                        {"dist": "constant", "value": 10.0}, 0.0])}),
+    st.fixed_dictionaries({"kind": st.just("poisson"), "direction": st.sampled_from(["rx", "tx"]),
+                           "rate_pps": st.floats(1e4, 4e5),
+                           "packet_bytes": st.just({"dist": "lognormal", "mean": 600.0, "sigma": 1.0})}),
     st.fixed_dictionaries({"kind": st.just("bulk"), "direction": st.sampled_from(["rx", "tx"]),
                            "window_pkts": st.integers(1, 64), "pace_gbps": st.sampled_from([0.0, 1.0]),
                            "rto_us": st.sampled_from([50.0, 1000.0])}),

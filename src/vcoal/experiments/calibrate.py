@@ -119,7 +119,7 @@ def check_spec(spec: ScenarioSpec) -> None:
     if len(spec.guests) != 1:
         raise ValueError(f"spec: guests: calibration needs exactly one guest, got {len(spec.guests)}")
     w = spec.guests[0].workload
-    if w.kind != "request_response" or w.outstanding != 1 or w.think_us > 0:
+    if w.kind != "request_response" or w.outstanding != 1 or w.mean_of("think_us") > 0:
         raise ValueError("spec: guests[0].workload: calibration needs kind='request_response', outstanding=1, think_us=0")
 
 

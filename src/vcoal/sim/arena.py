@@ -5,6 +5,16 @@ two flat arrays ``m`` and ``x`` with named regions, see ``engine.layout``). ``Fe
 random streams: it pre-draws unit exponentials in blocks of 4096 per named stream and refills the
 buffers in place, and it grows the heap, the pools, the deliveries buffer and the trace when the
 event loop asks. Both run modes use this one arena.
+
+Workload distributions (``vcoal.spec.dist``: a size or think time given as a table) are drawn here,
+on the Python side, not in the engine: each such field of each tenant has its own named stream
+``dist/<tenant>/<field>`` (e.g. ``dist/mc/request_bytes``) and its own row of region ``dv`` (x)
+holding the next values, ready to use (sizes rounded and held to [1, 65535], times in ns), with a
+read position in region ``dvpos`` (m); the tenant row's ``T_DV_*`` column names the row (-1: the
+field is a plain number, read as before). The engine takes one value per packet / request
+(``tenant.t_value``) and flags a refill like the other draw buffers. So a distribution draws from
+no stream another tenant or field uses: adding one never shifts any other draw, and a spec
+without distributions has no dv rows and runs exactly as before.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import numpy as np
 
 from vcoal.model.params import TimerMode
 from vcoal.sim.engine import layout as L
-from vcoal.sim.rng import DrawSource
+from vcoal.sim.rng import DrawSource, sample
 from vcoal.sim.topology import Topology, cost_terms, ns
 
 TIMER = {TimerMode.ABSOLUTE: L.TM_ABSOLUTE, TimerMode.PACKET: L.TM_PACKET, TimerMode.ITR: L.TM_ITR}
@@ -36,8 +46,11 @@ INT_REGIONS = {
 FLOAT_REGIONS = {
     "gf": (None, None), "hopf": (L.OF_HOPF, None), "tenf": (L.OF_TENF, None),
     "steps_rate": (L.OF_STEPS_RATE, None), "svc": (L.OF_SVC, L.SVC_LEN), "irq": (L.OF_IRQ, L.IRQ_LEN),
-    "wl": (L.OF_WL, None),
+    "wl": (L.OF_WL, None), "dv": (L.OF_DV, None),
 }  # fmt: skip
+INT_REGIONS["dvpos"] = (L.O_DVPOS, None)
+DV_COL = {"request_bytes": L.T_DV_REQ, "response_bytes": L.T_DV_RESP, "think_us": L.T_DV_THINK, "packet_bytes": L.T_DV_PKT}
+DV_LEN = 4096  # pre-drawn values per distribution row
 
 
 class Arena:
@@ -66,6 +79,7 @@ class Arena:
                 if n is not None:
                     self.m[n] = self.shapes[name][0]
         self.m[L.WL_LEN] = self.shapes["wl"][1]
+        self.m[L.DV_LEN] = self.shapes["dv"][1]
 
     def view(self, name: str) -> np.ndarray:
         rows, cols = self.shapes[name]
@@ -106,6 +120,12 @@ class Feeder:
         self.wl = [DrawSource(seed, f"workload/{g.name}") for g in spec.guests]
         self.wl_len = WL_LEN if len(spec.guests) <= 64 else min(WL_LEN, 1024)
         self.draw_len = DRAW_LEN
+        self.dv_len = DV_LEN
+        # one row per (tenant, field given as a distribution), in tenant then field order
+        self.dv: list[tuple[int, str, DrawSource]] = []
+        for i, g in enumerate(spec.guests):
+            for field, d in g.workload.dists().items():
+                self.dv.append((i, field, DrawSource(seed, f"dist/{g.name}/{field}", _engine_values(field, d))))
 
     def refill(self, a: Arena) -> None:
         """Move the unread draws to the front of each buffer and top it up from its stream."""
@@ -123,6 +143,12 @@ class Feeder:
             if k > 0:
                 wl[i] = np.concatenate([wl[i, k:], src.take(k)])
                 ten[i, L.T_DRAW_POS] = 0
+        dv, pos = a.view("dv"), a.view("dvpos")
+        for r, (_, _, src) in enumerate(self.dv):
+            k = int(pos[r, 0])
+            if k > 0:
+                dv[r] = np.concatenate([dv[r, k:], src.take(k)])
+                pos[r, 0] = 0
 
     def service(self, a: Arena, drain, trace) -> Arena:
         """Handle every bit of m[FLAG] but errors; ``drain`` empties the deliveries buffer, ``trace``
@@ -144,6 +170,14 @@ class Feeder:
                 _chain(a.view(name), n, 2 * n, col, int(a.m[free]))
                 a.m[free] = n
         return a
+
+
+def _engine_values(field: str, d):
+    """The draw function of ``field``'s distribution, giving values ready for the engine: sizes
+    rounded to whole bytes in [1, 65535], times (µs) rounded to ns."""
+    if field == "think_us":
+        return lambda gen, n: np.maximum(np.rint(sample(d, gen, n) * 1000.0), 0.0)
+    return lambda gen, n: np.clip(np.rint(sample(d, gen, n)), 1.0, 65535.0)
 
 
 def write_params(a: Arena, params) -> None:
@@ -190,11 +224,11 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         r[L.T_QUEUE], r[L.T_BCPU], r[L.T_APPCPU] = wire.queue, wire.backend_cpu, wire.app_cpu
         r[L.T_FERX], r[L.T_FETX] = wire.rx_hop, wire.tx_hop
         r[L.T_OUTSTANDING] = w.outstanding
-        r[L.T_REQ_BYTES] = w.request_bytes
-        r[L.T_RESP_BYTES] = w.response_bytes
+        r[L.T_REQ_BYTES] = round(w.mean_of("request_bytes"))
+        r[L.T_RESP_BYTES] = round(w.mean_of("response_bytes"))
         r[L.T_APP_NS] = round(w.app_us * 1000)
         r[L.T_WINDOW] = w.window_pkts
-        r[L.T_PKT_BYTES] = w.packet_bytes
+        r[L.T_PKT_BYTES] = round(w.mean_of("packet_bytes"))
         r[L.T_ACK_EVERY] = w.ack_every
         r[L.T_ACK_BYTES] = w.ack_bytes
         r[L.T_RTO_NS] = int(w.rto_us * 1000)
@@ -210,8 +244,12 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
             tr_size.append(size)
             tr_dir.append(0 if direction == "rx" else 1)
         r[L.T_ONOFF] = int(w.on_us > 0)
-        r[L.T_THINK] = int(w.think_us > 0)
-        tenf[i] = (w.rate_pps, w.think_us * 1000, w.on_us * 1000, w.off_us * 1000)
+        think = 0.0 if w.dists().get("think_us") else w.think_us
+        r[L.T_THINK] = int(think > 0)
+        tenf[i] = (w.rate_pps, think * 1000, w.on_us * 1000, w.off_us * 1000)
+        r[L.T_DV_REQ : L.T_DV_PKT + 1] = -1
+    for row, (i, field, _) in enumerate(feeder.dv):
+        ten[i, DV_COL[field]] = row
 
     nsite = len(topo.sites)
     ncpu = len(topo.cpus)
@@ -225,6 +263,7 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         "gf": (L.NGF, 1), "hopf": (len(hopf), 1), "tenf": (nten, L.NTF), "steps_rate": (len(steps_t), 1),
         "svc": (feeder.draw_len if feeder.svc is not None else 0, 1),
         "irq": (feeder.draw_len if feeder.irq is not None else 0, 1), "wl": (nten, feeder.wl_len),
+        "dvpos": (len(feeder.dv), 1), "dv": (len(feeder.dv), feeder.dv_len),
     }  # fmt: skip
     a = Arena(shapes)
     m = a.m
@@ -270,5 +309,8 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     wl = a.view("wl")
     for i, src in enumerate(feeder.wl):
         wl[i] = src.take(feeder.wl_len)
+    dv = a.view("dv")
+    for r, (_, _, src) in enumerate(feeder.dv):
+        dv[r] = src.take(feeder.dv_len)
     write_params(a, spec.site_params().values())
     return a

@@ -21,7 +21,7 @@ def offered_bps(w: WorkloadSpec, direction: str) -> float:
         if w.direction != direction:
             return 0.0
         peak = max([w.rate_pps, *(rate for _, rate in w.steps)])
-        return peak * w.packet_bytes * BITS_PER_BYTE
+        return peak * w.mean_of("packet_bytes") * BITS_PER_BYTE
     if w.kind == "trace" and len(w.trace_rows) > 1:
         times = [row[0] for row in w.trace_rows]
         span_s = (max(times) - min(times)) / 1e6

@@ -20,6 +20,8 @@ _EXPECTED = {
     "bool_type": "true or false",
     "bool_parsing": "true or false",
 }
+NUMBER_TAG, TABLE_TAG = "=number", "=table"
+"""Tags of a field that takes a number or a distribution table (scenario.Size); left out of locations."""
 _RANGE_TYPES = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
@@ -34,7 +36,7 @@ def spec_error_line(
     """
     errors = exc.errors()
     err = errors[0]
-    where = (*at, *err.get("loc", ()))
+    where = tuple(x for x in (*at, *err.get("loc", ())) if x not in (NUMBER_TAG, TABLE_TAG))
     loc = ".".join(str(x) for x in where if x != "__root__")
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     kind = err.get("type", "")
@@ -87,9 +89,11 @@ def _declared(root: type[BaseModel], loc: tuple) -> Bounds:
             return _UNBOUNDED
         ann = info.annotation
         args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        inner = [getattr(a, "__origin__", a) for a in (ann, *args)]
+        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
     lo, lo_closed, hi, hi_closed = _UNBOUNDED
-    for m in getattr(info, "metadata", ()):
+    union_meta = [m for a in getattr(getattr(info, "annotation", None), "__args__", ()) for m in getattr(a, "__metadata__", ())]
+    for m in (*getattr(info, "metadata", ()), *union_meta):
         if getattr(m, "ge", None) is not None:
             lo, lo_closed = m.ge, True
         elif getattr(m, "gt", None) is not None:

@@ -26,7 +26,8 @@ O_SLOT, NCPU = 65, 66  # the CPUs' completion slots (see cpu_start)
 AUDIT, ERROR, ERROR_PKT = 67, 68, 69  # audit on; the first lifecycle error found and its packet
 O_TRACE, TRACE_CAP, NTRACE = 70, 71, 72  # the event trace (capacity 0: off)
 VETH = 73  # 1: host.profile = "veth" (topology.py)
-NG = 74
+O_DVPOS, OF_DV, DV_LEN = 74, 75, 76  # distribution draws: read positions (m), rows of values (x), row length
+NG = 77
 # x header
 SER_PS, NB_BYTE = 0, 1
 NGF = 2
@@ -91,7 +92,9 @@ T_STEP_OFF, T_STEP_N, T_TR_OFF, T_TR_N, T_ONOFF, T_THINK = range(17, 23)
 T_TOKEN, T_ON, T_POS, T_ACKED, T_CREDIT, T_NEXT_NS, T_DRAW_POS = range(23, 30)
 T_SENT, T_DELIVERED, T_DROPPED, T_M_DELIVERED, T_M_BYTES, T_M_DROPPED, T_M_SENT = range(30, 37)
 T_W_PACKETS, T_W_BYTES = 37, 38
-NT = 39
+# the row of region dv holding a field's drawn values (-1: the field is a plain number)
+T_DV_REQ, T_DV_RESP, T_DV_THINK, T_DV_PKT = range(39, 43)
+NT = 43
 # float tenant rows
 TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
 NTF = 4

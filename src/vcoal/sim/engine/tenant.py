@@ -34,6 +34,27 @@ def wl_draw(m, x, i):
     return x[m[OF_WL] + i * m[WL_LEN] + k]
 
 
+@jit(I64, ret=nt.float64, inline="always")
+def dv_draw(m, x, r):
+    """Next value of row ``r`` of region dv (one named stream ``dist/<tenant>/<field>``, see arena.py)."""
+    pb = m[O_DVPOS] + r
+    k = m[pb]
+    m[pb] = k + 1
+    if k + 1 > m[DV_LEN] - DRAW_MARGIN:
+        m[FLAG] |= F_DRAWS
+    return x[m[OF_DV] + r * m[DV_LEN] + k]
+
+
+@jit(I64, I64, I64, ret=I64, inline="always")
+def t_value(m, x, i, dv_col, col):
+    """Tenant ``i``'s field: a draw from its distribution's row (column ``dv_col`` >= 0), else column ``col``."""
+    tb = m[O_TEN] + i * NT
+    r = m[tb + dv_col]
+    if r >= 0:
+        return int(dv_draw(m, x, r))
+    return m[tb + col]
+
+
 # --- common --------------------------------------------------------------------------------------
 @jit(I64, I64, I64, I64, ret=I64, inline="always")
 def t_new(m, x, i, size, kind, ref):
@@ -175,7 +196,7 @@ def on_rx(m, x, p):
             cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
     elif kind == W_RR:
         delivered(m, x, i, p, lat, False, True)
-        send_from_app(m, x, i, m[tb + T_RESP_BYTES], RESP, m[pb + P_REF], m[tb + T_APP_NS] + m[CTX_NS])
+        send_from_app(m, x, i, t_value(m, x, i, T_DV_RESP, T_RESP_BYTES), RESP, m[pb + P_REF], m[tb + T_APP_NS] + m[CTX_NS])
     else:
         n = bulk_receive(m, x, i, p, lat)
         if n > 0:
@@ -202,7 +223,12 @@ def on_wire(m, x, p):
         if m[MEASURING]:
             hist_add(m, x, HI_RTT, i, rtt)
         hist_add(m, x, HI_WINRTT, i, rtt)
-        think = int(x[m[OF_TENF] + i * NTF + TF_THINK1000] * wl_draw(m, x, i) + 0.5) if m[tb + T_THINK] else 0
+        if m[tb + T_DV_THINK] >= 0:
+            think = int(dv_draw(m, x, m[tb + T_DV_THINK]))
+        elif m[tb + T_THINK]:
+            think = int(x[m[OF_TENF] + i * NTF + TF_THINK1000] * wl_draw(m, x, i) + 0.5)
+        else:
+            think = 0
         at(m, x, now + think, PRIO_ARRIVAL, E_REQUEST, i, 0)
     else:
         n = bulk_receive(m, x, i, p, lat)
@@ -289,11 +315,11 @@ def tenant_event(m, x, kind, i, b):
     tb = m[O_TEN] + i * NT
     if kind == E_ARRIVAL:
         if b == m[tb + T_TOKEN]:
-            emit(m, x, i, m[tb + T_PKT_BYTES], m[tb + T_DIR])
+            emit(m, x, i, t_value(m, x, i, T_DV_PKT, T_PKT_BYTES), m[tb + T_DIR])
             schedule_next(m, x, i)
     elif kind == E_REQUEST:
         if m[NOW] < m[END_NS]:
-            wire_send(m, x, t_new(m, x, i, m[tb + T_REQ_BYTES], REQ, m[NOW]))
+            wire_send(m, x, t_new(m, x, i, t_value(m, x, i, T_DV_REQ, T_REQ_BYTES), REQ, m[NOW]))
     elif kind == E_PUMP_AT:
         if b == m[tb + T_NEXT_NS]:
             pump(m, x, i)
