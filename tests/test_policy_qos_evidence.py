@@ -5,10 +5,9 @@ than a window are seen through the measured packets per interrupt."""
 from __future__ import annotations
 
 import itertools
-import math
 import random
 
-from test_policy_qos import NAPI_ONLY, NIC0, WINDOW_NS, be, context, fe
+from test_policy_qos import NAPI_ONLY, NIC0, WINDOW_NS, be, context, deferred, fe
 from vcoal.model import CoalesceParams, PolicyContext, Site, Slo
 from vcoal.model.stats import DirStats, SiteStats, TenantStats, WindowStats
 from vcoal.policies import make_policy
@@ -27,20 +26,6 @@ def timer_events(pkts: float, usecs: float) -> float:
     return pkts / (1.0 + lam * usecs)
 
 
-def deferred(events: float, p: CoalesceParams) -> tuple[float, float]:
-    """(wake-ups, polls) after a NAPI deferral of n empty polls T apart over Poisson wake-ups at
-    ``lam``: a session makes ``P = (1 - q^n) / ((1 - q) q^n)`` timer polls (``q = exp(-lam T)``), a
-    wake-up comes every ``1 / lam + P T`` (the kernel rule as docs/simulator.md states it)."""
-    n, t = p.napi_defer_hard_irqs, napi_us(p)
-    if not n or not t or events <= 0:
-        return events, events
-    lam = events / (SECS * 1e6)
-    q = math.exp(-lam * t)
-    polls = (1 - q**n) / ((1 - q) * q**n)
-    out = SECS * 1e6 / (1 / lam + polls * t)
-    return out, out * (1 + polls)
-
-
 def noisy(x: float, rng: random.Random, sd: float) -> int:
     return max(0, round(x * (1.0 + rng.gauss(0.0, sd))))
 
@@ -52,14 +37,14 @@ def xen_window(i: int, ctx: PolicyContext, params: dict[Site, CoalesceParams], r
     rx = {g: r * SECS for g, r in rx_pps.items()}
     tx = {g: r * SECS / 2 for g, r in rx_pps.items()}
     nic_rx = sum(rx.values())
-    ev, polls = deferred(timer_events(nic_rx, params[NIC0].rx_usecs), params[NIC0])
+    ev, polls = deferred(timer_events(nic_rx, params[NIC0].rx_usecs), params[NIC0], SECS)
     tx_ev = timer_events(sum(tx.values()), params[NIC0].tx_usecs)
     sites[NIC0] = SiteStats(NIC0, WINDOW_NS, DirStats(int(nic_rx), int(nic_rx) * 500, noisy(ev, rng, sd), noisy(polls, rng, sd), 0),
                             DirStats(int(sum(tx.values())), 0, noisy(tx_ev, rng, sd), noisy(tx_ev, rng, sd), 0), 0, params[NIC0])
     for g in ctx.tenants:
         b, f = be(g), fe(g)
-        rx_ev, rx_polls = deferred(timer_events(rx[g], params[b].rx_usecs), params[f])
-        tx_ev, tx_polls = deferred(timer_events(tx[g], params[f].tx_usecs), params[b])
+        rx_ev, rx_polls = deferred(timer_events(rx[g], params[b].rx_usecs), params[f], SECS)
+        tx_ev, tx_polls = deferred(timer_events(tx[g], params[f].tx_usecs), params[b], SECS)
         sites[b] = SiteStats(b, WINDOW_NS, DirStats(int(rx[g]), 0, noisy(rx_ev, rng, sd), 0, 0),
                              DirStats(int(tx[g]), 0, 0, noisy(tx_polls, rng, sd), 0), 0, params[b])
         sites[f] = SiteStats(f, WINDOW_NS, DirStats(int(rx[g]), 0, 0, noisy(rx_polls, rng, sd), 0),

@@ -31,9 +31,8 @@ EPILOG = """Examples:
 """
 
 
-def _load_grid(path: Path):
-    from vcoal.experiments.calibrate import load_grid
-
+def _read_json(path: Path, load, *args):
+    """``load(doc, source, *args)`` of the JSON document at ``path``; one error line on any problem."""
     try:
         doc = json.loads(path.read_text())
     except OSError as exc:
@@ -41,9 +40,15 @@ def _load_grid(path: Path):
     except json.JSONDecodeError as exc:
         fail(f"{path}: not valid JSON: {exc}")
     try:
-        return load_grid(doc, str(path))
+        return load(doc, str(path), *args)
     except ValueError as exc:
         fail(str(exc))
+
+
+def _load_grid(path: Path):
+    from vcoal.experiments.calibrate import load_grid
+
+    return _read_json(path, load_grid)
 
 
 @app.command("measure", epilog=EPILOG)
@@ -148,16 +153,7 @@ def report_cmd(
 def _load_points(path: Path, scenario: str | None):
     from vcoal.experiments.calibrate_rank import load_points
 
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        fail(f"{path}: cannot read: {exc.strerror}")
-    except json.JSONDecodeError as exc:
-        fail(f"{path}: not valid JSON: {exc}")
-    try:
-        return load_points(doc, str(path), scenario)
-    except ValueError as exc:
-        fail(str(exc))
+    return _read_json(path, load_points, scenario)
 
 
 @app.command("rank", epilog=EPILOG)

@@ -44,7 +44,9 @@ def check_tools(spec: ScenarioSpec) -> None:
     or a workload the testbed cannot run, before anything is built."""
     missing: dict[str, list[str]] = {}
     for g in spec.guests:
-        for field, d in g.workload.dists().items():
+        dists = g.workload.dists()
+        if dists:
+            field, d = next(iter(dists.items()))
             raise ValueError(f"guests.{g.name}.workload.{field}: dist = {d.dist!r}: the testbed's load tools send fixed "
                              "sizes and times, not distributions (simulator only; give a number)")
         tool = tool_of(g.workload)
