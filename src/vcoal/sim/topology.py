@@ -10,8 +10,9 @@ TX  application -> shared tx ring [hop, gate: frontend:G (notification), NAPI: b
     [hop, gate+NAPI: nic:qN, tx_*] clean the NIC tx ring.
 
 The veth profile (``host.profile = "veth"``, the testbed's path) has the same rows with other CPUs:
-a guest's rx hop is consumed on its NIC queue's core with no notifying CPU, its tx hop on its own
-vCPU; the engine then skips the netback copy and the tx completions (``m[VETH]``).
+a guest's rx hop is consumed on its NIC queue's core with no notifying CPU and the NIC hop hands
+packets straight to it (``D_TO_GUEST_RX``: no netback copy), its tx hop on its own vCPU; the
+engine skips the NIC's tx completions (``m[VETH]``: veth frees the skb at transmit).
 
 A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
 with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
@@ -27,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from vcoal.model.units import Layer, Site
-from vcoal.sim.engine.layout import D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED
+from vcoal.sim.engine.layout import D_AFTER_NIC_RX, D_TO_APP, D_TO_GUEST_RX, D_TO_NIC_TX, D_TX_CLEANED
 from vcoal.spec.scenario import ScenarioSpec
 
 UNBOUNDED = 1 << 62
@@ -100,7 +101,8 @@ class Topology:
         self.queues: list[tuple[int, int]] = []  # per NIC queue: (rx hop, tx-completion hop)
         for q in range(spec.nic.queues):
             s, cpu = site[Site(Layer.NIC, f"q{q}")], spec.irq_core_of(q)
-            self.queues.append((self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", D_AFTER_NIC_RX)),
+            then = D_TO_APP if self.one_layer else D_TO_GUEST_RX if self.veth else D_AFTER_NIC_RX
+            self.queues.append((self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", then)),
                                 self._add(HopRow(s, s, 1, cpu, UNBOUNDED, False, "tx_clean", D_TX_CLEANED))))
         evt_ns = ns(spec.cost.evtchn_send_us)
         self.tenants: list[TenantWiring] = []

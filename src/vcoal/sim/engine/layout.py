@@ -83,7 +83,7 @@ HP_LAST_FIRE, HP_TOKEN, HP_WORK, HP_DEFER_LEFT = range(17, 21)
 NH = 21
 ARMED, COALESCING, MASKED, DEFERRED = 0, 1, 2, 3
 # what a hop does with a packet it has processed (the topology's "next hop")
-D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED = 0, 1, 2, 3
+D_AFTER_NIC_RX, D_TO_APP, D_TO_NIC_TX, D_TX_CLEANED, D_TO_GUEST_RX = 0, 1, 2, 3, 4
 
 # tenant rows: wiring and parameters, then state, then counters
 T_KIND, T_DIR, T_QUEUE, T_BCPU, T_APPCPU, T_FERX, T_FETX, T_OUTSTANDING, T_REQ_BYTES = range(9)

@@ -62,18 +62,15 @@ def tx_cleaned(m, x, p):
 def deliver(m, x, h, p):
     """Packet ``p`` leaves hop ``h``; what follows is the hop row's delivery kind (the topology's ``then``)."""
     kind = m[m[O_HOP] + h * NH + HP_DELIV]
-    if kind == D_AFTER_NIC_RX:
-        if m[ONE_LAYER]:
-            on_rx(m, x, p)
-            return
+    if kind == D_AFTER_NIC_RX:  # the netback copy into the guest's rx ring, on its backend core
         tb = m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT
         fh = m[tb + T_FERX]
-        if m[VETH]:  # the bridge hands it to the guest's veth in the same softirq run
-            if hop_push(m, x, fh, p):
-                on_drop(m, x, p)
-            return
         cost = svc_cost(m, x, m[NB_FIX], x[NB_BYTE], m[m[O_PKT] + p * NP + P_SIZE])
         cpu_submit(m, x, m[tb + T_BCPU], SOFTIRQ, cost, K_HOP_PUSH, fh, p, 0, m[m[O_HOP] + fh * NH + HP_GATE])
+    elif kind == D_TO_GUEST_RX:  # veth: the bridge hands it to the guest's ring in the same softirq run
+        fh = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_FERX]
+        if hop_push(m, x, fh, p):
+            on_drop(m, x, p)
     elif kind == D_TO_APP:
         on_rx(m, x, p)
     elif kind == D_TO_NIC_TX:
