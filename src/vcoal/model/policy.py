@@ -53,6 +53,7 @@ class PolicyContext:
     sites: Mapping[Site, SiteInfo]
     tenants: Mapping[str, TenantInfo] = field(default_factory=dict)
     cost: Mapping[str, float] = field(default_factory=dict)
+    profile: str = "xen"  # host shape (``host.profile``): "xen" (3-layer, real interrupts) or "veth"
 
 
 @dataclass(frozen=True, slots=True)

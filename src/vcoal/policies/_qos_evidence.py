@@ -73,7 +73,7 @@ def measured_chain(kind: str, gates: tuple[Gate, ...], stats: WindowStats, costs
         return None
     d = s.rx if ev_dir == "rx" else s.tx
     polls = (c.rx if poll_dir == "rx" else c.tx).polls
-    us = d.interrupts * chain_event_cost(kind, costs) + max(0, polls - d.interrupts) * costs.poll_us
+    us = d.interrupts * chain_event_cost(kind, costs) + max(0, polls - d.interrupts) * costs.timer_poll_us
     return us * 1000.0 / s.interval_ns, d.packets, d.interrupts
 
 

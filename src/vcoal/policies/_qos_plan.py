@@ -124,7 +124,8 @@ class Planner:
             if feed is None or src is None or src.lam_pkts <= 0:
                 lam = c.lam_pkts
             else:
-                lam = share_events(feed.out_per_us, src.lam_pkts, c.lam_pkts)
+                polls = feed.out_per_us + sum(s.polls_per_us for s in feed.stages)  # wake-ups and timer polls
+                lam = share_events(min(polls, src.lam_pkts), src.lam_pkts, c.lam_pkts)
         else:
             lam = c.lam_pkts
         lam = float(f"{lam:.5g}")  # quantised: a persistent memo, and decisions blind to float noise
@@ -174,7 +175,7 @@ class Planner:
         if b > 1.0:
             preds = [StagePred(s.p99_us, s.mean_us, s.out_per_us / b, s.polls_per_us / b) for s in preds]
             lam /= b
-        cost = lam * ev_cost + sum(s.polls_per_us for s in preds) * self.costs.poll_us
+        cost = lam * ev_cost + sum(s.polls_per_us for s in preds) * self.costs.timer_poll_us
         p99 = sum(s.p99_us for s in preds)
         return ChainPred(tuple(preds), p99, sum(s.mean_us for s in preds), lam, cost)
 

@@ -2,7 +2,8 @@
 
 States (``Regime``), re-evaluated every window from that window's evidence:
 
-* ``throughput-seeking``: no p99 SLO; may add ``bulk_budget_us``.
+* ``throughput-seeking``: no p99 SLO; may add ``bulk_budget_us`` (a closed loop: delay slows it), or
+  ``open_loop_budget_us`` when its load is open loop (``poisson``, ``trace``: delay does not slow it).
 * ``latency-bound``: a p99 SLO with slack; may add ``p99 * (1 - slo_margin) - base``.
 * ``capacity-bound``: drops or a busy consumer on its path; queueing dominates its latency and only
   coalescing frees CPU, so it gets at least ``min(bulk_budget_us, p99 * (1 - slo_margin))``.
@@ -42,6 +43,7 @@ LATENCY, CAPACITY, REFUTED, INFEASIBLE, SEEKING = (
 )  # fmt: skip
 CAP_EXIT_LOAD = 0.8  # capacity-bound ends when the load falls below this fraction of its busy load
 REFUTE_LOAD_BAND = (0.5, 2.0)  # a refutation holds while the load stays within this band of its load
+OPEN_LOOP_KINDS = frozenset({"poisson", "trace"})  # workloads whose offered load does not wait for replies
 FLOOR_SCALE_MIN = 1 / 16  # smallest budget scale of a tenant missing its throughput floor
 FLOOR_SCALE_DOWN, FLOOR_SCALE_UP = 0.5, 1.25  # per window while the floor is missed / met
 LOAD_CHANGE_MARGIN = 0.9  # a rate below this fraction of the closed-loop bound is a load change
@@ -200,7 +202,9 @@ class TenantState:
     def budget(self, p, prior_us: float) -> tuple[float, str]:
         """The added p99 (µs) this tenant may get, and why."""
         target = self.slo.p99_us
-        if target is None:
+        if target is None and self.kind in OPEN_LOOP_KINDS:
+            b, why = p.open_loop_budget_us, "throughput-seeking, open loop"
+        elif target is None:
             b, why = p.bulk_budget_us, "throughput-seeking"
         else:
             base = self.base_us if self.base_us is not None else prior_us

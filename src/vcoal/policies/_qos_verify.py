@@ -14,7 +14,8 @@ concluded as soon as a chain fails or all pass (on quiet counters after one wind
 does not slow the controller down), else after ``verify_windows`` windows, when a shortfall still
 within the noise is kept, said so. A failed chain's gates are reverted. Every
 changed gate is reverted when a tenant's mean measured p99 rose more than ``verify_slack_us`` beyond
-the change's predicted rise. A revert restores only the reverted gates' fields, sets their efficacy
+the change's predicted rise and beyond ``VERIFY_Z`` standard errors of the p99 windows' spread before
+the change (a 2-vCPU host's window p99 moves by 100s of µs with no change at all). A revert restores only the reverted gates' fields, sets their efficacy
 to the realised fraction of the modelled saving (``Evidence.credit``, the site's model corrected) and
 freezes them for ``retry_windows`` windows (the cool-down); a change kept beyond the noise moves the
 efficacy halfway toward what it realised (one kept within the noise leaves it). A verification whose load jumps by more than ``phase_change_ratio`` is
@@ -24,6 +25,7 @@ abandoned, not judged.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from vcoal.model.params import CoalesceParams
@@ -53,6 +55,7 @@ class ChainCheck:
     counterfactual: list[float] = field(default_factory=list)  # per window: the old setting's
     modelled: list[float] = field(default_factory=list)  # per window: the new setting's (model x old ratio)
     after_p99: dict[str, list[float]] = field(default_factory=dict)
+    before_sd: dict[str, tuple[float, int]] = field(default_factory=dict)  # tenant -> (p99 sd, windows) before
 
     def judge(self, verify_fraction: float, final: bool) -> tuple[str, float, float, str]:
         """(status, realised fraction, modelled fraction, text) after the windows so far: ``revert``
@@ -77,13 +80,20 @@ class ChainCheck:
             return "open", realised, modelled, text
         return "keep", realised, modelled, text + f" (within the noise: s.e. {se * 100:.1f}%)"
 
-    def latency(self, slack_us: float) -> list[str]:
-        """Tenants whose mean measured p99 rose more than predicted + ``slack_us``."""
+    def latency(self, slack_us: float, limits: dict[str, float]) -> list[str]:
+        """Tenants whose mean measured p99 rose more than predicted + ``slack_us`` + ``VERIFY_Z``
+        standard errors of the difference of means (the per-window p99 spread seen before the change)
+        and now exceeds its limit (p99 target less margin; tenants without one are not judged). A rise
+        beyond the prediction that stays within the limit is the learned base's to absorb."""
         out = []
         for t, v in sorted(self.after_p99.items()):
-            rise = sum(v) / len(v) - self.before_p99[t]
-            if rise > self.predicted_added.get(t, 0.0) + slack_us:
-                out.append(f"{t} p99 +{rise:.1f}us (predicted +{self.predicted_added.get(t, 0.0):.1f}us)")
+            after = sum(v) / len(v)
+            rise = after - self.before_p99[t]
+            sd, n = self.before_sd.get(t, (0.0, 1))
+            noise = VERIFY_Z * sd * math.sqrt(1.0 / n + 1.0 / len(v))
+            if rise > self.predicted_added.get(t, 0.0) + slack_us + noise and after > limits.get(t, math.inf):
+                out.append(f"{t} p99 +{rise:.1f}us (predicted +{self.predicted_added.get(t, 0.0):.1f}us"
+                           + (f", noise {noise:.1f}us)" if noise > 0 else ")"))
         return out
 
 
@@ -94,6 +104,7 @@ def start(q, index: int, planner: Planner, cur: Evaluation, plan: Evaluation,
     moved = tuple(k for k, g in q.gates.items() if g.site in changed and any(
         getattr(changed[g.site], f) != getattr(q.current[g.site], f) for f in g.fields()))
     before_p99 = {t: sum(v) / len(v) for t, v in q.p99_recent.items() if v}
+    before_sd = {t: (statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for t, v in q.p99_recent.items() if v}
     checks: dict[str, ChainCheck] = {}
     for c in planner.chains:
         gates = tuple(g.key for g in c.gates if g.key in moved)
@@ -111,7 +122,8 @@ def start(q, index: int, planner: Planner, cur: Evaluation, plan: Evaluation,
         ratio, n = (last[1], 1.0) if last is not None and last[0] == key else (stat.mean, min(stat.n, q.evidence.cap))
         checks[c.key] = ChainCheck(index, gates, old, fraction, ratio, n,
                                    stat.rel_sd(), c.lam_pkts * 1e6, added,
-                                   {t: before_p99[t] for t in c.tenants if t in before_p99})
+                                   {t: before_p99[t] for t in c.tenants if t in before_p99},
+                                   before_sd={t: before_sd[t] for t in c.tenants if t in before_sd})
     return checks
 
 
@@ -120,6 +132,7 @@ def track(q, stats: WindowStats, planner: Planner, ev: Evaluation, measured: dic
     p = q.params
     reverts: list[tuple[str, ChainCheck, str]] = []
     verdicts = []
+    limits = {t: st.slo.p99_us * (1.0 - p.slo_margin) for t, st in q.state.items() if st.slo.p99_us is not None}
     for k, chk in list(q.checks.items()):
         m = measured.get(k)
         load = m[1] * NS_PER_S / stats.interval_ns if m is not None else 0.0
@@ -141,7 +154,7 @@ def track(q, stats: WindowStats, planner: Planner, ev: Evaluation, measured: dic
                 chk.after_p99.setdefault(t, []).append(ts.p99_us)
         final = len(chk.measured) >= p.verify_windows
         status, realised, modelled, text = chk.judge(p.verify_fraction, final)
-        worse = chk.latency(p.verify_slack_us) if final or status != "open" else []
+        worse = chk.latency(p.verify_slack_us, limits) if final or status != "open" else []
         if status == "open" and not worse:
             continue
         del q.checks[k]

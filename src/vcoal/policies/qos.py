@@ -72,7 +72,7 @@ from vcoal.model.units import NS_PER_S, Layer, Site
 from vcoal.policies._qos_burst import update_bursts
 from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, measured_chain, setting_key
 from vcoal.policies._qos_explain import site_records
-from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, timer_levels
+from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, level_params, timer_levels
 from vcoal.policies._qos_observe import (
     busy_sites,
     dropped_on,
@@ -101,6 +101,7 @@ def _check(name: str, value: float, lo: float, hi: float, lo_open: bool = False)
 _PARAM_RANGES: dict[str, tuple] = {
     "slo_margin": (0.0, 0.9),
     "bulk_budget_us": (0.0, 100_000.0),
+    "open_loop_budget_us": (0.0, 100_000.0),
     "max_usecs": (0, 100_000),
     "frames_cap": (0, 65_535),
     "max_defer_us": (0, 100_000),
@@ -145,7 +146,8 @@ class Qos(PolicyBase):
         """Tunables of the controller.
 
         slo_margin: fraction of the p99 target kept in reserve.
-        bulk_budget_us: added delay a tenant without a p99 SLO (or capacity-bound) may get.
+        bulk_budget_us: added delay a closed-loop tenant without a p99 SLO (or capacity-bound) may get.
+        open_loop_budget_us: added delay an open-loop tenant (poisson, trace) without a p99 SLO may get.
         max_usecs: largest timer candidate (µs); candidates are 0 and powers of two up to it.
         frames_cap: frame cap used with every timer candidate (0 = no cap).
         max_defer_us: largest gro_flush_timeout candidate (µs) of the NAPI deferral.
@@ -186,6 +188,7 @@ class Qos(PolicyBase):
 
         slo_margin: float = 0.15
         bulk_budget_us: float = 150.0
+        open_loop_budget_us: float = 1000.0
         max_usecs: int = 256
         frames_cap: int = 64
         max_defer_us: int = 200
@@ -202,7 +205,7 @@ class Qos(PolicyBase):
         min_gain_cpu: float = 0.002
         min_change_cpu: float = 0.005
         util_max: float = 0.9
-        latency_price: float = 0.0002
+        latency_price: float = 0.00005
         correct_latency: bool = True
         refute_ratio: float = 1.25
         infeasible_ratio: float = 1.0
@@ -228,7 +231,7 @@ class Qos(PolicyBase):
 
     def reset(self, context: PolicyContext, rng) -> None:
         super().reset(context, rng)
-        self.costs = Costs.from_mapping(dict(context.cost))
+        self.costs = Costs.from_mapping(dict(context.cost), context.profile)
         self.current: dict[Site, CoalesceParams] = {s: i.initial for s, i in context.sites.items()}
         self.supported = {s: i.supported for s, i in context.sites.items()}
         self.rates: dict[tuple[Site, str], float] = {}
@@ -373,16 +376,24 @@ class Qos(PolicyBase):
             elif kind == "nic_txc":
                 chains.append(Chain(key, kind, gates, (), per_us(nic, "tx"), None, None, b))
             elif kind == "guest_rx":
-                # netback copies packet by packet, so the event channel gate sees packets, not NIC batches
+                # netback copies packet by packet, so the event channel gate sees packets, not NIC
+                # batches; on veth the bridge forwards a NIC poll's packets at once (fed by its polls)
                 be = Site(Layer.BACKEND, guest or "")
-                chains.append(Chain(key, kind, gates, (guest or "",), per_us(be, "rx"), None, None, b))
+                feed = f"nic_rx:{nic.instance}" if self.costs.profile == "veth" else None
+                chains.append(Chain(key, kind, gates, (guest or "",), per_us(be, "rx"), feed, None, b))
             else:
                 fe = Site(Layer.FRONTEND, guest or "")
                 chains.append(Chain(key, kind, gates, (guest or "",), per_us(fe, "tx"), None, None, b))
         correct = self.evidence.correct if corrected and self.params.measured_response else None
         now = self.window.index if self.window is not None else 0
-        levels = {k: v for k, v in self.levels.items() if self.frozen.get(k, -1) < now}
+        levels = {k: v if self.frozen.get(k, -1) < now else self._no_higher(k, v) for k, v in self.levels.items()}
         return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, correct)
+
+    def _no_higher(self, key: str, levels: list[dict]) -> list[dict]:
+        """A frozen gate's levels: none that holds longer than the setting in force (it may tighten)."""
+        g = self.gates[key]
+        cur, sup = self.current[g.site], self.supported.get(g.site)
+        return [lv for lv in levels if g.hold_us(level_params(cur, lv, sup)) <= g.hold_us(cur)]
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
         return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
@@ -429,7 +440,7 @@ class Qos(PolicyBase):
             gain = max(gain, j(cur) - j(plan))
         saving = cur.cost - plan.cost
         verdict, self.verdict = self.verdict, ""
-        if self.revert is not None and not violations:
+        if self.revert is not None:  # first, even under a violation: its gates are frozen at the old fields
             target, reason = {**self.current, **self.revert[0]}, self.revert[1]
             adopt, plan = True, planner.evaluate({**self.current, **self.revert[0]})
         elif violations:
@@ -468,10 +479,14 @@ class Qos(PolicyBase):
 
     def _bounded(self, planner: Planner, idx: dict[str, int]) -> dict[str, int]:
         """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``); none on a
-        chain under check."""
+        chain under check. First steps (of gates that are off) that together with the other bounded
+        steps would not save CPU (a NAPI deferral shorter than the packet gap only adds empty timer
+        polls) are no step toward the plan: those gates then rise together, a level at a time, to
+        the first levels that do."""
         p = self.params
         out = {}
         checked = {g.key for k in self.checks for g in planner.by_key[k].gates}
+        in_force = planner.evaluate(self.current).cost
         for key, i in idx.items():
             g = self.gates[key]
             cur_hold = g.hold_us(self.current[g.site])
@@ -484,4 +499,12 @@ class Qos(PolicyBase):
                     break
                 j -= 1
             out[key] = j
+        short = [k for k, j in out.items() if j < idx[k] and k not in checked
+                 and self.gates[k].hold_us(self.current[self.gates[k].site]) == 0.0]
+        if short and planner.evaluate(planner.params_for(idx)).cost >= in_force:
+            short = []  # the plan itself saves nothing (a tightening): nothing to lift toward
+        while short and planner.evaluate(planner.params_for(out)).cost >= in_force:
+            for k in short:
+                out[k] += 1
+            short = [k for k in short if out[k] < idx[k]]
         return out

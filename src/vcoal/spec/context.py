@@ -25,4 +25,4 @@ def context_from_spec(spec: ScenarioSpec, supported: frozenset[str] | None = Non
     }
     cost = spec.cost.model_dump()
     cost = {k: float(v) for k, v in cost.items() if isinstance(v, int | float)}
-    return PolicyContext(sites, tenants, cost)
+    return PolicyContext(sites, tenants, cost, spec.host.profile)
