@@ -93,3 +93,17 @@ def test_on_veth_qos_defers_the_shared_hop_and_leaves_the_guests_hops():
     for site, prm in final.items():
         if site.startswith("frontend:"):  # a guest's receive NAPI
             assert prm["napi_defer_hard_irqs"] == 0 or prm["gro_flush_timeout_ns"] == 0, (site, prm)
+
+
+def test_a_one_window_p99_spike_moves_the_base_at_the_normal_gain_a_persisting_rise_at_twice_it():
+    """On the 2-vCPU host one window's p99 can be 4x the next one's with nothing changed."""
+    p = Qos.Params(correction_alpha=0.3)
+    st = TenantState(Slo(p99_us=1000.0), "request_response")
+    st.learn_base(p, 100.0, 0.0, 20.0)  # the first window moves the base from the prior
+    assert st.base_us == pytest.approx(20.0 + 0.3 * 80.0)
+    st.learn_base(p, 40.0, 0.0, 20.0)
+    assert st.base_us == pytest.approx(44.0 - 0.3 * 4.0)
+    st.learn_base(p, 1042.8, 0.0, 20.0)  # a spike after a window below the base: normal gain
+    assert st.base_us == pytest.approx(42.8 + 0.3 * 1000.0)
+    st.learn_base(p, 1042.8, 0.0, 20.0)  # it persists: twice the gain
+    assert st.base_us == pytest.approx(342.8 + 0.6 * 700.0)

@@ -137,7 +137,7 @@ def run(
     duration: float = typer.Option(None, "--duration", help="measured seconds (default: the spec's duration_s, >= 1)"),
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
     reps: int = typer.Option(1, "--reps", help="repetitions (each on a fresh topology)"),
-    tap_every: int = typer.Option(16, "--tap-every", help="time every N-th sockperf round trip on wire0 for the policy (0 = off)"),
+    tap_every: int = typer.Option(4, "--tap-every", help="time every N-th sockperf round trip on wire0 for the policy (0 = off)"),
     placement: str = typer.Option("auto", "--placement", help="auto: driver domain, wire and guests on their own CPUs when there are enough; shared: never"),
     as_json: bool = typer.Option(False, "--json", help="print the full result(s) as JSON"),
     out: Path = typer.Option(None, "--out", "-o", help="write the JSON result (a list when --reps > 1)"),

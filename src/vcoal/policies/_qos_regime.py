@@ -60,6 +60,7 @@ class TenantState:
     regime: str = LATENCY
     cause: str = ""
     base_us: float | None = None
+    last_residual: float | None = None  # the previous window's (learn_base)
     measured_p99: float | None = None
     scale: float = 1.0
     capacity_load: float | None = None
@@ -107,14 +108,17 @@ class TenantState:
             self.capacity_load = self.capacity_p99 = None
             self.refuted_load = max(load, 1.0)
 
-    def learn_base(self, p, p99: float, predicted_us: float) -> None:
-        """Fold one window's residual (measured p99 - modelled added p99, at least 0) into the base."""
+    def learn_base(self, p, p99: float, predicted_us: float, prior_us: float) -> None:
+        """Fold one window's residual (measured p99 - modelled added p99, at least 0) into the base:
+        an EWMA with twice the gain while the residual stays above the base for a second window (a
+        rise that persists; one window's spike, as a 2-vCPU host's scheduler gives, moves it at the
+        normal gain). The first window moves it from the cost table's prior like any other."""
         residual = max(0.0, p99 - predicted_us)
-        if self.base_us is None:
-            self.base_us = residual
-        else:
-            a = min(1.0, 2 * p.correction_alpha) if residual > self.base_us else p.correction_alpha
-            self.base_us += a * (residual - self.base_us)
+        base = prior_us if self.base_us is None else self.base_us
+        rising = residual > base and self.last_residual is not None and self.last_residual > base
+        a = min(1.0, 2 * p.correction_alpha) if rising else p.correction_alpha
+        self.base_us = base + a * (residual - base)
+        self.last_residual = residual
 
     def floor(self, bps: float, dropped: bool) -> None:
         """The declared throughput floor: halve the budget while it is missed without drops."""

@@ -203,9 +203,9 @@ class Qos(PolicyBase):
         max_step_factor: float = 4.0
         first_step_us: int = 16
         min_gain_cpu: float = 0.002
-        min_change_cpu: float = 0.005
+        min_change_cpu: float = 0.003
         util_max: float = 0.9
-        latency_price: float = 0.00005
+        latency_price: float = 0.00003
         correct_latency: bool = True
         refute_ratio: float = 1.25
         infeasible_ratio: float = 1.0
@@ -335,7 +335,7 @@ class Qos(PolicyBase):
                 pps = ts.packets * NS_PER_S / stats.interval_ns
                 st.throughput(p, pps, ts.p50_us, ev.tenant_p99_us.get(name, 0.0))
                 if p.correct_latency and p99 is not None and st.capacity_load is None:
-                    st.learn_base(p, p99, ev.tenant_p99_us.get(name, 0.0))
+                    st.learn_base(p, p99, ev.tenant_p99_us.get(name, 0.0), self.prior_us)
             st.classify(p, p99, str(busy_at) if busy_at is not None else ("drops" if dropped else None))
 
     def _measure(self, stats: WindowStats, planner: Planner, ev: Evaluation) -> None:
@@ -481,8 +481,8 @@ class Qos(PolicyBase):
         """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``); none on a
         chain under check. First steps (of gates that are off) that together with the other bounded
         steps would not save CPU (a NAPI deferral shorter than the packet gap only adds empty timer
-        polls) are no step toward the plan: those gates then rise together, a level at a time, to
-        the first levels that do."""
+        polls) are no step toward a plan that does: those gates then take their planned levels (the
+        budgets hold them, and the change is verified like any other)."""
         p = self.params
         out = {}
         checked = {g.key for k in self.checks for g in planner.by_key[k].gates}
@@ -503,8 +503,6 @@ class Qos(PolicyBase):
                  and self.gates[k].hold_us(self.current[self.gates[k].site]) == 0.0]
         if short and planner.evaluate(planner.params_for(idx)).cost >= in_force:
             short = []  # the plan itself saves nothing (a tightening): nothing to lift toward
-        while short and planner.evaluate(planner.params_for(out)).cost >= in_force:
-            for k in short:
-                out[k] += 1
-            short = [k for k in short if out[k] < idx[k]]
+        if short and planner.evaluate(planner.params_for(out)).cost >= in_force:
+            out.update({k: idx[k] for k in short})
         return out

@@ -72,7 +72,7 @@ class TrialOptions:
     window_s: float = 1.0
     tag: str | None = None
     napi: bool = True
-    tap_every: int = 16
+    tap_every: int = 4
     placement: str = "auto"
 
     def measured(self, spec: ScenarioSpec) -> float:
