@@ -139,6 +139,15 @@ def test_without_cost_file_the_policy_gets_the_defaults_and_status_says_so():
     assert cfg.cost_source.startswith("built-in defaults")
 
 
+def test_host_profile_reaches_the_policy_context_and_a_bad_one_is_refused():
+    from vcoal.agent.linux_io import build_context
+
+    assert build_context(parse_config(OK), {}).profile == "xen"  # the default
+    assert build_context(parse_config({**OK, "host_profile": "veth"}), {}).profile == "veth"
+    with pytest.raises(ConfigError, match="host_profile"):
+        parse_config({**OK, "host_profile": "kvm"})
+
+
 @pytest.mark.parametrize("text, needle", [("irq_usec = 1\n", "irq_usec: unknown cost"),
                                           ("irq_us = -1\n", "irq_us=-1"), ("irq_us = 'x'\n", "must be a number")])
 def test_bad_cost_file_is_one_line_naming_the_entry(tmp_path, text, needle):

@@ -20,7 +20,9 @@ Example (see examples/agent/ for complete files)::
     interfaces = ["vif1.*"]
     p99_us = 200
 
-``cost_file`` (optional) names a TOML file of per-operation CPU costs, the names and units of a
+``host_profile`` (``xen`` by default, or ``veth`` where the managed interfaces are veth pairs and
+one NET_RX run drains every NAPI scheduled on a CPU, as on the testbed) tells ``qos`` what an event
+costs (docs/simulator.md, host profiles). ``cost_file`` (optional) names a TOML file of per-operation CPU costs, the names and units of a
 scenario's ``[cost]`` table (top level or under ``[cost]``), relative to the config file; the
 policy plans with it. Without it the policy gets the built-in defaults
 (``vcoal.model.costs.DEFAULT_COSTS``); ``vcoal agent status`` says which.
@@ -173,6 +175,9 @@ class AgentConfig(_Model):
     tenants: list[TenantConfig] = []
     cost_file: str | None = None
     cost: dict[str, float] = Field({}, description="costs read from cost_file (set by parse_config)")
+    host_profile: Literal["xen", "veth"] = Field(
+        "xen", description="what a softirq costs here: xen (real interrupts per layer) or veth (one NET_RX run drains every NAPI)"
+    )
 
     @field_validator("cost")
     @classmethod

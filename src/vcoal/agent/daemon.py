@@ -243,6 +243,7 @@ class Agent:
             "config": self.config_path,
             "policy": self.config.policy.name,
             "costs": self.config.cost_source,
+            "host_profile": self.config.host_profile,
             "started_unix_s": self.started,
             "updated_unix_s": time.time(),
             "windows": self._windows,

@@ -304,4 +304,4 @@ def build_context(config: AgentConfig, managed: Mapping[str, Managed]) -> Policy
         m.site: SiteInfo(m.site, m.in_force, tuple(on_site.get(name, ())), frozenset(m.controlled))
         for name, m in sorted(managed.items())
     }
-    return PolicyContext(sites, tenants, config.costs)
+    return PolicyContext(sites, tenants, config.costs, config.host_profile)

@@ -122,7 +122,7 @@ def status_cmd(
         f"{status['policy']}, {status['windows']} windows, {status['overruns']} overruns, updated {age_s:.1f} s ago"
     )
     if "costs" in status:
-        console.print(f"policy costs: {status['costs']}")
+        console.print(f"policy costs: {status['costs']}, host profile {status.get('host_profile', 'xen')}")
     if state == "stopped":
         left = status.get("journal_entries", 0)
         console.print(f"no knobs in force: restored {status.get('restored', 0)} knob(s) at exit"
