@@ -118,3 +118,25 @@ def test_short_closed_loop_trial_gives_a_trial_result(tracefs):
         assert w["attributed_net_rx_per_s"] <= w["traced_net_rx_per_s"] <= w["attributed_polls_per_s"] * 2
     assert r.meta["host"]["cpus"] >= 1 and "3." in r.meta["host"]["iperf3"]
     assert TrialResult.from_dict(r.to_dict()).tenants[0].rtt_us == lat.rtt_us
+
+
+def test_settle_windows_run_the_policy_before_the_measured_period(tracefs):
+    """--settle: the load and the policy run 2 windows before the 2 measured ones; the result covers
+    only the measured period."""
+    spec = parse_scenario({**SPEC, "duration_s": 1.0})
+    pol = make_policy("off")
+    seen: list[tuple[int, int]] = []
+    observe = pol.observe
+    pol.observe = lambda stats: (seen.append((stats.index, stats.interval_ns)), observe(stats))
+    tag = "t" + uuid.uuid4().hex[:8]
+    try:
+        r = run_trial(spec, pol, TrialOptions(window_s=0.5, tag=tag, settle_s=1.0))
+    finally:
+        topology.down(tag)
+    assert r.meta["settle_windows"] == 2 and len(r.windows) == 2
+    assert [k for k, _ in seen] == [0, 1, 2]  # 2 settle windows, then the first measured (none after the last)
+    assert all(0.4e9 < ns < 0.7e9 for _, ns in seen)
+    assert 0.9 < r.measured_s < 1.3
+    lat = r.tenants[0]
+    # sockperf sent for ~2 s (settle + measured, + its cool-down); the result counts the measured second
+    assert 0.2 * lat.sent < lat.rtt_us["count"] < 0.75 * lat.sent, (lat.rtt_us["count"], lat.sent)

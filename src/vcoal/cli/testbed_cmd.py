@@ -129,6 +129,14 @@ def _knobs_of(ns: str, dev: str) -> str:
     return f"  defer {k.get('napi_defer_hard_irqs')} gro_flush {k.get('gro_flush_timeout_ns')} ns"
 
 
+MAX_SETTLE_S = 600.0
+
+
+def _check_settle(settle: float) -> None:
+    if not 0 <= settle <= MAX_SETTLE_S:
+        raise ValueError(f"--settle {settle}: must be in [0, {MAX_SETTLE_S:g}] seconds")
+
+
 @testbed_app.command("run", epilog=EPILOG)
 def run(
     spec_path: Path = typer.Argument(..., help="scenario TOML file"),
@@ -137,6 +145,7 @@ def run(
     duration: float = typer.Option(None, "--duration", help="measured seconds (default: the spec's duration_s, >= 1)"),
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
     reps: int = typer.Option(1, "--reps", help="repetitions (each on a fresh topology)"),
+    settle: float = typer.Option(0.0, "--settle", help="seconds the load and the policy run before the measured period (the simulator's warm-up)"),
     tap_every: int = typer.Option(4, "--tap-every", help="time every N-th sockperf round trip on wire0 for the policy (0 = off)"),
     placement: str = typer.Option("auto", "--placement", help="auto: driver domain, wire and guests on their own CPUs when there are enough; shared: never"),
     as_json: bool = typer.Option(False, "--json", help="print the full result(s) as JSON"),
@@ -166,6 +175,7 @@ def run(
             raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
         if not 1 <= reps <= 100:
             raise ValueError(f"--reps {reps}: must be in [1, 100]")
+        _check_settle(settle)
         if tap_every and (tap_every & (tap_every - 1) or tap_every > 256):
             raise ValueError(f"--tap-every {tap_every}: must be 0 or a power of two <= 256")
         if placement not in PLACEMENTS:
@@ -177,8 +187,8 @@ def run(
     results = []
     for _ in range(reps):
         try:
-            r = run_trial(spec, make_policy(policy, params), TrialOptions(measure_s=duration, window_s=window,
-                                                                          tap_every=tap_every, placement=placement))
+            r = run_trial(spec, make_policy(policy, params), TrialOptions(
+                measure_s=duration, window_s=window, tap_every=tap_every, placement=placement, settle_s=settle))
         except (RuntimeError, ValueError, OSError) as exc:
             fail(f"trial failed: {exc}", code=1)
         results.append(r)
@@ -250,6 +260,8 @@ COMPARE_EPILOG = """Examples (as root):
 
   vcoal testbed compare examples/testbed/mixed.toml --policies off,qos --reps 2 --duration 4
 
+  vcoal testbed compare examples/testbed/mixed-2core.toml --policies off,qos --oracle --settle 2 --duration 10 --window 0.5
+
   vcoal report vcoal-results/testbed-compare -o report.html     # the stored trials
 """
 
@@ -262,6 +274,7 @@ def compare(
     reps: int = typer.Option(3, "--reps", help="repetitions of every configuration, interleaved, each on a fresh topology"),
     duration: float = typer.Option(None, "--duration", help="measured seconds per trial (default: the spec's, >= 1)"),
     window: float = typer.Option(1.0, "--window", help="policy window in seconds"),
+    settle: float = typer.Option(0.0, "--settle", help="seconds the load and the policy run before the measured period (the simulator's warm-up)"),
     out_dir: Path = typer.Option(Path("vcoal-results/testbed-compare"), "--out", help="results directory (one file per trial)"),
     json_out: Path = typer.Option(None, "--json", help="write the rows and the oracle as JSON"),
     placement: str = typer.Option("auto", "--placement", help="auto: driver domain, wire and guests on their own CPUs when there are enough; shared: never"),
@@ -288,6 +301,7 @@ def compare(
             raise ValueError(f"--window {window}: must be in [0.2, 60] seconds")
         if placement not in PLACEMENTS:
             raise ValueError(f"--placement {placement!r}: one of {', '.join(PLACEMENTS)}")
+        _check_settle(settle)
         specs = [load_scenario(p) for p in spec_paths]
         for s in specs:
             check_tools(s)
@@ -305,7 +319,7 @@ def compare(
         def step(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label)
 
-        outcome = run_testbed_compare(specs, names, trial_fn=partial(testbed_trial, placement=placement),
+        outcome = run_testbed_compare(specs, names, trial_fn=partial(testbed_trial, placement=placement, settle_s=settle),
                                       oracle=oracle, reps=reps, duration_s=duration, window_s=window,
                                       out_dir=out_dir, on_done=step)
     if json_out is not None:

@@ -157,11 +157,12 @@ TrialFn = Callable[[ScenarioSpec, Any, float | None, float], TrialResult]
 
 
 def testbed_trial(spec: ScenarioSpec, policy: Any, duration_s: float | None, window_s: float,
-                  placement: str = "auto") -> TrialResult:
+                  placement: str = "auto", settle_s: float = 0.0) -> TrialResult:
     """One trial on a fresh testbed topology (needs root and the load tools)."""
     from vcoal.testbed.trial import TrialOptions, run_trial
 
-    return run_trial(spec, policy, TrialOptions(measure_s=duration_s, window_s=window_s, placement=placement))
+    return run_trial(spec, policy, TrialOptions(measure_s=duration_s, window_s=window_s, placement=placement,
+                                                settle_s=settle_s))
 
 
 def _store(out_dir: Path, writer: SummaryWriter, spec: ScenarioSpec, config: Config, rep: int,

@@ -67,14 +67,21 @@ def _dir(new: DirStats, old: DirStats, seconds: float) -> DirResult:
     return DirResult(p, b, i, pl, d, i / seconds if seconds else 0.0, p / i if i else math.nan)
 
 
+def in_period(samples: list[tuple[float, float]], started_ns: int, t0_ns: int, t1_ns: int) -> list[tuple[float, float]]:
+    """The samples sent in the measured period [t0, t1) (a sample's time: client start + tx time)."""
+    return [s for s in samples if t0_ns <= started_ns + s[0] * 1e9 < t1_ns]
+
+
 def _tenant(
-    spec: ScenarioSpec, out: ClientOutput, recv_packets: int, seconds: float
+    spec: ScenarioSpec, out: ClientOutput, recv_packets: int, seconds: float, period: tuple[int, int],
+    settle_s: float = 0.0,
 ) -> tuple[TenantResult, list[tuple[float, float]]]:
     ld = out.load
     g = next(x for x in spec.guests if x.name == ld.tenant)
     slo = g.slo.to_slo()
     if ld.tool == "sockperf":
         samples = sockperf.parse_full_log(out.full_log) if out.full_log else []
+        samples = in_period(samples, out.started_ns, *period)
         res = sockperf.parse(out.stdout)
         h = rtt_histogram(samples)
         lat = h.summary_us() if h.count else {"count": res.observations, "mean": res.avg_rtt_us, **{
@@ -83,8 +90,8 @@ def _tenant(
             tps = recv_packets / seconds if seconds else 0.0
             bps = tps * g.workload.request_bytes * 8
             delivered, drops = recv_packets, 0
-        else:
-            tps = res.received / res.valid_s if res.valid_s else 0.0
+        else:  # round trips completed in the measured period (sockperf's own count covers its whole run)
+            tps = len(samples) / seconds if samples and seconds else (res.received / res.valid_s if res.valid_s else 0.0)
             bps = tps * (g.workload.request_bytes + g.workload.response_bytes) * 8
             delivered, drops = res.received, max(0, res.sent - res.received)
         met = slo.verdict(lat.get("p99", math.nan), bool(lat.get("count")), bps)
@@ -93,10 +100,15 @@ def _tenant(
             tps, bps, res.sent, delivered, drops, met, h.cdf_us() if h.count else [],
         ), samples
     r = iperf3.parse(out.stdout)
-    met = slo.throughput_met(r.bits_per_second)
+    bps = r.bits_per_second
+    skip = round(settle_s)  # iperf3 reports 1 s intervals from its start, the start of the settle windows
+    if skip and len(r.interval_bps) > skip:
+        kept = r.interval_bps[skip:skip + max(1, round(seconds))]
+        bps = sum(kept) / len(kept)
+    met = slo.throughput_met(bps)
     return TenantResult(
         ld.tenant, ld.kind, ld.direction, slo.p99_us, slo.min_throughput_bps, {}, None,
-        recv_packets / seconds if seconds else 0.0, r.bits_per_second, recv_packets, recv_packets, 0, met,
+        recv_packets / seconds if seconds else 0.0, bps, recv_packets, recv_packets, 0, met,
     ), []
 
 
@@ -126,7 +138,8 @@ def summarise(
         a, b = first_tenants[ld.tenant], last_tenants[ld.tenant]
         # bulk or stream rx: the guest's geth receives the data; tx: it transmits it
         key = "rx_packets" if ld.direction == "rx" else "tx_packets"
-        t, samples = _tenant(spec, outputs[ld.tenant], b[key] - a[key], seconds)
+        t, samples = _tenant(spec, outputs[ld.tenant], b[key] - a[key], seconds, (host0.t_ns, host1.t_ns),
+                             meta.get("settle_windows", 0) * window_ns / 1e9)
         tenants.append(t)
         if samples:
             per = split_windows(samples, outputs[ld.tenant].started_ns, t_start_ns, window_ns, len(windows))

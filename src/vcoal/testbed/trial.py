@@ -4,8 +4,9 @@ Timeline (monotonic clock)::
 
     up topology, start servers (readiness polled), set the scenario's knobs, policy.reset
     t_c      sockperf clients and the wire tap start (sockperf idles ~2 s, then warms up 0.4 s)
-    t_start  = t_c + 2.4 s: iperf3 clients start; window 0 begins; counters sampled
+    t_load   = t_c + 2.4 s: iperf3 clients start; window 0 begins; counters sampled
     every window_s: counters sampled → WindowStats → policy.observe/decide → knobs applied
+    t_start  = t_load + settle windows (``settle_s``, default 0): the measured period begins
     t_start + measure_s: last window ends; clients finish; results parsed; topology removed
 
 The policy sees per-window site counters, tenant packet/byte counts and, for sockperf tenants,
@@ -66,6 +67,9 @@ class TrialOptions:
     ``tap_every``-th sockperf round trip from kernel packet timestamps, so the policy sees each
     latency tenant's p50/p99 every window; 0 disables it. ``placement``: ``auto`` splits the CPUs
     like a Xen host when there are enough (``vcoal.testbed.placement``), ``shared`` never does.
+    ``settle_s`` (rounded to whole windows): the load and the policy run this long before the
+    measured period, as in the simulator's warm-up (the policy acts, nothing is measured; its
+    decisions are recorded with the settle windows' indices, ``meta.settle_windows`` of them).
     """
 
     measure_s: float | None = None
@@ -73,6 +77,7 @@ class TrialOptions:
     tag: str | None = None
     napi: bool = True
     tap_every: int = 4
+    settle_s: float = 0.0
     placement: str = "auto"
 
     def measured(self, spec: ScenarioSpec) -> float:
@@ -190,6 +195,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
     measure_s = options.measured(spec)
     n_windows = max(1, round(measure_s / options.window_s))
     window_ns = round(measure_s * 1e9 / n_windows)
+    n_settle = round(options.settle_s / options.window_s)
     wall0 = time.monotonic()
     topology.up(topo, napi=options.napi)
     knobs: KnobSet | None = None
@@ -198,7 +204,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
         placed, placement_meta = _place(topo, options.placement)
         wire_cpus = placed.sets[placement.WIRE] if placed else None
         with tempfile.TemporaryDirectory(prefix="vcoal-tb-") as log_dir, procs.ProcessSet() as ps:
-            loads = plan_loads(spec, topo, measure_s, log_dir)
+            loads = plan_loads(spec, topo, measure_s + n_settle * window_ns / 1e9, log_dir)
             for ld in loads:
                 ps.start(ld.server_ns, ld.server_argv, f"{ld.tool}-server-{ld.tenant}",
                          placed.of_guest(ld.tenant) if placed else None).wait_listening(ld.port, ld.proto)
@@ -220,8 +226,9 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                 if ld.tool == "sockperf":
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"sockperf-{ld.tenant}", wire_cpus)
             tap_reader, tap_ports = _start_tap(ps, topo, loads, options.tap_every, log_dir, wire_cpus)
-            t_start = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
-            _sleep_until(t_start, list(clients.values()))
+            t_load = t_c + round((STARTUP_S + WARMUP_S) * 1e9)
+            t_start = t_load + n_settle * window_ns  # the measured period starts after the settle windows
+            _sleep_until(t_load, list(clients.values()))
             for ld in loads:
                 if ld.tool == "iperf3":
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}", wire_cpus)
@@ -229,23 +236,28 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
             first_sites, first_ten, prev_host, prev_napi = old_sites, old_ten, host0, napi0
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             tap_samples: list[tuple[int, int, int]] = []
-            for k in range(n_windows):
-                _sleep_until(t_start + (k + 1) * window_ns, list(clients.values()))
-                new_sites, new_ten, host, napi = counters.sample(final=k == n_windows - 1)
+            last = n_settle + n_windows - 1
+            for k in range(last + 1):
+                _sleep_until(t_load + (k + 1) * window_ns, list(clients.values()))
+                new_sites, new_ten, host, napi = counters.sample(final=k == last)
                 lat = {}
                 if tap_reader is not None:
                     tap_samples += tap_reader.read_new()
                     lat = {t: tap.window_quantiles(tap_samples, port, _t_of(old_sites), host.t_ns)
                            for t, port in tap_ports.items()}
                 ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns, lat)
-                windows.append(_row(ws, host.net_rx - prev_host.net_rx, polls_delta(prev_napi, napi)))
-                for t, (n, p50, p99) in lat.items():
-                    windows[-1]["tenants"][t].update(tap_samples=n, tap_p50_us=p50, tap_p99_us=p99)
+                if k >= n_settle:
+                    windows.append(_row(ws, host.net_rx - prev_host.net_rx, polls_delta(prev_napi, napi)))
+                    for t, (n, p50, p99) in lat.items():
+                        windows[-1]["tenants"][t].update(tap_samples=n, tap_p50_us=p50, tap_p99_us=p99)
                 prev_host, prev_napi = host, napi
-                if k < n_windows - 1:  # no decision after the last window (as in the simulator)
+                if k < last:  # no decision after the last window (as in the simulator)
                     policy.observe(ws)
                     _decide(policy.decide(), k, devices, current, knobs, decisions, applied_log)
                 old_sites, old_ten = new_sites, new_ten
+                if k == n_settle - 1:  # settled: the measured period's baselines
+                    first_sites, first_ten, host0, napi0 = new_sites, new_ten, host, napi
+                    tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             host_end = host
             tools1, all_cpu1 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             outputs = {}
@@ -280,6 +292,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                          "iperf3": _version(["iperf3", "--version"])},
                 "topology_tag": tag,
                 "window_s": window_ns / 1e9,
+                "settle_windows": n_settle,
                 "knobs_initial": knobs_initial,
                 "knobs_before": knobs_before,
                 "knobs_after": knobs_after,
