@@ -10,7 +10,7 @@ import sim_golden
 from vcoal.sim import arena as A
 from vcoal.sim import run_scenario
 from vcoal.sim.rng import DrawSource
-from vcoal.spec import parse_scenario
+from vcoal.spec import link_warning, parse_scenario
 
 CONST = lambda v: {"dist": "constant", "value": v}  # noqa: E731
 
@@ -215,3 +215,44 @@ def test_both_engine_modes_agree_on_every_new_field():
         out.append((sim_golden.strip(r), deliveries))
     assert out[0] == out[1]
     assert len(out[0][1]) > 500
+
+
+# --- link-limited open loop -----------------------------------------------------------------------
+LINK_GBPS, PKT_BYTES = 1.0, 1500
+SER_NS = PKT_BYTES * 8 / LINK_GBPS  # 12 000 ns on the wire per packet
+
+
+def _hot(layers: list[str], rate_pps: float = 200_000, duration_s: float = 0.02):
+    return parse_scenario({"duration_s": duration_s, "host": {"link_gbps": LINK_GBPS, "layers": layers},
+                           "nic": {"rx_ring": 100_000}, "guests": [
+                               {"name": "hot", "workload": {"kind": "poisson", "rate_pps": rate_pps,
+                                                            "packet_bytes": PKT_BYTES, "app_us": 0.0}}]})
+
+
+def test_open_loop_arrivals_are_serialised_by_the_link():
+    """200 000 pps of 1500 B (2.4 Gbit/s) on a 1 Gbit/s link: the host receives one packet per
+    12 µs at most, so it delivers 1 Gbit/s (within 3 %), and the sender starts no packet after the
+    end: sent <= 20 ms / 12 µs + 1."""
+    spec = _hot(["nic", "backend", "frontend"])
+    r = run_scenario(spec, None, engine="des")
+    ten = r.tenants[0]
+    assert ten.throughput_bps <= LINK_GBPS * 1e9 * 1.001
+    assert ten.throughput_bps == pytest.approx(LINK_GBPS * 1e9, rel=0.03)
+    assert ten.sent <= spec.duration_s * 1e9 / SER_NS + 1
+    assert ten.drops == 0
+
+
+def test_a_one_layer_host_keeps_arrivals_at_their_drawn_times():
+    """The reference queue (B.1): the NIC receives the offered 2.4 Gbit/s (within 5 %)."""
+    r = run_scenario(_hot(["nic"]), None, engine="des")
+    assert r.tenants[0].throughput_bps == pytest.approx(200_000 * PKT_BYTES * 8, rel=0.05)
+
+
+def test_the_link_warning_names_each_open_loop_tenant_and_the_figures():
+    """Two rx tenants of 150 000 and 50 000 pps x 1500 B (1.80 + 0.60 Gbit/s) on a 1 Gbit/s link."""
+    spec = _hot(["nic", "backend", "frontend"], rate_pps=150_000).model_dump(mode="json")
+    spec["guests"].append({"name": "warm", "workload": {"kind": "poisson", "rate_pps": 50_000}})
+    line = link_warning(parse_scenario(spec))
+    assert "rx 2.40 Gbit/s (tenants hot 1.80, warm 0.60) exceeds host.link_gbps = 1 Gbit/s" in line
+    assert "the link serialises open-loop arrivals" in line and "\n" not in line
+    assert "not link-limited" in link_warning(_hot(["nic"]))

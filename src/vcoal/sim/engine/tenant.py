@@ -3,11 +3,13 @@
 Each workload generates packets into the path and receives them back: ``on_rx`` when a packet
 reaches the guest's application (after the frontend), ``on_wire`` when a guest packet leaves on the
 wire, ``on_drop`` when one is lost. Latency is recorded at delivery for packets delivered after the
-warm-up: one way (RX: NIC arrival -> application; TX: send -> wire) and, for request-response,
-the client's round trip. Open loop: Poisson arrivals at ``rate_pps`` (optionally on/off bursts and
-rate steps), RX or TX; trace: ``(timestamp_us, size, direction)`` rows replayed; request-response:
-a client on the wire keeps ``outstanding`` requests in flight; bulk: a window-limited stream
-(``window_pkts`` in flight) with ACKs in the reverse direction.
+warm-up: one way (RX: the sender puts it on the link -> application, or NIC arrival -> application
+on a one-layer host; TX: send -> wire) and, for request-response, the client's round trip. Open
+loop: Poisson arrivals at ``rate_pps`` (optionally on/off bursts and rate steps), RX or TX, RX
+arrivals serialised by the link like closed-loop senders'; trace: ``(timestamp_us, size,
+direction)`` rows replayed; request-response: a client on the wire keeps ``outstanding`` requests
+in flight; bulk: a window-limited stream (``window_pkts`` in flight) with ACKs in the reverse
+direction.
 
 Packets are pool rows; a packet is freed when it ends: delivered to the application (``on_rx``),
 dropped (``on_drop``) or, after ``on_wire``, when its TX completion is cleaned (the NIC tx ring
@@ -280,9 +282,18 @@ def toggle(m, x, i, on):
 
 @jit(I64, I64, I64)
 def emit(m, x, i, size, direction):
-    """Open loop or trace: a new packet from the wire (rx) or from the application (tx)."""
+    """Open loop or trace: a new packet from the wire (rx) or from the application (tx).
+
+    From the wire, the packet is serialised by the inbound link like a closed-loop sender's (it
+    starts when the previous packet has left), so the NIC never receives faster than the link; an
+    arrival the link could not start before the run's end is not sent. A one-layer host is the
+    reference queue (shared/reference/simulation.md B.1): its arrivals reach the NIC at their drawn
+    times."""
     if direction == 0:
-        wire_rx(m, x, t_new(m, x, i, size, 0, 0))
+        if m[ONE_LAYER]:
+            wire_rx(m, x, t_new(m, x, i, size, 0, 0))
+        elif max(m[NOW], m[LINK_IN]) < m[END_NS]:
+            wire_send(m, x, t_new(m, x, i, size, 0, 0))
     else:
         send_from_app(m, x, i, size, 0, 0, m[m[O_TEN] + i * NT + T_APP_NS])
 
