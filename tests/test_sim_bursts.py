@@ -144,6 +144,20 @@ def test_drawn_app_work_has_its_mean_on_the_guest_cpu():
     assert app_ns == pytest.approx(delivered * 20_000, rel=0.03)
 
 
+def test_a_tx_stream_draws_app_work_per_packet():
+    """A tx poisson packet is created when the application's work for it is done: with app_us
+    empirical {10, 30} µs instead of a fixed 20 µs (same arrivals, same send cost) each packet is
+    created exactly 10 µs earlier or later (all but the few that queued behind another)."""
+    t0 = []
+    for app in (20.0, {"dist": "empirical", "values": [10, 30], "weights": [0.5, 0.5]}):
+        spec = parse_scenario({"duration_s": 0.2, "guests": [
+            _poisson("a", direction="tx", rate_pps=1000, app_us=app)]})
+        t0.append(_t0_by_tenant(spec)[1][0])
+    n = min(t0[0].size, t0[1].size)
+    diff = np.abs(t0[1][:n] - t0[0][:n])
+    assert n > 150 and (diff == 10_000).mean() > 0.9
+
+
 def test_app_us_rows_hold_its_draws_in_ns():
     """The values the engine reads for app_us = exponential(mean 20 µs): ns, mean 20 000 and
     0.99-quantile 20 000 x ln(100) (within 2 % and 3 % over 200 000 draws)."""

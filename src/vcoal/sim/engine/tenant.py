@@ -295,7 +295,7 @@ def emit(m, x, i, size, direction):
         elif max(m[NOW], m[LINK_IN]) < m[END_NS]:
             wire_send(m, x, t_new(m, x, i, size, 0, 0))
     else:
-        send_from_app(m, x, i, size, 0, 0, m[m[O_TEN] + i * NT + T_APP_NS])
+        send_from_app(m, x, i, size, 0, 0, app_ns(m, x, i))
 
 
 @jit(I64)
