@@ -166,6 +166,13 @@ workloads = st.one_of(
     st.fixed_dictionaries({"kind": st.just("bulk"), "direction": st.sampled_from(["rx", "tx"]),
                            "window_pkts": st.integers(1, 64), "pace_gbps": st.sampled_from([0.0, 1.0]),
                            "rto_us": st.sampled_from([50.0, 1000.0])}),
+    # issue 13: one burst group (every member the same periods), drawn app_us and interarrival
+    st.fixed_dictionaries({"kind": st.just("poisson"), "rate_pps": st.floats(1e4, 4e5),
+                           "on_us": st.just({"dist": "constant", "value": 200.0}),
+                           "off_us": st.just({"dist": "uniform", "low": 100.0, "high": 600.0}),
+                           "burst_group": st.just("grp"), "burst_start_us": st.just(150.0),
+                           "app_us": st.sampled_from([1.0, {"dist": "exponential", "mean": 2.0}]),
+                           "interarrival": st.sampled_from([None, {"dist": "pareto", "alpha": 1.5, "scale": 1.0}])}),
 )  # fmt: skip
 coalesce = st.fixed_dictionaries({
     "rx_usecs": st.integers(0, 64), "rx_frames": st.integers(0, 64), "tx_usecs": st.integers(0, 64),

@@ -267,3 +267,48 @@ def test_counters_name_a_device_that_is_gone():
     c.trace = None
     with pytest.raises(RuntimeError, match="netns vc-b: no device 'eth0'"):
         c.sample()
+
+
+def _one(workload: dict) -> object:
+    return parse_scenario({**SPEC, "guests": [{"name": "g", "workload": workload}]})
+
+
+def test_a_constant_think_time_maps_like_a_number():
+    """think_us = constant 50 µs with 2 outstanding: sockperf under-load at 2 x 1e6 / 50 = 40 000 msg/s,
+    the same argv as think_us = 50; a constant interarrival runs at rate_pps (even pacing)."""
+    argv = []
+    for think in ({"dist": "constant", "value": 50.0}, 50.0):
+        spec = _one({"kind": "request_response", "outstanding": 2, "request_bytes": 200, "think_us": think})
+        check_tools_ok(spec)
+        argv.append(client_argv(plan_loads(spec, topology.plan("abc1", ["g"]), 2.0, "/tmp")[0]))
+    assert argv[0] == argv[1]
+    assert argv[0][argv[0].index("--mps") + 1] == "40000" and argv[0][argv[0].index("-m") + 1] == "200"
+    even = _one({"kind": "poisson", "rate_pps": 5000, "interarrival": {"dist": "constant", "value": 1}})
+    check_tools_ok(even)
+    ul = client_argv(plan_loads(even, topology.plan("abc1", ["g"]), 2.0, "/tmp")[0])
+    assert ul[ul.index("--mps") + 1] == "5000"
+
+
+def check_tools_ok(spec) -> None:
+    from vcoal.testbed.load import workload_problem
+
+    assert [workload_problem(g) for g in spec.guests] == [None]
+
+
+@pytest.mark.parametrize(("workload", "message"), [
+    ({"kind": "request_response", "think_us": {"dist": "exponential", "mean": 50}},
+     r"^guests\.g\.workload\.think_us: dist = 'exponential': the testbed's load tools send fixed sizes"),
+    ({"kind": "poisson", "interarrival": {"dist": "lognormal", "mean": 1, "sigma": 1}},
+     r"^guests\.g\.workload\.interarrival: dist = 'lognormal'"),
+    ({"kind": "poisson", "app_us": {"dist": "uniform", "low": 1, "high": 3}}, r"^guests\.g\.workload\.app_us: dist = 'uniform'"),
+    ({"kind": "poisson", "on_us": {"dist": "constant", "value": 100}, "off_us": 900.0, "burst_group": "x"},
+     r"^guests\.g\.workload\.on_us: dist = 'constant'"),
+    ({"kind": "poisson", "on_us": 100.0, "off_us": 900.0}, r"^guests\.g\.workload\.on_us: on/off bursts: the testbed's load tools send at one steady rate"),
+    ({"kind": "poisson", "steps": [[0.5, 2000.0]]}, r"^guests\.g\.workload\.steps: rate steps"),
+])
+def test_the_testbed_refuses_what_its_tools_cannot_send_in_one_line(workload, message):
+    from vcoal.testbed.load import check_tools
+
+    with pytest.raises(ValueError, match=message) as info:
+        check_tools(_one(workload))
+    assert "\n" not in str(info.value)

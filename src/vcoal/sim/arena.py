@@ -14,7 +14,9 @@ read position in region ``dvpos`` (m); the tenant row's ``T_DV_*`` column names 
 field is a plain number, read as before). The engine takes one value per packet / request
 (``tenant.t_value``) and flags a refill like the other draw buffers. So a distribution draws from
 no stream another tenant or field uses: adding one never shifts any other draw, and a spec
-without distributions has no dv rows and runs exactly as before.
+without distributions has no dv rows and runs exactly as before. A burst group's on/off periods
+are the exception by design: every member's on_us / off_us row draws from the group's stream
+``burst/<group>/<field>``, so the members read the same periods and turn on and off together.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vcoal.model.params import TimerMode
 from vcoal.sim.engine import layout as L
 from vcoal.sim.rng import DrawSource, sample
 from vcoal.sim.topology import Topology, cost_terms, ns
+from vcoal.spec.dist import DistSpec
 
 TIMER = {TimerMode.ABSOLUTE: L.TM_ABSOLUTE, TimerMode.PACKET: L.TM_PACKET, TimerMode.ITR: L.TM_ITR}
 KIND = {"poisson": L.W_POISSON, "trace": L.W_TRACE, "request_response": L.W_RR, "bulk": L.W_BULK}
@@ -49,7 +52,9 @@ FLOAT_REGIONS = {
     "wl": (L.OF_WL, None), "dv": (L.OF_DV, None),
 }  # fmt: skip
 INT_REGIONS["dvpos"] = (L.O_DVPOS, None)
-DV_COL = {"request_bytes": L.T_DV_REQ, "response_bytes": L.T_DV_RESP, "think_us": L.T_DV_THINK, "packet_bytes": L.T_DV_PKT}
+DV_COL = {"request_bytes": L.T_DV_REQ, "response_bytes": L.T_DV_RESP, "think_us": L.T_DV_THINK, "packet_bytes": L.T_DV_PKT,
+          "app_us": L.T_DV_APP, "on_us": L.T_DV_ON, "off_us": L.T_DV_OFF, "interarrival": L.T_DV_GAP}
+BURST_FIELDS = ("on_us", "off_us")
 DV_LEN = 4096  # pre-drawn values per distribution row
 
 
@@ -124,8 +129,8 @@ class Feeder:
         # one row per (tenant, field given as a distribution), in tenant then field order
         self.dv: list[tuple[int, str, DrawSource]] = []
         for i, g in enumerate(spec.guests):
-            for field, d in g.workload.dists().items():
-                self.dv.append((i, field, DrawSource(seed, f"dist/{g.name}/{field}", _engine_values(field, d))))
+            for field, d in dv_fields(g.workload).items():
+                self.dv.append((i, field, DrawSource(seed, stream_name(g, field), _engine_values(field, d))))
 
     def refill(self, a: Arena) -> None:
         """Move the unread draws to the front of each buffer and top it up from its stream."""
@@ -172,11 +177,38 @@ class Feeder:
         return a
 
 
+def dv_fields(w) -> dict:
+    """The fields of workload ``w`` the engine draws from a dv row: its distributions, and a burst
+    group member's on/off periods (a plain number is then an exponential with that mean, drawn
+    from the group's stream rather than the tenant's own)."""
+    out = dict(w.dists())
+    if w.burst_group is not None:
+        for field in BURST_FIELDS:
+            if field not in out:
+                out[field] = DistSpec(dist="exponential", mean=w.mean_of(field))
+    return out
+
+
+def stream_name(g, field: str) -> str:
+    """The named stream of guest ``g``'s ``field``: ``burst/<group>/<field>`` for a burst group
+    member's on/off periods (every member draws the same values), else ``dist/<tenant>/<field>``."""
+    group = g.workload.burst_group
+    if group is not None and field in BURST_FIELDS:
+        return f"burst/{group}/{field}"
+    return f"dist/{g.name}/{field}"
+
+
 def _engine_values(field: str, d):
     """The draw function of ``field``'s distribution, giving values ready for the engine: sizes
-    rounded to whole bytes in [1, 65535], times (µs) rounded to ns."""
-    if field == "think_us":
+    rounded to whole bytes in [1, 65535], times (µs) rounded to ns (on/off periods at least 1 ns),
+    interarrival as a unit-mean factor of the mean gap 1 / rate."""
+    if field in ("think_us", "app_us"):
         return lambda gen, n: np.maximum(np.rint(sample(d, gen, n) * 1000.0), 0.0)
+    if field in BURST_FIELDS:
+        return lambda gen, n: np.maximum(np.rint(sample(d, gen, n) * 1000.0), 1.0)
+    if field == "interarrival":
+        mean = d.mean_value()
+        return lambda gen, n: sample(d, gen, n) / mean
     return lambda gen, n: np.clip(np.rint(sample(d, gen, n)), 1.0, 65535.0)
 
 
@@ -226,7 +258,7 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         r[L.T_OUTSTANDING] = w.outstanding
         r[L.T_REQ_BYTES] = round(w.mean_of("request_bytes"))
         r[L.T_RESP_BYTES] = round(w.mean_of("response_bytes"))
-        r[L.T_APP_NS] = round(w.app_us * 1000)
+        r[L.T_APP_NS] = round(w.mean_of("app_us") * 1000)
         r[L.T_WINDOW] = w.window_pkts
         r[L.T_PKT_BYTES] = round(w.mean_of("packet_bytes"))
         r[L.T_ACK_EVERY] = w.ack_every
@@ -243,11 +275,12 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
             tr_t.append(round(ts_us * 1000))
             tr_size.append(size)
             tr_dir.append(0 if direction == "rx" else 1)
-        r[L.T_ONOFF] = int(w.on_us > 0)
+        r[L.T_ONOFF] = int(w.bursty())
+        r[L.T_START_NS] = round(w.burst_start_us * 1000)
         think = 0.0 if w.dists().get("think_us") else w.think_us
         r[L.T_THINK] = int(think > 0)
-        tenf[i] = (w.rate_pps, think * 1000, w.on_us * 1000, w.off_us * 1000)
-        r[L.T_DV_REQ : L.T_DV_PKT + 1] = -1
+        tenf[i] = (w.rate_pps, think * 1000, w.mean_of("on_us") * 1000, w.mean_of("off_us") * 1000)
+        r[list(DV_COL.values())] = -1
     for row, (i, field, _) in enumerate(feeder.dv):
         ten[i, DV_COL[field]] = row
 

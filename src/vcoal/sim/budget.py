@@ -53,7 +53,7 @@ def _packets(spec: ScenarioSpec, w: WorkloadSpec) -> float:
         return data_pps * (1 + 1 / w.ack_every) * duration
     c = spec.cost  # request_response: outstanding requests over the fastest possible round trip
     per_packet_us = c.nic_pkt_us + c.bridge_pkt_us + c.netback_pkt_us + c.frontend_pkt_us + c.stack_pkt_us
-    rtt_us = w.mean_of("think_us") + w.app_us + c.ctx_switch_us + 2 * per_packet_us
+    rtt_us = w.mean_of("think_us") + w.mean_of("app_us") + c.ctx_switch_us + 2 * per_packet_us
     link_pps = link_bps / (8 * (w.mean_of("request_bytes") + w.mean_of("response_bytes")))
     requests_per_s = min(w.outstanding / max(rtt_us * US, 1e-9), link_pps)
     return 2 * requests_per_s * duration

@@ -1,9 +1,11 @@
 """Facts about a valid scenario worth showing: open-loop load above the link, core placement.
 
 ``link_warning(spec)`` compares each direction's open-loop offered load with ``host.link_gbps``.
-The simulator serialises closed-loop senders (request-response, bulk) and every transmit on the
-link, but open-loop arrivals (``poisson``, ``trace``) reach the NIC at their drawn times, so a
-spec offering more than the link carries models a wire no host has: a warning, not a refusal.
+The simulator serialises every sender on the wire, open-loop arrivals (``poisson``, ``trace``)
+included: an open-loop tenant offering more than the link carries queues at its sender and the
+host sees the link rate (on a one-layer host, the reference queue of simulation.md B.1, arrivals
+reach the NIC at their drawn times and are not link-limited). Either way the spec offers a load
+no wire delivers: a warning naming the tenants, not a refusal.
 ``placement_line(spec)`` says which NIC queues and backends share each driver-domain core.
 """
 
@@ -31,17 +33,23 @@ def offered_bps(w: WorkloadSpec, direction: str) -> float:
 
 
 def link_warning(spec: ScenarioSpec) -> str | None:
-    """One line when a direction's open-loop offered load exceeds the link, else None."""
-    link = spec.host.link_gbps
+    """One line when a direction's open-loop offered load exceeds the link, else None: the
+    direction's total and each open-loop tenant's share (bit/s), and the link's rate."""
+    link_bps = spec.host.link_gbps * 1e9
     over = []
     for direction in ("rx", "tx"):
-        gbps = sum(offered_bps(g.workload, direction) for g in spec.guests) / 1e9
-        if gbps > link:
-            over.append(f"{direction} {gbps:.2f} Gbit/s")
+        share = {g.name: bps for g in spec.guests if (bps := offered_bps(g.workload, direction)) > 0}
+        total = sum(share.values())
+        if total > link_bps:
+            who = ", ".join(f"{name} {bps / 1e9:.2f}" for name, bps in share.items())
+            over.append(f"{direction} {total / 1e9:.2f} Gbit/s (tenants {who})")
     if not over:
         return None
-    return (f"{spec.name}: open-loop offered load ({', '.join(over)}: poisson peak rate x packet_bytes, trace "
-            f"average) exceeds host.link_gbps = {link:g} Gbit/s; open-loop arrivals are not link-limited")
+    effect = ("a one-layer host's arrivals are not link-limited" if spec.host.layers == ("nic",) else
+              "the link serialises open-loop arrivals, so the excess queues at the senders and the NIC sees the "
+              "link rate")
+    return (f"{spec.name}: open-loop offered load {'; '.join(over)} exceeds host.link_gbps = "
+            f"{spec.host.link_gbps:g} Gbit/s (poisson peak rate x packet_bytes, trace average); {effect}")
 
 
 def core_users(spec: ScenarioSpec) -> list[list[str]]:

@@ -5,64 +5,28 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from annotated_types import Ge, Le
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Strict,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vcoal.model.costs import DEFAULT_COSTS, MAX_BYTE_COST_NS, MAX_COST_US
 from vcoal.model.params import PARAM_RANGES, CoalesceParams
 from vcoal.model.slo import Slo
 from vcoal.model.tomlfile import read_toml
 from vcoal.model.units import Layer, Site
-from vcoal.spec.dist import DistSpec, dist_problem
-from vcoal.spec.errors import NUMBER_TAG, TABLE_TAG, spec_error_line
-from vcoal.spec.trace import MAX_DURATION_S, read_trace_csv, rows_problem
-
-Int = Annotated[int, Strict()]
-"""An integer field: refuses bool, float and str (``queues = true`` is an error, not 1)."""
-Float = Annotated[float, Strict()]
-"""A number field: accepts int and float, refuses bool and str."""
-
-MAX_RATE_PPS = 1e9
-"""Highest open-loop rate (``rate_pps`` and every rate step)."""
-MAX_BYTES = 65_535
-"""Largest packet / message size (and every size a distribution may draw)."""
-
-
-def _number_or_table(v: Any) -> str:
-    return TABLE_TAG if isinstance(v, dict | DistSpec) else NUMBER_TAG
-
-
-Size = Annotated[
-    Annotated[Int, Ge(1), Le(MAX_BYTES), Tag(NUMBER_TAG)] | Annotated[DistSpec, Tag(TABLE_TAG)],
-    Discriminator(_number_or_table),
-]
-"""A size in bytes: a number (fixed) or a distribution table (``vcoal.spec.dist``)."""
-ThinkTime = Annotated[
-    Annotated[Float, Ge(0), Le(1e7), Tag(NUMBER_TAG)] | Annotated[DistSpec, Tag(TABLE_TAG)],
-    Discriminator(_number_or_table),
-]
-"""A think time in µs: a number (the mean of an exponential, as always) or a distribution table."""
-DIST_FIELDS = {"request_bytes": ("request_response",), "response_bytes": ("request_response",),
-               "think_us": ("request_response",), "packet_bytes": ("poisson",)}
-"""The workload fields that take a distribution table, and the kinds that use them."""
-
-
-class _Strict(BaseModel):
-    """Base of every spec model: unknown keys refused, immutable, no NaN or infinity anywhere."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+from vcoal.spec.errors import spec_error_line
+from vcoal.spec.trace import MAX_DURATION_S, read_trace_csv
+from vcoal.spec.workload import (  # noqa: F401 (re-exported: the scenario's vocabulary)
+    DIST_FIELDS,
+    MAX_BYTES,
+    MAX_RATE_PPS,
+    NAME_PATTERN,
+    Float,
+    Int,
+    WorkloadSpec,
+    burst_group_problem,
+)
+from vcoal.spec.workload import Strict as _Strict
 
 
 def _in_range(name: str):
@@ -154,103 +118,6 @@ class LayerDefaults(_Strict):
     coalesce: CoalesceSpec = CoalesceSpec()
 
 
-class WorkloadSpec(_Strict):
-    """A tenant's traffic.
-
-    kinds: ``request_response`` (closed loop, client on the wire), ``bulk`` (window-limited stream
-    with ACKs the other way), ``poisson`` (open loop; optional on/off bursts and rate steps),
-    ``trace`` (replay a CSV of ``timestamp_us,size_bytes,direction``). ``request_bytes``,
-    ``response_bytes``, ``think_us`` (request_response) and ``packet_bytes`` (poisson) also take a
-    distribution table (``vcoal.spec.dist``).
-    """
-
-    kind: Literal["request_response", "bulk", "poisson", "trace"]
-    direction: Literal["rx", "tx"] = "rx"
-    outstanding: Int = Field(1, ge=1, le=100_000, description="request_response: requests in flight")
-    request_bytes: Size = Field(64, description="request_response: request size (bytes, or a distribution)")
-    response_bytes: Size = Field(64, description="request_response: response size (bytes, or a distribution)")
-    think_us: ThinkTime = Field(0.0, description="request_response: think time: a number is the mean of an "
-                                                 "exponential (0 = none), a table any distribution (µs)")
-    app_us: Float = Field(2.0, ge=0, le=1e6, description="application work per request / packet")
-    window_pkts: Int = Field(64, ge=1, le=100_000, description="bulk: packets in flight")
-    packet_bytes: Size = Field(1500, description="bytes per packet (poisson: or a distribution)")
-    ack_every: Int = Field(2, ge=1, le=1024, description="bulk: one ACK per this many packets")
-    ack_bytes: Int = Field(64, ge=1, le=65_535)
-    pace_gbps: Float = Field(0.0, ge=0, le=1000, description="bulk: sender pacing rate (0 = unpaced)")
-    rto_us: Float = Field(1000.0, gt=0, le=1e7, description="bulk: a dropped packet's window slot returns after this")
-    rate_pps: Float = Field(10_000.0, ge=0, le=MAX_RATE_PPS, description="poisson: mean rate while on")
-    on_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean on period (0 = always on)")
-    off_us: Float = Field(0.0, ge=0, le=1e9, description="poisson: mean off period")
-    steps: tuple[tuple[Float, Float], ...] = Field((), description="poisson: (at_s, rate_pps) changes")
-    reply_every: Int = Field(
-        1, ge=0, le=1_000_000,
-        description="poisson, testbed only: the server answers one message in this many and those are timed "
-                    "(1 = every message); 0 = none: a one-way small-packet UDP stream (iperf3 -u), as the "
-                    "simulator's poisson is",
-    )
-    trace: str | None = Field(None, description="trace: CSV path, relative to the spec file")
-    trace_rows: tuple[tuple[Float, Int, Literal["rx", "tx"]], ...] = Field(
-        (), description="trace: rows given inline, checked like a CSV trace (vcoal.spec.trace)"
-    )
-
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
-        for i, (at_s, rate) in enumerate(v):
-            if not 0 <= at_s <= MAX_DURATION_S:
-                raise ValueError(f"step {i}: at_s {at_s!r} out of range [0, {MAX_DURATION_S}]")
-            if not 0 <= rate <= MAX_RATE_PPS:
-                raise ValueError(f"step {i}: rate_pps {rate!r} out of range [0, {MAX_RATE_PPS:.0e}]")
-        return v
-
-    @field_validator("request_bytes", "response_bytes", "packet_bytes")
-    @classmethod
-    def _size(cls, v: int | DistSpec) -> int | DistSpec:
-        if not isinstance(v, DistSpec):
-            return v
-        bad = dist_problem(v, 1, MAX_BYTES)
-        if bad is not None:
-            raise ValueError(bad)
-        return round(v.value) if v.dist == "constant" else v  # a constant size is a plain number
-
-    @field_validator("think_us")
-    @classmethod
-    def _think(cls, v: float | DistSpec) -> float | DistSpec:
-        bad = dist_problem(v, 0, 1e7) if isinstance(v, DistSpec) else None
-        if bad is not None:
-            raise ValueError(bad)
-        return v
-
-    @field_validator("trace_rows")
-    @classmethod
-    def _trace_rows(cls, v: tuple[tuple[float, int, str], ...]) -> tuple[tuple[float, int, str], ...]:
-        bad = rows_problem(v)
-        if bad is not None:
-            raise ValueError(f"row {bad[0]}: {bad[1]}")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self) -> WorkloadSpec:
-        if self.kind == "trace" and not (self.trace or self.trace_rows):
-            raise ValueError("kind='trace' needs 'trace' (CSV path) or 'trace_rows'")
-        if self.kind == "poisson" and (self.on_us > 0) != (self.off_us > 0):
-            raise ValueError("on_us and off_us must both be > 0 for on/off bursts, or both 0")
-        for name, kinds in DIST_FIELDS.items():
-            if isinstance(getattr(self, name), DistSpec) and self.kind not in kinds:
-                raise ValueError(f"{name}: a distribution applies to kind {' or '.join(map(repr, kinds))} only, "
-                                 f"not {self.kind!r}")
-        return self
-
-    def dists(self) -> dict[str, DistSpec]:
-        """The fields of this workload given as distributions (constant sizes are plain numbers)."""
-        return {n: v for n in DIST_FIELDS if isinstance(v := getattr(self, n), DistSpec)}
-
-    def mean_of(self, name: str) -> float:
-        """The mean of a size or time field, whether a number or a distribution."""
-        v = getattr(self, name)
-        return v.mean_value() if isinstance(v, DistSpec) else float(v)
-
-
 class SloSpec(_Strict):
     """p99 latency target (µs) and optional minimum throughput (bit/s)."""
 
@@ -264,7 +131,7 @@ class SloSpec(_Strict):
 class GuestSpec(_Strict):
     """A guest VM = one tenant: vCPUs, its NIC queue, its workload and SLO, per-site overrides."""
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")
+    name: str = Field(pattern=NAME_PATTERN)
     vcpus: Int = Field(1, ge=1, le=64)
     nic_queue: Int | None = Field(None, ge=0, le=63)
     backend_core: Int | None = Field(
@@ -332,6 +199,9 @@ class ScenarioSpec(_Strict):
             if g.backend_core is not None and g.backend_core >= cores:
                 raise ValueError(f"guests.{g.name}.backend_core = {g.backend_core}: core out of range "
                                  f"[0, {cores - 1}] (host.driver_domain_cores = {cores})")
+        bad = burst_group_problem(self.guests)
+        if bad is not None:
+            raise ValueError(bad)
         if self.warmup_s >= self.duration_s:
             raise ValueError("warmup_s must be < duration_s")
         if self.host.profile == "veth" and self.host.layers == ("nic",):

@@ -4,6 +4,8 @@
   client in the wire namespace, server in the guest: every round trip crosses peth0, xenbr0,
   vifN.0 and geth0 both ways. With ``think_us > 0`` or ``outstanding > 1`` it becomes sockperf
   under-load at the equivalent rate, every reply measured.
+* A constant ``think_us`` or ``interarrival`` table maps like a number (the tools pace evenly); any
+  other distribution, on/off bursts and rate steps are refused in one line (``workload_problem``).
 * ``poisson`` → sockperf under-load at ``rate_pps`` (sockperf paces evenly, not Poisson, and spins
   to do it: a client keeps a CPU busy); the server answers one message in ``reply_every`` (default
   every one) and those replies are timed. ``reply_every = 0``: a one-way small-packet UDP stream,
@@ -44,11 +46,9 @@ def check_tools(spec: ScenarioSpec) -> None:
     or a workload the testbed cannot run, before anything is built."""
     missing: dict[str, list[str]] = {}
     for g in spec.guests:
-        dists = g.workload.dists()
-        if dists:
-            field, d = next(iter(dists.items()))
-            raise ValueError(f"guests.{g.name}.workload.{field}: dist = {d.dist!r}: the testbed's load tools send fixed "
-                             "sizes and times, not distributions (simulator only; give a number)")
+        bad = workload_problem(g)
+        if bad is not None:
+            raise ValueError(bad)
         tool = tool_of(g.workload)
         if tool is None:
             raise ValueError(f"guests.{g.name}.workload.kind={g.workload.kind!r}: not supported on the testbed")
@@ -58,6 +58,28 @@ def check_tools(spec: ScenarioSpec) -> None:
         needs = ", ".join(f"{tool} (tenants {', '.join(names)})" for tool, names in missing.items())
         packages = " ".join(TOOL_PACKAGES[t] for t in missing)
         raise ValueError(f"the testbed needs {needs}, not installed: apt-get install {packages}")
+
+
+#: distribution fields the testbed maps when constant: its load tools pace evenly, so a fixed think
+#: time or evenly spaced arrivals are what they do (a size table that is constant is a number already)
+MAPPED_CONSTANT = ("think_us", "interarrival")
+
+
+def workload_problem(g) -> str | None:
+    """Why the testbed cannot run guest ``g``'s workload as specified (one line), or None: a
+    distribution other than a constant think time or interarrival, on/off bursts, rate steps."""
+    w = g.workload
+    where = f"guests.{g.name}.workload"
+    for field, d in w.dists().items():
+        if not (d.dist == "constant" and field in MAPPED_CONSTANT):
+            return (f"{where}.{field}: dist = {d.dist!r}: the testbed's load tools send fixed sizes and times, not "
+                    "distributions (simulator only; give a number)")
+    if w.bursty():
+        return (f"{where}.on_us: on/off bursts: the testbed's load tools send at one steady rate (simulator only; "
+                "on_us = off_us = 0)")
+    if w.steps:
+        return f"{where}.steps: rate steps: the testbed's load tools send at one steady rate (simulator only)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +127,8 @@ def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir
             mode, mps, reply_every = "pp", None, 1
             if w.kind == "poisson":
                 mode, mps, reply_every = "ul", max(1, round(w.rate_pps)), w.reply_every
-            elif w.think_us > 0 or w.outstanding > 1:
-                per_req_us = max(w.think_us, 1.0)
+            elif w.mean_of("think_us") > 0 or w.outstanding > 1:
+                per_req_us = max(w.mean_of("think_us"), 1.0)
                 mode, mps = "ul", max(1, round(w.outstanding * 1e6 / per_req_us))
             size = max(14, w.request_bytes)
             client = sockperf.SockperfClient(

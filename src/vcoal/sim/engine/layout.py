@@ -93,8 +93,9 @@ T_TOKEN, T_ON, T_POS, T_ACKED, T_CREDIT, T_NEXT_NS, T_DRAW_POS = range(23, 30)
 T_SENT, T_DELIVERED, T_DROPPED, T_M_DELIVERED, T_M_BYTES, T_M_DROPPED, T_M_SENT = range(30, 37)
 T_W_PACKETS, T_W_BYTES = 37, 38
 # the row of region dv holding a field's drawn values (-1: the field is a plain number)
-T_DV_REQ, T_DV_RESP, T_DV_THINK, T_DV_PKT = range(39, 43)
-NT = 43
+T_DV_REQ, T_DV_RESP, T_DV_THINK, T_DV_PKT, T_DV_APP, T_DV_ON, T_DV_OFF, T_DV_GAP = range(39, 47)
+T_START_NS = 47  # poisson with on/off: the first on period starts here (off before; 0: on at the start)
+NT = 48
 # float tenant rows
 TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
 NTF = 4

@@ -3,11 +3,13 @@
 Each workload generates packets into the path and receives them back: ``on_rx`` when a packet
 reaches the guest's application (after the frontend), ``on_wire`` when a guest packet leaves on the
 wire, ``on_drop`` when one is lost. Latency is recorded at delivery for packets delivered after the
-warm-up: one way (RX: NIC arrival -> application; TX: send -> wire) and, for request-response,
-the client's round trip. Open loop: Poisson arrivals at ``rate_pps`` (optionally on/off bursts and
-rate steps), RX or TX; trace: ``(timestamp_us, size, direction)`` rows replayed; request-response:
-a client on the wire keeps ``outstanding`` requests in flight; bulk: a window-limited stream
-(``window_pkts`` in flight) with ACKs in the reverse direction.
+warm-up: one way (RX: the sender puts it on the link -> application, or NIC arrival -> application
+on a one-layer host; TX: send -> wire) and, for request-response, the client's round trip. Open
+loop: Poisson arrivals at ``rate_pps`` (optionally on/off bursts and rate steps), RX or TX, RX
+arrivals serialised by the link like closed-loop senders'; trace: ``(timestamp_us, size,
+direction)`` rows replayed; request-response: a client on the wire keeps ``outstanding`` requests
+in flight; bulk: a window-limited stream (``window_pkts`` in flight) with ACKs in the reverse
+direction.
 
 Packets are pool rows; a packet is freed when it ends: delivered to the application (``on_rx``),
 dropped (``on_drop``) or, after ``on_wire``, when its TX completion is cleaned (the NIC tx ring
@@ -53,6 +55,12 @@ def t_value(m, x, i, dv_col, col):
     if r >= 0:
         return int(dv_draw(m, x, r))
     return m[tb + col]
+
+
+@jit(I64, ret=I64, inline="always")
+def app_ns(m, x, i):
+    """Tenant ``i``'s application work for one request / packet (ns): ``app_us``, fixed or drawn."""
+    return t_value(m, x, i, T_DV_APP, T_APP_NS)
 
 
 # --- common --------------------------------------------------------------------------------------
@@ -153,7 +161,7 @@ def pump(m, x, i):
         if m[tb + T_DIR] == 0:
             wire_send(m, x, t_new(m, x, i, m[tb + T_PKT_BYTES], 0, 0))
         else:
-            send_from_app(m, x, i, m[tb + T_PKT_BYTES], 0, 0, m[tb + T_APP_NS])
+            send_from_app(m, x, i, m[tb + T_PKT_BYTES], 0, 0, app_ns(m, x, i))
 
 
 @jit(I64, I64)
@@ -192,17 +200,21 @@ def on_rx(m, x, p):
     lat = m[NOW] - m[pb + P_T0]
     if kind <= W_TRACE:  # poisson or trace
         delivered(m, x, i, p, lat, True, True)
-        if m[tb + T_APP_NS] and not m[ONE_LAYER]:
-            cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
+        if not m[ONE_LAYER]:
+            app = app_ns(m, x, i)
+            if app:
+                cpu_submit(m, x, m[tb + T_APPCPU], APP, app, K_NOOP, 0, 0, 0, -1)
     elif kind == W_RR:
         delivered(m, x, i, p, lat, False, True)
-        send_from_app(m, x, i, t_value(m, x, i, T_DV_RESP, T_RESP_BYTES), RESP, m[pb + P_REF], m[tb + T_APP_NS] + m[CTX_NS])
+        send_from_app(m, x, i, t_value(m, x, i, T_DV_RESP, T_RESP_BYTES), RESP, m[pb + P_REF], app_ns(m, x, i) + m[CTX_NS])
     else:
         n = bulk_receive(m, x, i, p, lat)
         if n > 0:
-            send_from_app(m, x, i, m[tb + T_ACK_BYTES], ACK, n, m[tb + T_APP_NS])
-        elif n == 0 and m[tb + T_APP_NS]:
-            cpu_submit(m, x, m[tb + T_APPCPU], APP, m[tb + T_APP_NS], K_NOOP, 0, 0, 0, -1)
+            send_from_app(m, x, i, m[tb + T_ACK_BYTES], ACK, n, app_ns(m, x, i))
+        elif n == 0:
+            app = app_ns(m, x, i)
+            if app:
+                cpu_submit(m, x, m[tb + T_APPCPU], APP, app, K_NOOP, 0, 0, 0, -1)
     pkt_free(m, x, p)
 
 
@@ -245,26 +257,45 @@ def schedule_next(m, x, i):
     rate = x[m[OF_TENF] + i * NTF + TF_RATE]
     if not m[tb + T_ON] or rate <= 0 or now >= m[END_NS]:
         return
-    gap = int(1e9 / rate * wl_draw(m, x, i) + 0.5)
+    r = m[tb + T_DV_GAP]  # a unit-mean draw of the interarrival distribution, else a unit exponential
+    u = dv_draw(m, x, r) if r >= 0 else wl_draw(m, x, i)
+    gap = int(1e9 / rate * u + 0.5)
     at(m, x, now + gap, PRIO_ARRIVAL, E_ARRIVAL, i, m[tb + T_TOKEN])
 
 
 @jit(I64, I64)
 def toggle(m, x, i, on):
-    m[m[O_TEN] + i * NT + T_ON] = on
-    fb = m[OF_TENF] + i * NTF
-    mean = x[fb + TF_ON1000] if on else x[fb + TF_OFF1000]
-    at(m, x, m[NOW] + max(1, int(mean * wl_draw(m, x, i) + 0.5)), PRIO_CONTROL, E_TOGGLE, i, 1 - on)
+    """Open-loop bursts: the tenant turns on (1) or off (0) for one period, drawn from its row of
+    region dv (a distribution, or its burst group's periods), else exponential from its own stream."""
+    tb = m[O_TEN] + i * NT
+    m[tb + T_ON] = on
+    r = m[tb + T_DV_ON] if on else m[tb + T_DV_OFF]
+    if r >= 0:
+        period = max(1, int(dv_draw(m, x, r)))
+    else:
+        fb = m[OF_TENF] + i * NTF
+        mean = x[fb + TF_ON1000] if on else x[fb + TF_OFF1000]
+        period = max(1, int(mean * wl_draw(m, x, i) + 0.5))
+    at(m, x, m[NOW] + period, PRIO_CONTROL, E_TOGGLE, i, 1 - on)
     schedule_next(m, x, i)
 
 
 @jit(I64, I64, I64)
 def emit(m, x, i, size, direction):
-    """Open loop or trace: a new packet from the wire (rx) or from the application (tx)."""
+    """Open loop or trace: a new packet from the wire (rx) or from the application (tx).
+
+    From the wire, the packet is serialised by the inbound link like a closed-loop sender's (it
+    starts when the previous packet has left), so the NIC never receives faster than the link; an
+    arrival the link could not start before the run's end is not sent. A one-layer host is the
+    reference queue (shared/reference/simulation.md B.1): its arrivals reach the NIC at their drawn
+    times."""
     if direction == 0:
-        wire_rx(m, x, t_new(m, x, i, size, 0, 0))
+        if m[ONE_LAYER]:
+            wire_rx(m, x, t_new(m, x, i, size, 0, 0))
+        elif max(m[NOW], m[LINK_IN]) < m[END_NS]:
+            wire_send(m, x, t_new(m, x, i, size, 0, 0))
     else:
-        send_from_app(m, x, i, size, 0, 0, m[m[O_TEN] + i * NT + T_APP_NS])
+        send_from_app(m, x, i, size, 0, 0, app_ns(m, x, i))
 
 
 @jit(I64)
@@ -292,7 +323,10 @@ def start_all(m, x):
             m[tb + T_ON] = 1
             for k in range(m[tb + T_STEP_OFF], m[tb + T_STEP_OFF] + m[tb + T_STEP_N]):
                 at(m, x, m[m[O_STEPS_T] + k], PRIO_CONTROL, E_SET_RATE, i, k)
-            if m[tb + T_ONOFF]:
+            if m[tb + T_ONOFF] and m[tb + T_START_NS] > 0:
+                m[tb + T_ON] = 0
+                at(m, x, m[tb + T_START_NS], PRIO_CONTROL, E_TOGGLE, i, 1)
+            elif m[tb + T_ONOFF]:
                 toggle(m, x, i, 1)
             else:
                 schedule_next(m, x, i)
