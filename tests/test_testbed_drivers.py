@@ -289,6 +289,18 @@ def test_a_constant_think_time_maps_like_a_number():
     assert ul[ul.index("--mps") + 1] == "5000"
 
 
+def test_a_one_way_stream_sends_the_simulators_packet_size():
+    """poisson, reply_every 0: iperf3 -u with -l packet_bytes and -b rate_pps x packet_bytes x 8 (the
+    field the simulator draws a poisson packet's size from; request_bytes is a request-response field)."""
+    spec = _one({"kind": "poisson", "rate_pps": 30000, "packet_bytes": 64, "reply_every": 0})
+    argv = client_argv(plan_loads(spec, topology.plan("abc1", ["g"]), 2.0, "/tmp")[0])
+    assert argv[0] == "iperf3" and "-u" in argv
+    assert argv[argv.index("-l") + 1] == "64" and argv[argv.index("-b") + 1] == str(30000 * 64 * 8)
+    answered = _one({"kind": "poisson", "rate_pps": 1000, "packet_bytes": 300, "reply_every": 4})
+    ul = client_argv(plan_loads(answered, topology.plan("abc1", ["g"]), 2.0, "/tmp")[0])
+    assert ul[ul.index("-m") + 1] == "300"
+
+
 def check_tools_ok(spec) -> None:
     from vcoal.testbed.load import workload_problem
 

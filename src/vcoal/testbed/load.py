@@ -9,7 +9,7 @@
 * ``poisson`` → sockperf under-load at ``rate_pps`` (sockperf paces evenly, not Poisson, and spins
   to do it: a client keeps a CPU busy); the server answers one message in ``reply_every`` (default
   every one) and those replies are timed. ``reply_every = 0``: a one-way small-packet UDP stream,
-  iperf3 ``-u`` at ``rate_pps`` messages of ``request_bytes`` (paced by timers, no spinning; the
+  iperf3 ``-u`` at ``rate_pps`` messages of ``packet_bytes`` (paced by timers, no spinning; the
   simulator's poisson is one-way too).
 * ``bulk`` → iperf3 TCP; direction ``rx`` = wire sends to the guest, ``tx`` = guest sends (``-R``);
   ``pace_gbps > 0`` → iperf3 ``-b`` (application pacing).
@@ -113,13 +113,13 @@ def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir
             port = IPERF_BASE_PORT + i
             client = iperf3.IperfClient(
                 ip=gp.ip, port=port, duration_s=measure_s + 1, reverse=w.direction == "tx",
-                rate_bps=w.rate_pps * w.request_bytes * 8, udp=True, packet_bytes=w.request_bytes,
+                rate_bps=w.rate_pps * w.packet_bytes * 8, udp=True, packet_bytes=w.packet_bytes,
             )
             loads.append(
                 TenantLoad(
                     g.name, w.kind, "iperf3", w.direction, gp.ns,
                     tuple(iperf3.build_server_argv(gp.ip, port)), port, "tcp", topo.wire_ns, client,
-                    w.request_bytes,
+                    w.packet_bytes,
                 )
             )
         elif w.kind in ("request_response", "poisson"):
@@ -130,7 +130,7 @@ def plan_loads(spec: ScenarioSpec, topo: TopologyPlan, measure_s: float, log_dir
             elif w.mean_of("think_us") > 0 or w.outstanding > 1:
                 per_req_us = max(w.mean_of("think_us"), 1.0)
                 mode, mps = "ul", max(1, round(w.outstanding * 1e6 / per_req_us))
-            size = max(14, w.request_bytes)
+            size = max(14, w.packet_bytes if w.kind == "poisson" else w.request_bytes)
             client = sockperf.SockperfClient(
                 ip=gp.ip,
                 port=port,

@@ -88,7 +88,7 @@ def _tenant(
             k: v for k, v in res.percentiles_us.items() if k in ("p50", "p90", "p99", "p99_9", "max")}}
         if ld.kind == "poisson":  # a stream: what the guest received in the period (only some are answered)
             tps = recv_packets / seconds if seconds else 0.0
-            bps = tps * g.workload.request_bytes * 8
+            bps = tps * g.workload.packet_bytes * 8
             delivered, drops = recv_packets, 0
         else:  # round trips completed in the measured period (sockperf's own count covers its whole run)
             tps = len(samples) / seconds if samples and seconds else (res.received / res.valid_s if res.valid_s else 0.0)
