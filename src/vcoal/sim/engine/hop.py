@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from numba import types as nt
 
-from .core import I64, at, cpu_submit, draw_irq, draw_svc, jit
+from .core import I64, at, cpu_chain, cpu_submit, draw_irq, draw_svc, jit
 from .layout import *  # noqa: F403
 
 
@@ -192,7 +192,7 @@ def next_pkt(m, x, h):
         if m[hb + HP_WORK] >= m[m[O_SP] + napi * NS + S_BUDGET]:
             pns = m[POLL_NS]
             if pns:
-                cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, napi)
+                cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, napi)
                 return
             m[m[O_CTR] + (napi * 2 + m[hb + HP_DIR]) * NX + X_POLLS] += 1
             m[hb + HP_WORK] = 0
@@ -200,7 +200,7 @@ def next_pkt(m, x, h):
         p = m[hb + HP_RHEAD]
         m[hb + HP_RHEAD] = m[m[O_PKT] + p * NP + P_NEXT]
         m[hb + HP_RLEN] -= 1
-        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pkt_cost(m, x, h, p), K_DONE_PKT, h, p, 0, napi)
+        cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, pkt_cost(m, x, h, p), K_DONE_PKT, h, p, 0, napi)
         return
 
 
@@ -218,7 +218,7 @@ def poll_start(m, x, h):
     pns = m[POLL_NS]
     if pns:
         hb = m[O_HOP] + h * NH
-        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, m[hb + HP_NAPI])
+        cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, m[hb + HP_NAPI])
     else:
         poll_body(m, x, h)
 

@@ -116,7 +116,8 @@ def cpu_complete(m, x, c, token):
     elif kind == K_POLL_BODY:
         poll_body(m, x, a)
     m[cb + C_COMPLETING] = 0
-    cpu_next(m, x, c)
+    if m[cb + C_RUN_JOB] < 0:  # else the continuation chained its next job (cpu_chain)
+        cpu_next(m, x, c)
 
 
 @entry()
