@@ -85,10 +85,7 @@ def arm_first(m, x, h):
         m[hb + HP_COUNT] = 1
         wait(m, x, h, fire_at)
         return
-    if usecs == 0 and frames <= 1:
-        fire(m, x, h)
-        return
-    if frames == 1:
+    if (usecs == 0 and frames <= 1) or frames == 1:
         fire(m, x, h)
         return
     m[hb + HP_COUNT] = 1
