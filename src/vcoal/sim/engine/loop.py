@@ -79,7 +79,7 @@ def deliver(m, x, h, p):
         tx_cleaned(m, x, p)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def cpu_complete(m, x, c, token):
     """A job's completion on CPU ``c``: account the job, run its continuation, start the next job
     (a stale ``token``: the job was preempted, nothing happens)."""
@@ -217,8 +217,8 @@ def run(m_, x_, until, budget):
         a = m[SCRATCH + 2]
         b = m[SCRATCH + 3]
         m[NOW] = m[SCRATCH]
-        if kind == E_CPU_DONE:
-            cpu_complete(m, x, a, b)
+        if kind == E_CPU_DONE:  # only a preempted job's stale completion comes from the heap (cpu_start)
+            pass
         elif kind == E_WIRE_RX:
             wire_rx(m, x, a)
         elif kind == E_HOP_TIMER:
