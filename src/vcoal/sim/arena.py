@@ -302,7 +302,6 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     m = a.m
     m[L.END_NS] = end_ns
     m[L.ONE_LAYER] = int(topo.one_layer)
-    m[L.VETH] = int(topo.veth)
     m[L.SEND_COST] = ns(c.frontend_pkt_us) + ns(c.stack_pkt_us)
     m[L.CTX_NS] = ns(c.ctx_switch_us)
     m[L.POLL_NS] = ns(c.poll_us)

@@ -11,8 +11,8 @@ TX  application -> shared tx ring [hop, gate: frontend:G (notification), NAPI: b
 
 The veth profile (``host.profile = "veth"``, the testbed's path) has the same rows with other CPUs:
 a guest's rx hop is consumed on its NIC queue's core with no notifying CPU and the NIC hop hands
-packets straight to it (``D_TO_GUEST_RX``: no netback copy), its tx hop on its own vCPU; the
-engine skips the NIC's tx completions (``m[VETH]``: veth frees the skb at transmit).
+packets straight to it (``D_TO_GUEST_RX``: no netback copy), its tx hop on its own vCPU; a NIC
+queue has no tx-completion hop (veth frees the skb at transmit).
 
 A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
 with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
@@ -98,12 +98,13 @@ class Topology:
         self.sites = list(spec.site_params())
         site = {s: k for k, s in enumerate(self.sites)}
         self.hops: list[HopRow] = []
-        self.queues: list[tuple[int, int]] = []  # per NIC queue: (rx hop, tx-completion hop)
+        self.queues: list[tuple[int, int]] = []  # per NIC queue: (rx hop, tx-completion hop or -1)
         for q in range(spec.nic.queues):
             s, cpu = site[Site(Layer.NIC, f"q{q}")], spec.irq_core_of(q)
             then = D_TO_APP if self.one_layer else D_TO_GUEST_RX if self.veth else D_AFTER_NIC_RX
-            self.queues.append((self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", then)),
-                                self._add(HopRow(s, s, 1, cpu, UNBOUNDED, False, "tx_clean", D_TX_CLEANED))))
+            rx = self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", then))
+            txc = -1 if self.veth else self._add(HopRow(s, s, 1, cpu, UNBOUNDED, False, "tx_clean", D_TX_CLEANED))
+            self.queues.append((rx, txc))
         evt_ns = ns(spec.cost.evtchn_send_us)
         self.tenants: list[TenantWiring] = []
         for i, g in enumerate(spec.guests):

@@ -422,6 +422,24 @@ def cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct):
         cpu_preempt(m, x, c)
 
 
+@jit(I64, I64, I64, I64, I64, I64, I64, I64, inline="always")
+def cpu_chain(m, x, c, cls, cost, kind, a, b, cc, acct):
+    """``cpu_submit`` for the job that follows, on CPU ``c``, the one completing there, as the last
+    thing that completion does: the poll after its interrupt, a NAPI poll's next packet.
+
+    A poll's jobs thus run as one chain that is split lazily: while nothing of class ``cls`` or
+    higher is queued on ``c``, the next job starts at once instead of going through the queue; when
+    such work arrived meanwhile, the chain splits and the job is queued behind it. Both are what
+    ``cpu_submit`` followed by the completion's ``cpu_next`` does (same start time, same event key,
+    same accounting), minus the queue's work.
+    """
+    cb = m[O_CPU] + c * NC
+    if m[cb + C_COMPLETING] == 0 or m[cb + C_QH + IRQ] >= 0 or m[cb + C_QH + cls] >= 0:
+        cpu_submit(m, x, c, cls, cost, kind, a, b, cc, acct)
+        return
+    cpu_start(m, x, c, cls, job_new(m, x, cost, kind, a, b, cc, acct))
+
+
 # --- the link --------------------------------------------------
 @jit(I64, ret=I64, inline="always")
 def ser_ns(m, x, size):

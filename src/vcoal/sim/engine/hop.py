@@ -25,28 +25,14 @@ from __future__ import annotations
 
 from numba import types as nt
 
-from .core import I64, at, cpu_submit, draw_irq, draw_svc, jit
+from .core import I64, at, cpu_chain, cpu_submit, draw_irq, draw_svc, jit
 from .layout import *  # noqa: F403
 
 
-@jit(I64, I64, ret=I64, inline="always")
-def pkt_cost(m, x, h, p):
-    """Per-packet CPU cost of hop ``h``: (fixed + per byte x size), times a unit exponential if drawn."""
-    hb = m[O_HOP] + h * NH
-    fix = m[hb + HP_COSTFIX]
-    byte = x[m[OF_HOPF] + h]
-    size = m[m[O_PKT] + p * NP + P_SIZE]
-    if m[hb + HP_COSTEXP]:
-        return int((fix + byte * size) * draw_svc(m, x) + 0.5)
-    if byte == 0.0:
-        return fix
-    return fix + int(byte * size + 0.5)
-
-
-@jit(I64, nt.float64, I64, ret=I64, inline="always")
-def svc_cost(m, x, fix, byte, size):
-    """The same for a cost not tied to a hop (the netback copy into the guest ring)."""
-    if m[SVC_EXP]:
+@jit(I64, nt.float64, I64, I64, ret=I64, inline="always")
+def svc_cost(m, x, fix, byte, exp, size):
+    """A per-packet CPU cost: (fixed + per byte x size), times a unit exponential if ``exp``."""
+    if exp:
         return int((fix + byte * size) * draw_svc(m, x) + 0.5)
     if byte == 0.0:
         return fix
@@ -99,10 +85,7 @@ def arm_first(m, x, h):
         m[hb + HP_COUNT] = 1
         wait(m, x, h, fire_at)
         return
-    if usecs == 0 and frames <= 1:
-        fire(m, x, h)
-        return
-    if frames == 1:
+    if (usecs == 0 and frames <= 1) or frames == 1:
         fire(m, x, h)
         return
     m[hb + HP_COUNT] = 1
@@ -192,7 +175,7 @@ def next_pkt(m, x, h):
         if m[hb + HP_WORK] >= m[m[O_SP] + napi * NS + S_BUDGET]:
             pns = m[POLL_NS]
             if pns:
-                cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, napi)
+                cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, napi)
                 return
             m[m[O_CTR] + (napi * 2 + m[hb + HP_DIR]) * NX + X_POLLS] += 1
             m[hb + HP_WORK] = 0
@@ -200,7 +183,8 @@ def next_pkt(m, x, h):
         p = m[hb + HP_RHEAD]
         m[hb + HP_RHEAD] = m[m[O_PKT] + p * NP + P_NEXT]
         m[hb + HP_RLEN] -= 1
-        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pkt_cost(m, x, h, p), K_DONE_PKT, h, p, 0, napi)
+        cost = svc_cost(m, x, m[hb + HP_COSTFIX], x[m[OF_HOPF] + h], m[hb + HP_COSTEXP], m[m[O_PKT] + p * NP + P_SIZE])
+        cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, cost, K_DONE_PKT, h, p, 0, napi)
         return
 
 
@@ -218,7 +202,7 @@ def poll_start(m, x, h):
     pns = m[POLL_NS]
     if pns:
         hb = m[O_HOP] + h * NH
-        cpu_submit(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, m[hb + HP_NAPI])
+        cpu_chain(m, x, m[hb + HP_CONS], SOFTIRQ, pns, K_POLL_BODY, h, 0, 0, m[hb + HP_NAPI])
     else:
         poll_body(m, x, h)
 

@@ -25,9 +25,8 @@ SCRATCH = 61  # m[SCRATCH .. SCRATCH + 3]: the event being run
 O_SLOT, NCPU = 65, 66  # the CPUs' completion slots (see cpu_start)
 AUDIT, ERROR, ERROR_PKT = 67, 68, 69  # audit on; the first lifecycle error found and its packet
 O_TRACE, TRACE_CAP, NTRACE = 70, 71, 72  # the event trace (capacity 0: off)
-VETH = 73  # 1: host.profile = "veth" (topology.py)
-O_DVPOS, OF_DV, DV_LEN = 74, 75, 76  # distribution draws: read positions (m), rows of values (x), row length
-NG = 77
+O_DVPOS, OF_DV, DV_LEN = 73, 74, 75  # distribution draws: read positions (m), rows of values (x), row length
+NG = 76
 # x header
 SER_PS, NB_BYTE = 0, 1
 NGF = 2
@@ -64,7 +63,7 @@ DATA, REQ, RESP, ACK = 0, 1, 2, 3
 LIFE_FREE, LIFE_LIVE, LIFE_ENDED = 0, 1, 2
 ERR_ENDED_TWICE, ERR_FREED_LIVE = 1, 2
 
-# NIC queue rows
+# NIC queue rows (Q_TXC_HOP -1: no tx completions to clean, see topology.py)
 Q_RX_HOP, Q_TXC_HOP, Q_TXQ_USED, Q_QD_HEAD, Q_QD_TAIL, Q_QD_LEN = range(6)
 NQ = 6
 

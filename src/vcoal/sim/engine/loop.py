@@ -29,7 +29,7 @@ def to_nic_tx(m, x, p):
     qb = m[O_NICQ] + q * NQ
     if m[qb + Q_TXQ_USED] >= m[TX_RING]:
         if m[qb + Q_QD_LEN] >= m[TXQLEN]:
-            gate = m[m[O_HOP] + m[qb + Q_TXC_HOP] * NH + HP_GATE]
+            gate = m[m[O_HOP] + m[qb + Q_RX_HOP] * NH + HP_GATE]  # the queue's site
             m[m[O_CTR] + (gate * 2 + 1) * NX + X_DROPS] += 1
             on_drop(m, x, p)
         else:
@@ -65,7 +65,7 @@ def deliver(m, x, h, p):
     if kind == D_AFTER_NIC_RX:  # the netback copy into the guest's rx ring, on its backend core
         tb = m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT
         fh = m[tb + T_FERX]
-        cost = svc_cost(m, x, m[NB_FIX], x[NB_BYTE], m[m[O_PKT] + p * NP + P_SIZE])
+        cost = svc_cost(m, x, m[NB_FIX], x[NB_BYTE], m[SVC_EXP], m[m[O_PKT] + p * NP + P_SIZE])
         cpu_submit(m, x, m[tb + T_BCPU], SOFTIRQ, cost, K_HOP_PUSH, fh, p, 0, m[m[O_HOP] + fh * NH + HP_GATE])
     elif kind == D_TO_GUEST_RX:  # veth: the bridge hands it to the guest's ring in the same softirq run
         fh = m[m[O_TEN] + m[m[O_PKT] + p * NP + P_TENANT] * NT + T_FERX]
@@ -79,7 +79,7 @@ def deliver(m, x, h, p):
         tx_cleaned(m, x, p)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def cpu_complete(m, x, c, token):
     """A job's completion on CPU ``c``: account the job, run its continuation, start the next job
     (a stale ``token``: the job was preempted, nothing happens)."""
@@ -116,7 +116,8 @@ def cpu_complete(m, x, c, token):
     elif kind == K_POLL_BODY:
         poll_body(m, x, a)
     m[cb + C_COMPLETING] = 0
-    cpu_next(m, x, c)
+    if m[cb + C_RUN_JOB] < 0:  # else the continuation chained its next job (cpu_chain)
+        cpu_next(m, x, c)
 
 
 @entry()
@@ -216,19 +217,20 @@ def run(m_, x_, until, budget):
         a = m[SCRATCH + 2]
         b = m[SCRATCH + 3]
         m[NOW] = m[SCRATCH]
-        if kind == E_CPU_DONE:
-            cpu_complete(m, x, a, b)
+        if kind == E_CPU_DONE:  # only a preempted job's stale completion comes from the heap (cpu_start)
+            pass
         elif kind == E_WIRE_RX:
             wire_rx(m, x, a)
         elif kind == E_HOP_TIMER:
             timer(m, x, a, b)
         elif kind == E_WIRE_OUT:
-            if m[VETH]:  # veth frees the skb at transmit: no completion to clean
+            q = m[m[O_TEN] + m[m[O_PKT] + a * NP + P_TENANT] * NT + T_QUEUE]
+            txc = m[m[O_NICQ] + q * NQ + Q_TXC_HOP]
+            if txc < 0:  # no tx-completion hop (veth frees the skb at transmit): nothing to clean later
                 on_wire(m, x, a)
                 tx_cleaned(m, x, a)
             else:
-                q = m[m[O_TEN] + m[m[O_PKT] + a * NP + P_TENANT] * NT + T_QUEUE]
-                hop_push(m, x, m[m[O_NICQ] + q * NQ + Q_TXC_HOP], a)  # capacity 2**62: never full
+                hop_push(m, x, txc, a)  # capacity 2**62: never full
                 on_wire(m, x, a)
         elif kind == E_HOP_POLL:
             poll_start(m, x, a)
