@@ -15,7 +15,8 @@ does not slow the controller down), else after ``verify_windows`` windows, when 
 within the noise is kept, said so. A failed chain's gates are reverted. Every
 changed gate is reverted when a tenant's mean measured p99 rose more than ``verify_slack_us`` beyond
 the change's predicted rise and beyond ``VERIFY_Z`` standard errors of the p99 windows' spread before
-the change (a 2-vCPU host's window p99 moves by 100s of µs with no change at all). A revert restores only the reverted gates' fields, sets their efficacy
+the change (a 2-vCPU host's window p99 moves by 100s of µs with no change at all), and its mean now
+exceeds its limit (target less margin). A revert restores only the reverted gates' fields, sets their efficacy
 to the realised fraction of the modelled saving (``Evidence.credit``, the site's model corrected) and
 freezes them for ``retry_windows`` windows (the cool-down); a change kept beyond the noise moves the
 efficacy halfway toward what it realised (one kept within the noise leaves it). A verification whose load jumps by more than ``phase_change_ratio`` is

@@ -12,7 +12,9 @@ Every window the controller
    (``nic:qN`` rx timer, then the dom0 NAPI deferral; shared by every tenant of the queue), its guest
    RX chain (``backend:G`` rx timer = virtual interrupt, then ``frontend:G`` NAPI deferral) and its
    guest TX chain (``frontend:G`` tx timer = notification, then ``backend:G`` NAPI deferral);
-   NIC TX completions (``nic:qN`` tx) delay nobody and only cost CPU. Each stage's mean delay and
+   NIC TX completions (``nic:qN`` tx) delay nobody and only cost CPU. The host profile
+   (``PolicyContext.profile``) sets what an event costs: on ``veth`` a softirq run
+   (``_qos_model.chain_event_cost``). Each stage's mean delay and
    interrupt rate come from the exact Min(N,T) batch terms of ``vcoal.model.queueing`` at the
    observed rates; its p99 contribution is bounded by its timer (or the time to fill its frame cap).
 3. **Learns a latency correction.** When the environment measures a tenant's window p99 the
@@ -47,7 +49,8 @@ Every window the controller
    parameters in force are kept unless they violate a (full) budget, or the plan improves the
    objective (CPU + ``latency_price`` x latency tenants' added p99) by more than ``hysteresis`` of
    the CPU in force and at least ``min_change_cpu``. Increases of any timer are bounded per window
-   (``max_step_factor``, first step ``first_step_us``); decreases are immediate. Under steady load
+   (``max_step_factor``, first step ``first_step_us``), except that first steps saving nothing by
+   themselves take their planned levels (``_bounded``); decreases are immediate. Under steady load
    the inputs settle, so does the plan, and nothing oscillates.
    Stage predictions are cached on a quantised rate (5 significant digits), so decisions are exact
    functions of the recorded windows: a replayed counter trace reproduces them bit for bit.
