@@ -324,3 +324,13 @@ def test_the_testbed_refuses_what_its_tools_cannot_send_in_one_line(workload, me
     with pytest.raises(ValueError, match=message) as info:
         check_tools(_one(workload))
     assert "\n" not in str(info.value)
+
+
+def test_only_round_trips_sent_in_the_measured_period_count():
+    """A sample's time is the client's start plus its tx time; the period is [t0, t1)."""
+    from vcoal.testbed.summary import in_period
+
+    started = 5_000_000_000
+    samples = [(0.5, 10.0), (1.0, 20.0), (1.5, 30.0), (2.0, 40.0), (2.5, 50.0)]
+    assert in_period(samples, started, started + 1_000_000_000, started + 2_000_000_000) == [(1.0, 20.0), (1.5, 30.0)]
+    assert in_period(samples, started, 0, 0) == []
