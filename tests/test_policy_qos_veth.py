@@ -8,7 +8,6 @@ Expected values come from the cost table given here and the kernel's NAPI semant
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 
@@ -58,9 +57,12 @@ def test_a_p99_rise_beyond_the_prediction_reverts_only_beyond_the_noise_and_the_
     quiet, noisy = _check((0.0, 4)), _check((100.0, 4))
     assert quiet.latency(20.0, {"lat": 400.0}) != []  # 450 µs is over the 400 µs limit: revert
     assert quiet.latency(20.0, {"lat": 850.0}) == []  # within the limit: the learned base absorbs it
-    # 2 standard errors of a difference of means: 2 * 100 * sqrt(1/4 + 1/1) = 223.6 µs of noise
-    assert 50.0 + 20.0 + 2 * 100.0 * math.sqrt(1 / 4 + 1) > 250.0
-    assert noisy.latency(20.0, {"lat": 400.0}) == []
+    # 2 standard errors of a difference of means: 2 * 100 * sqrt(1/4 + 1/1) = 223.6 µs of noise, so the
+    # revert threshold is a rise of 50 + 20 + 223.6 = 293.6 µs
+    assert noisy.latency(20.0, {"lat": 400.0}) == []  # +250 µs: within the noise
+    louder = _check((100.0, 4))
+    louder.after_p99 = {"lat": [200.0 + 300.0]}  # +300 µs: beyond it
+    assert louder.latency(20.0, {"lat": 400.0}) != []
     assert quiet.latency(20.0, {}) == []  # a tenant without a p99 target has no limit: never reverts
 
 

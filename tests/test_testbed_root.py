@@ -125,17 +125,19 @@ def test_settle_windows_run_the_policy_before_the_measured_period(tracefs):
     only the measured period."""
     spec = parse_scenario({**SPEC, "duration_s": 1.0})
     pol = make_policy("off")
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     observe = pol.observe
-    pol.observe = lambda stats: (seen.append((stats.index, stats.interval_ns)), observe(stats))
+    pol.observe = lambda stats: (seen.append((stats.index, stats.interval_ns, stats.t_ns)), observe(stats))
     tag = "t" + uuid.uuid4().hex[:8]
     try:
         r = run_trial(spec, pol, TrialOptions(window_s=0.5, tag=tag, settle_s=1.0))
     finally:
         topology.down(tag)
     assert r.meta["settle_windows"] == 2 and len(r.windows) == 2
-    assert [k for k, _ in seen] == [0, 1, 2]  # 2 settle windows, then the first measured (none after the last)
-    assert all(0.4e9 < ns < 0.7e9 for _, ns in seen)
+    assert [k for k, _, _ in seen] == [0, 1, 2]  # 2 settle windows, then the first measured (none after the last)
+    assert all(0.4e9 < ns < 0.7e9 for _, ns, _ in seen)
+    ends = [t for _, _, t in seen]  # timed from the load's start, through the settle windows
+    assert ends == sorted(ends) and 1.3e9 < ends[-1] < 1.7e9, ends
     assert 0.9 < r.measured_s < 1.3
     lat = r.tenants[0]
     # sockperf sent for ~2 s (settle + measured, + its cool-down); the result counts the measured second

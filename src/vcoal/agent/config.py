@@ -22,7 +22,9 @@ Example (see examples/agent/ for complete files)::
 
 ``host_profile`` (``xen`` by default, or ``veth`` where the managed interfaces are veth pairs and
 one NET_RX run drains every NAPI scheduled on a CPU, as on the testbed) tells ``qos`` what an event
-costs (docs/simulator.md, host profiles). ``cost_file`` (optional) names a TOML file of per-operation CPU costs, the names and units of a
+costs (docs/simulator.md, host profiles).
+
+``cost_file`` (optional) names a TOML file of per-operation CPU costs, the names and units of a
 scenario's ``[cost]`` table (top level or under ``[cost]``), relative to the config file; the
 policy plans with it. Without it the policy gets the built-in defaults
 (``vcoal.model.costs.DEFAULT_COSTS``); ``vcoal agent status`` says which.

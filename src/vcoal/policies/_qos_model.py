@@ -214,7 +214,9 @@ def chain_event_cost(kind: str, costs: Costs) -> float:
     wake-up costs only its poll; and there are no NIC TX completions.
     """
     if costs.profile == "veth":
-        return {"nic_rx": costs.run_us, "guest_tx": costs.run_us, "guest_rx": costs.poll_us}.get(kind, 0.0)
+        if kind == "guest_rx":
+            return costs.poll_us
+        return costs.run_us if kind in ("nic_rx", "guest_tx") else 0.0
     if kind in ("nic_rx", "nic_txc"):
         return costs.irq_us + costs.poll_us
     if kind == "guest_rx":
@@ -279,3 +281,10 @@ def defer_levels(grid_us: tuple[int, ...], defer_irqs: int, supported: frozenset
     out = [{"napi_defer_hard_irqs": 0, "gro_flush_timeout_ns": 0}]
     out += [{"napi_defer_hard_irqs": defer_irqs, "gro_flush_timeout_ns": t * 1000} for t in grid_us if t > 0]
     return out
+
+
+def no_higher(gate: Gate, levels: list[dict], current: Mapping[Site, CoalesceParams],
+              supported: Mapping[Site, frozenset[str] | None]) -> list[dict]:
+    """A frozen gate's levels: none that holds longer than the setting in force (it may tighten)."""
+    cur, sup = current[gate.site], supported.get(gate.site)
+    return [lv for lv in levels if gate.hold_us(level_params(cur, lv, sup)) <= gate.hold_us(cur)]

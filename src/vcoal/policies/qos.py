@@ -75,7 +75,7 @@ from vcoal.model.units import NS_PER_S, Layer, Site
 from vcoal.policies._qos_burst import update_bursts
 from vcoal.policies._qos_evidence import MIN_EVIDENCE_PACKETS, Evidence, measured_chain, setting_key
 from vcoal.policies._qos_explain import site_records
-from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, level_params, timer_levels
+from vcoal.policies._qos_model import Costs, Gate, chain_gates, defer_levels, no_higher, timer_levels
 from vcoal.policies._qos_observe import (
     busy_sites,
     dropped_on,
@@ -389,14 +389,9 @@ class Qos(PolicyBase):
                 chains.append(Chain(key, kind, gates, (guest or "",), per_us(fe, "tx"), None, None, b))
         correct = self.evidence.correct if corrected and self.params.measured_response else None
         now = self.window.index if self.window is not None else 0
-        levels = {k: v if self.frozen.get(k, -1) < now else self._no_higher(k, v) for k, v in self.levels.items()}
+        levels = {k: v if self.frozen.get(k, -1) < now else no_higher(self.gates[k], v, self.current, self.supported)
+                  for k, v in self.levels.items()}
         return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, correct)
-
-    def _no_higher(self, key: str, levels: list[dict]) -> list[dict]:
-        """A frozen gate's levels: none that holds longer than the setting in force (it may tighten)."""
-        g = self.gates[key]
-        cur, sup = self.current[g.site], self.supported.get(g.site)
-        return [lv for lv in levels if g.hold_us(level_params(cur, lv, sup)) <= g.hold_us(cur)]
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
         return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
@@ -429,7 +424,7 @@ class Qos(PolicyBase):
             for t, st in self.state.items()
         }
         idx, _ = planner.optimise(plan_budgets, p.min_gain_cpu, prices)
-        target = planner.params_for(self._bounded(planner, idx))
+        target = planner.params_for(self._bounded(planner, idx, cur.cost))
         # objective: CPU plus the price of latency tenants' added delay (what the planner minimises)
         j = lambda e: e.cost + sum(prices[t] * d for t, d in e.tenant_p99_us.items())  # noqa: E731
         plan = planner.evaluate(target)
@@ -480,7 +475,7 @@ class Qos(PolicyBase):
             self.p99_recent = {}
         return Decision(changed, records)
 
-    def _bounded(self, planner: Planner, idx: dict[str, int]) -> dict[str, int]:
+    def _bounded(self, planner: Planner, idx: dict[str, int], in_force: float) -> dict[str, int]:
         """Limit every timer increase to ``max_step_factor`` (first step ``first_step_us``); none on a
         chain under check. First steps (of gates that are off) that together with the other bounded
         steps would not save CPU (a NAPI deferral shorter than the packet gap only adds empty timer
@@ -489,7 +484,6 @@ class Qos(PolicyBase):
         p = self.params
         out = {}
         checked = {g.key for k in self.checks for g in planner.by_key[k].gates}
-        in_force = planner.evaluate(self.current).cost
         for key, i in idx.items():
             g = self.gates[key]
             cur_hold = g.hold_us(self.current[g.site])

@@ -234,6 +234,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     clients[ld.tenant] = ps.start(ld.client_ns, client_argv(ld), f"iperf3-{ld.tenant}", wire_cpus)
             old_sites, old_ten, host0, napi0 = counters.sample()
             first_sites, first_ten, prev_host, prev_napi = old_sites, old_ten, host0, napi0
+            t0_ns = host0.t_ns  # the policy's windows are timed from the load's start (settle windows too)
             tools0, all_cpu0 = _tools_cpu(ps), measure.all_tasks_cpu_ns()
             tap_samples: list[tuple[int, int, int]] = []
             last = n_settle + n_windows - 1
@@ -245,7 +246,7 @@ def run_trial(spec: ScenarioSpec, policy: Policy, options: TrialOptions | None =
                     tap_samples += tap_reader.read_new()
                     lat = {t: tap.window_quantiles(tap_samples, port, _t_of(old_sites), host.t_ns)
                            for t, port in tap_ports.items()}
-                ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - host0.t_ns, lat)
+                ws = _window(k, ctx, current, old_sites, new_sites, old_ten, new_ten, host.t_ns - t0_ns, lat)
                 if k >= n_settle:
                     windows.append(_row(ws, host.net_rx - prev_host.net_rx, polls_delta(prev_napi, napi)))
                     for t, (n, p50, p99) in lat.items():
