@@ -192,9 +192,9 @@ def test_lognormal_interarrival_has_its_mean_and_quantile():
 # --- validation -----------------------------------------------------------------------------------
 BAD = [
     ([_poisson("a", on_us=100, off_us=200, burst_group="x"), _poisson("b", on_us=100, off_us=300, burst_group="x")],
-     r"^spec: spec: guests\.1\.workload\.off_us: burst_group 'x' members must share on_us, off_us and burst_start_us"),
+     r"^spec: guests\.1\.workload\.off_us: burst_group 'x' members must share on_us, off_us and burst_start_us"),
     ([_poisson("a", on_us=CONST(100), off_us=200, burst_group="x"), _poisson("b", on_us=100, off_us=200, burst_group="x")],
-     r"^spec: spec: guests\.1\.workload\.on_us: burst_group 'x'"),
+     r"^spec: guests\.1\.workload\.on_us: burst_group 'x'"),
     ([_poisson("a", burst_group="x")], r"^spec: guests\.0\.workload: burst_group: needs on/off bursts"),
     ([_poisson("a", burst_start_us=5)], r"^spec: guests\.0\.workload: burst_start_us: needs on/off bursts"),
     ([_poisson("a", on_us=CONST(0), off_us=3)], "on_us and off_us must both be > 0"),

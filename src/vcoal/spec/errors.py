@@ -52,7 +52,7 @@ def spec_error_line(
         within = f" in {range_text(bounds)}" if bounds != _UNBOUNDED else ""
         msg = f"expected {_EXPECTED[kind]}{within}, got {given!r}"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{source}: {loc or 'spec'}: {msg}{more}"
+    return f"{source}: {loc}: {msg}{more}" if loc else f"{source}: {msg}{more}"  # a whole-spec check names its fields
 
 
 Bounds = tuple[object, bool, object, bool]  # (lower, lower inclusive, upper, upper inclusive)
