@@ -37,9 +37,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vcoal.model.hostpath import hop_kind
 from vcoal.model.params import CoalesceParams
 from vcoal.model.stats import WindowStats
-from vcoal.model.units import Layer, Site
+from vcoal.model.units import Site
 from vcoal.policies._qos_model import Costs, Gate, chain_event_cost
 
 MIN_EVIDENCE_PACKETS = 50
@@ -51,23 +52,18 @@ DISAGREE_Z = 2.0  # ...as does one within this many standard errors
 EFFICACY_ALPHA = 0.5  # step of the efficacy toward a verified change's realised fraction
 
 
-def chain_sites(kind: str, gates: tuple[Gate, ...]) -> tuple[Site, str, Site, str]:
-    """(site, direction) of a chain's wake-up events and (site, direction) of its consumer's polls."""
-    first = gates[0].site
-    if kind == "nic_rx":
-        return first, "rx", first, "rx"
-    if kind == "nic_txc":
-        return first, "tx", first, "tx"
-    g = first.instance
-    if kind == "guest_rx":
-        return Site(Layer.BACKEND, g), "rx", Site(Layer.FRONTEND, g), "rx"
-    return Site(Layer.FRONTEND, g), "tx", Site(Layer.BACKEND, g), "tx"
+def chain_sites(kind: str, gates: tuple[Gate, ...], profile: str = "xen") -> tuple[Site, str, Site, str]:
+    """(site, direction) of a chain's wake-up events and (site, direction) of its consumer's polls:
+    the gate and NAPI sites of its hop (``vcoal.model.hostpath``)."""
+    hop = hop_kind(profile, kind)
+    inst = gates[0].site.instance
+    return Site(hop.gate, inst), hop.direction, Site(hop.napi, inst), hop.direction
 
 
 def measured_chain(kind: str, gates: tuple[Gate, ...], stats: WindowStats, costs: Costs) -> tuple[float, int, int] | None:
     """(CPU fraction, input packets, wake-up events) of one chain in a window, or None when its sites
     are missing."""
-    ev_site, ev_dir, poll_site, poll_dir = chain_sites(kind, gates)
+    ev_site, ev_dir, poll_site, poll_dir = chain_sites(kind, gates, costs.profile)
     s, c = stats.sites.get(ev_site), stats.sites.get(poll_site)
     if s is None or c is None or not s.interval_ns:
         return None

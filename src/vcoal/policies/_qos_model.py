@@ -1,26 +1,19 @@
 """Prediction model of the ``qos`` controller: gates, chains, per-stage delay and interrupt rate.
 
-A *gate* is one knob group at one site that can hold packets back or merge interrupts:
+A *gate* is one knob group at one site that can hold packets back or merge interrupts. The gates
+come from the host profile's hops (``vcoal.model.hostpath``, the table the simulator compiles
+too): a hop's gate site timer (``{rx,tx}_usecs/frames/timer``) then its NAPI site's deferral
+form the hop's *chain* (xen: ``nic_rx`` nic:qN rx then napi; ``nic_txc`` nic:qN tx, which delays
+nothing; ``guest_rx`` backend:G rx then frontend:G napi; ``guest_tx`` frontend:G tx then
+backend:G napi). Each output event (wake-up) of a chain costs what the profile charges for its hop
+(``chain_event_cost``: xen, the interrupt or virtual interrupt, the sender's notification and a
+poll; veth, a softirq run, or only a poll inside a run already going).
 
-========== ======= ================================================ ============ ======================
-site       knob    what it gates                                    delays        event cost (µs)
-========== ======= ================================================ ============ ======================
-nic:qN     rx      physical RX interrupt (rx_usecs/rx_frames/timer)  RX, shared    irq + poll
-nic:qN     napi    dom0 NIC NAPI deferral                            RX, shared    irq + poll
-nic:qN     tx      TX-completion interrupt                           nothing       irq + poll
-backend:G  rx      event channel to the guest (virtual interrupt)   RX of G       evtchn send + virq + poll
-frontend:G napi    guest NAPI deferral                               RX of G       evtchn send + virq + poll
-frontend:G tx      notification to netback                           TX of G       virq + poll
-backend:G  napi    netback TX NAPI deferral                          TX of G       virq + poll
-========== ======= ================================================ ============ ======================
-
-Gates in series form a *chain* (``nic RX``: rx then napi; ``guest RX``: backend rx then frontend
-napi; ``guest TX``: frontend tx then backend napi; ``nic TXC``: tx). A chain's input is a rate of
-events (packets for the first stage); each stage turns its input events into output events
-(interrupts) and adds delay. The cost of a chain is its output event rate times the chain's event
-cost plus the deferral timer polls times the poll cost. The guest RX chain of a tenant is fed by
-its share of the NIC batches (a NIC interrupt carries a packet of the tenant with probability
-``1 - (1 - f)^K``).
+A chain's input is a rate of events (packets for the first stage); each stage turns its input
+events into output events (interrupts) and adds delay. The cost of a chain is its output event
+rate times the chain's event cost plus the deferral timer polls times the poll cost. The guest RX
+chain of a tenant is fed by its share of the NIC batches (a NIC interrupt carries a packet of the
+tenant with probability ``1 - (1 - f)^K``).
 
 Per stage (rates per µs):
 
@@ -42,9 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vcoal.model.costs import DEFAULT_COSTS
+from vcoal.model.hostpath import SOFTIRQ_RUNS, fed_in_run, hop_kind, profile_of
 from vcoal.model.params import CoalesceParams, TimerMode
 from vcoal.model.queueing import napi_min_nt, zero_cost_delay
-from vcoal.model.units import Layer, Site
+from vcoal.model.units import Site
 
 Z99 = 2.3263478740408408  # standard normal 0.99 quantile
 MAX_SESSION_POLLS = 1e6
@@ -206,34 +200,34 @@ def stage(
 
 
 def chain_event_cost(kind: str, costs: Costs) -> float:
-    """CPU µs per output event of a chain kind (``nic_rx``, ``nic_txc``, ``guest_rx``, ``guest_tx``).
+    """CPU µs per output event (wake-up) of the chain of hop ``kind`` on the host profile, from the
+    hop's row (``vcoal.model.hostpath``), as the simulator's engine charges it.
 
-    On the veth profile (the testbed: one NET_RX run drains every NAPI scheduled on its CPU) what
-    costs is a softirq run: the NIC's wake-up (the wire's transmit) and a guest's transmit start
-    one each; a guest's receive NAPI is scheduled inside the run that forwarded its packets, so its
-    wake-up costs only its poll; and there are no NIC TX completions.
+    Xen: the (virtual) interrupt, the sender's event-channel notification and the poll. Veth (the
+    testbed: one NET_RX run drains every NAPI scheduled on its CPU): what costs is a softirq run, so
+    a wake-up from outside softirq context costs a run, and a hop whose packets are handed over
+    inside a run that is already going (a guest's receive NAPI, fed by the NIC's poll) only its
+    poll. A hop the profile lacks (veth: NIC TX completions) costs nothing.
     """
-    if costs.profile == "veth":
-        if kind == "guest_rx":
-            return costs.poll_us
-        return costs.run_us if kind in ("nic_rx", "guest_tx") else 0.0
-    if kind in ("nic_rx", "nic_txc"):
-        return costs.irq_us + costs.poll_us
-    if kind == "guest_rx":
-        return costs.evtchn_send_us + costs.virq_us + costs.poll_us
-    return costs.virq_us + costs.poll_us
+    hop = hop_kind(costs.profile, kind)
+    if hop is None:
+        return 0.0
+    if profile_of(costs.profile).charges == SOFTIRQ_RUNS:
+        return costs.poll_us if fed_in_run(costs.profile, hop) else costs.run_us
+    notify = costs.evtchn_send_us if hop.sender is not None else 0.0
+    return notify + (costs.virq_us if hop.virtual_irq else costs.irq_us) + costs.poll_us
 
 
-def chain_gates(kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
-    """The gates of one chain, in order."""
-    if kind == "nic_rx":
-        return (Gate(nic, "rx", "rx"), Gate(nic, "napi", "rx"))
-    if kind == "nic_txc":
-        return (Gate(nic, "tx", None),)
-    be, fe = Site(Layer.BACKEND, guest or ""), Site(Layer.FRONTEND, guest or "")
-    if kind == "guest_rx":
-        return (Gate(be, "rx", "rx"), Gate(fe, "napi", "rx"))
-    return (Gate(fe, "tx", "tx"), Gate(be, "napi", "tx"))
+def chain_gates(kind: str, nic: Site, guest: str | None, profile: str = "xen") -> tuple[Gate, ...]:
+    """The gates of the chain of hop ``kind`` (of NIC queue ``nic``, or of ``guest``), in order:
+    the gate site's timer, then the NAPI site's deferral (``hostpath``'s row)."""
+    hop = hop_kind(profile, kind)
+    if hop is None:
+        return ()
+    inst = nic.instance if hop.per == "queue" else guest or ""
+    d = hop.direction
+    timer = Gate(Site(hop.gate, inst), d, d if hop.delays else None)
+    return (timer, Gate(Site(hop.napi, inst), "napi", d)) if hop.napi_gate else (timer,)
 
 
 def share_events(total_events: float, total_pkts: float, own_pkts: float) -> float:

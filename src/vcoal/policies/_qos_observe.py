@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vcoal.model.costs import DEFAULT_COSTS
+from vcoal.model.hostpath import profile_of
 from vcoal.model.queueing import zero_cost_delay
 from vcoal.model.stats import WindowStats
-from vcoal.model.units import NS_PER_S, Layer, Site
+from vcoal.model.units import NS_PER_S, Site
 from vcoal.policies._qos_model import Costs, chain_event_cost
 
 MIN_PACKETS_FOR_BUSY = 100
@@ -51,13 +52,11 @@ def dropped_on(stats: WindowStats, path: tuple[Site, ...]) -> bool:
     return False
 
 
-def _consumer(site: Site, d: str) -> tuple[str, Site] | None:
-    """The chain kind whose interrupt a site's direction gates, and the site of its NAPI consumer."""
-    if site.layer is Layer.NIC:
-        return ("nic_rx", site) if d == "rx" else None
-    if site.layer is Layer.BACKEND:
-        return ("guest_rx", Site(Layer.FRONTEND, site.instance)) if d == "rx" else None
-    return ("guest_tx", Site(Layer.BACKEND, site.instance)) if d == "tx" else None
+def _consumer(site: Site, d: str, profile: str) -> tuple[str, Site] | None:
+    """The chain (hop) whose interrupt a site's direction gates and delays packets at, and the site
+    of its NAPI consumer (``vcoal.model.hostpath``); None for a direction that gates no packets."""
+    hop = next((h for h in profile_of(profile).hops if h.gate is site.layer and h.direction == d and h.delays), None)
+    return None if hop is None else (hop.chain, Site(hop.napi, site.instance))
 
 
 def busy_sites(stats: WindowStats, costs: Costs, util_max: float) -> set[Site]:
@@ -73,7 +72,7 @@ def busy_sites(stats: WindowStats, costs: Costs, util_max: float) -> set[Site]:
         if not s.interval_ns:
             continue
         for d, ds in (("rx", s.rx), ("tx", s.tx)):
-            which = _consumer(site, d)
+            which = _consumer(site, d, costs.profile)
             if which is None or ds.packets < MIN_PACKETS_FOR_BUSY:
                 continue
             kind, consumer = which

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from vcoal.model.hostpath import profile_of
 from vcoal.model.params import CoalesceParams
 from vcoal.model.units import Site
 from vcoal.policies._qos_model import (
@@ -79,8 +80,8 @@ class Planner:
         memo: dict | None = None,
         correct: Callable[[tuple, float, float, tuple[str, ...]], float] | None = None,
     ) -> None:
-        order = {"nic_rx": 0, "nic_txc": 1, "guest_rx": 2, "guest_tx": 3}
-        self.chains = sorted(chains, key=lambda c: (order[c.kind], c.key))
+        order = {h.chain: i for i, h in enumerate(profile_of(costs.profile).hops)}
+        self.chains = sorted(chains, key=lambda c: (order.get(c.kind, len(order)), c.key))
         self.by_key = {c.key: c for c in self.chains}
         self.levels = {k: v for k, v in levels.items() if len(v) >= 2}
         self.gates = gates

@@ -68,6 +68,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from vcoal.model.hostpath import fed_in_run, hop_kind, profile_of
 from vcoal.model.params import CoalesceParams
 from vcoal.model.policy import Decision, DecisionRecord, PolicyContext
 from vcoal.model.stats import WindowStats
@@ -263,7 +264,7 @@ class Qos(PolicyBase):
         gates: dict[str, Gate] = {}
         levels: dict[str, list[dict]] = {}
         for kind, nic, guest in self._chain_specs(context):
-            for g in chain_gates(kind, nic, guest):
+            for g in chain_gates(kind, nic, guest, context.profile):
                 if g.site not in context.sites or g.key in gates:
                     continue
                 gates[g.key] = g
@@ -278,17 +279,18 @@ class Qos(PolicyBase):
 
     @staticmethod
     def _chain_specs(context: PolicyContext) -> list[tuple[str, Site, str | None]]:
+        """(hop, NIC site, guest or None) of every chain: the profile's per-queue hops on each NIC
+        site, its per-guest hops for each tenant with a backend on its path."""
+        hops = profile_of(context.profile).hops
         out: list[tuple[str, Site, str | None]] = []
         for site in sorted(context.sites):
             if site.layer is Layer.NIC:
-                out += [("nic_rx", site, None), ("nic_txc", site, None)]
+                out += [(h.chain, site, None) for h in hops if h.per == "queue"]
         for name in sorted(context.tenants):
             t = context.tenants[name]
             nic = next((s for s in t.path if s.layer is Layer.NIC), None)
-            if nic is None:
-                continue
-            if any(s.layer is Layer.BACKEND for s in t.path):
-                out += [("guest_rx", nic, name), ("guest_tx", nic, name)]
+            if nic is not None and any(s.layer is Layer.BACKEND for s in t.path):
+                out += [(h.chain, nic, name) for h in hops if h.per == "guest"]
         return out
 
     # --- observation -----------------------------------------------------------------------------
@@ -367,26 +369,24 @@ class Qos(PolicyBase):
         rates = self.rates if stats_rates is None else stats_rates
         per_us = lambda site, d: rates.get((site, d), 0.0) / 1e6  # noqa: E731
         chains: list[Chain] = []
+        profile = self.context.profile
         for kind, nic, guest in self._chain_specs(self.context):
-            gates = tuple(g for g in self._chain_gates(kind, nic, guest))
-            key = f"{kind}:{nic.instance if guest is None else guest}"
+            hop = hop_kind(profile, kind)
+            inst = nic.instance if guest is None else guest
+            key = f"{kind}:{inst}"
             b = self.burst.get(key, 1.0) if self.params.burst_aware else 1.0
-            if kind == "nic_rx":
-                tenants = self.context.sites[nic].tenants
-                work = self.work_us.get(nic)
-                work = None if work is None else float(f"{work:.3g}")
-                chains.append(Chain(key, kind, gates, tuple(tenants), per_us(nic, "rx"), None, work, b))
-            elif kind == "nic_txc":
-                chains.append(Chain(key, kind, gates, (), per_us(nic, "tx"), None, None, b))
-            elif kind == "guest_rx":
-                # netback copies packet by packet, so the event channel gate sees packets, not NIC
-                # batches; on veth the bridge forwards a NIC poll's packets at once (fed by its polls)
-                be = Site(Layer.BACKEND, guest or "")
-                feed = f"nic_rx:{nic.instance}" if self.costs.profile == "veth" else None
-                chains.append(Chain(key, kind, gates, (guest or "",), per_us(be, "rx"), feed, None, b))
+            if not hop.delays:
+                tenants: tuple[str, ...] = ()
             else:
-                fe = Site(Layer.FRONTEND, guest or "")
-                chains.append(Chain(key, kind, gates, (guest or "",), per_us(fe, "tx"), None, None, b))
+                tenants = tuple(self.context.sites[nic].tenants) if guest is None else (guest,)
+            work = self.work_us.get(nic) if hop.cost == "nic_rx" else None
+            work = None if work is None else float(f"{work:.3g}")
+            # a hop fed inside its feeder's softirq run (veth: the bridge forwards a NIC poll's
+            # packets at once) sees that chain's polls; netback copies packet by packet
+            fed = fed_in_run(profile, hop)
+            feed = None if fed is None else f"{fed.chain}:{nic.instance}"
+            lam = per_us(Site(hop.gate, inst), hop.direction)
+            chains.append(Chain(key, kind, self._chain_gates(kind, nic, guest), tenants, lam, feed, work, b))
         correct = self.evidence.correct if corrected and self.params.measured_response else None
         now = self.window.index if self.window is not None else 0
         levels = {k: v if self.frozen.get(k, -1) < now else no_higher(self.gates[k], v, self.current, self.supported)
@@ -394,7 +394,7 @@ class Qos(PolicyBase):
         return Planner(chains, levels, self.gates, self.current, self.supported, self.costs, self._memo, correct)
 
     def _chain_gates(self, kind: str, nic: Site, guest: str | None) -> tuple[Gate, ...]:
-        return tuple(g for g in chain_gates(kind, nic, guest) if g.key in self.gates)
+        return tuple(g for g in chain_gates(kind, nic, guest, self.context.profile) if g.key in self.gates)
 
     def _budgets(self) -> tuple[dict[str, float], dict[str, str]]:
         budgets: dict[str, float] = {}

@@ -17,17 +17,20 @@ queue has no tx-completion hop (veth frees the skb at transmit).
 A one-layer host (``host.layers = ["nic"]``) delivers to the application right after the NIC hop,
 with per-packet cost ``nic_pkt_us + byte_copy_ns * size``: the NAPI Min(N,T) model of B.1.
 
-Every hop is one row of ``Topology.hops``: its ring, gate site, NAPI site, consuming CPU, cost
-term, what follows it (``then``, a delivery kind of the engine's ``loop.deliver``) and the CPU
-that pays for notifying it. The engine reads these rows; a new host shape is new rows here, and a
-new kind of next hop is one delivery kind in ``loop.deliver``.
+Which hops a profile has is data shared with the ``qos`` controller: ``vcoal.model.hostpath``.
+Every hop is one row of ``Topology.hops`` compiled from it: its ring, gate site, NAPI site,
+consuming CPU, cost term, what follows it (``then``, a delivery kind of the engine's
+``loop.deliver``) and the CPU that pays for notifying it. The engine reads these rows; a new host
+shape is a new profile in ``hostpath``, and a new kind of next hop one delivery kind in
+``loop.deliver``.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from vcoal.model.units import Layer, Site
+from vcoal.model.hostpath import APP_VCPU, BACKEND_CORE, FIRST_VCPU, IRQ_CORE, HopKind, profile_of
+from vcoal.model.units import Site
 from vcoal.sim.engine.layout import D_AFTER_NIC_RX, D_TO_APP, D_TO_GUEST_RX, D_TO_NIC_TX, D_TX_CLEANED
 from vcoal.spec.scenario import ScenarioSpec
 
@@ -84,12 +87,18 @@ class TenantWiring(NamedTuple):
     tx_hop: int
 
 
+DELIVERY = {"after_nic_rx": D_AFTER_NIC_RX, "to_guest_rx": D_TO_GUEST_RX, "to_app": D_TO_APP,
+            "to_nic_tx": D_TO_NIC_TX, "tx_cleaned": D_TX_CLEANED}
+
+
 class Topology:
-    """CPUs (driver-domain cores, then every guest's vCPUs), sites, hops and their wiring."""
+    """CPUs (driver-domain cores, then every guest's vCPUs), sites, hops and their wiring: the host
+    profile's rows (``vcoal.model.hostpath``) per NIC queue, then per guest, roles resolved to CPUs."""
 
     def __init__(self, spec: ScenarioSpec) -> None:
         self.one_layer = spec.host.layers == ("nic",)
         self.veth = spec.host.profile == "veth"
+        profile = profile_of(spec.host.profile, self.one_layer)
         self.cpus = [f"dom0-c{i}" for i in range(spec.host.driver_domain_cores)]
         vcpus = []
         for g in spec.guests:
@@ -97,29 +106,28 @@ class Topology:
             self.cpus += [f"{g.name}-v{j}" for j in range(g.vcpus)]
         self.sites = list(spec.site_params())
         site = {s: k for k, s in enumerate(self.sites)}
+        evt_ns = ns(spec.cost.evtchn_send_us)
+
+        def row(kind: HopKind, instance: str, queue: int, guest: int = -1) -> int:
+            role = {IRQ_CORE: spec.irq_core_of(queue)}
+            if guest >= 0:
+                role |= {BACKEND_CORE: spec.backend_core_of(guest), FIRST_VCPU: vcpus[guest][0],
+                         APP_VCPU: vcpus[guest][-1]}
+            ring = {"nic": spec.nic.rx_ring, "unbounded": UNBOUNDED, "guest": spec.guests[guest].ring if guest >= 0 else 0}
+            sender = -1 if kind.sender is None else role[kind.sender]
+            self.hops.append(HopRow(
+                site[Site(kind.gate, instance)], site[Site(kind.napi, instance)], 0 if kind.direction == "rx" else 1,
+                role[kind.consumer], ring[kind.ring], kind.virtual_irq, kind.cost, DELIVERY[kind.then], sender,
+                evt_ns if sender >= 0 else 0))
+            return len(self.hops) - 1
+
         self.hops: list[HopRow] = []
         self.queues: list[tuple[int, int]] = []  # per NIC queue: (rx hop, tx-completion hop or -1)
         for q in range(spec.nic.queues):
-            s, cpu = site[Site(Layer.NIC, f"q{q}")], spec.irq_core_of(q)
-            then = D_TO_APP if self.one_layer else D_TO_GUEST_RX if self.veth else D_AFTER_NIC_RX
-            rx = self._add(HopRow(s, s, 0, cpu, spec.nic.rx_ring, False, "nic_rx", then))
-            txc = -1 if self.veth else self._add(HopRow(s, s, 1, cpu, UNBOUNDED, False, "tx_clean", D_TX_CLEANED))
-            self.queues.append((rx, txc))
-        evt_ns = ns(spec.cost.evtchn_send_us)
+            made = {k.chain: row(k, f"q{q}", q) for k in profile.hops if k.per == "queue"}
+            self.queues.append((made["nic_rx"], made.get("nic_txc", -1)))
         self.tenants: list[TenantWiring] = []
         for i, g in enumerate(spec.guests):
-            bcpu, v = spec.backend_core_of(i), vcpus[i]
-            rx = tx = -1
-            if not self.one_layer:
-                be, fe = site[Site(Layer.BACKEND, g.name)], site[Site(Layer.FRONTEND, g.name)]
-                if self.veth:  # rx NAPI on the NIC queue's core, tx NAPI on the sending vCPU
-                    rx_cpu, rx_sender, tx_cpu = spec.irq_core_of(spec.queue_of(i)), -1, v[-1]
-                else:
-                    rx_cpu, rx_sender, tx_cpu = v[0], bcpu, bcpu
-                rx = self._add(HopRow(be, fe, 0, rx_cpu, g.ring, True, "frontend_rx", D_TO_APP, rx_sender, evt_ns))
-                tx = self._add(HopRow(fe, be, 1, tx_cpu, g.ring, True, "backend_tx", D_TO_NIC_TX, v[-1], evt_ns))
-            self.tenants.append(TenantWiring(spec.queue_of(i), bcpu, v[-1], rx, tx))
-
-    def _add(self, row: HopRow) -> int:
-        self.hops.append(row)
-        return len(self.hops) - 1
+            made = {k.chain: row(k, g.name, spec.queue_of(i), i) for k in profile.hops if k.per == "guest"}
+            self.tenants.append(TenantWiring(spec.queue_of(i), spec.backend_core_of(i), vcpus[i][-1],
+                                             made.get("guest_rx", -1), made.get("guest_tx", -1)))
