@@ -170,7 +170,7 @@ CHUNK = 1 << 16  # packets per step of the chunked path: bounded memory whatever
 
 def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
     """The one-layer sample path, chunk by chunk: yields (t, sizes, dep, fire_t, u of those
-    interrupts, s, polls so far, params) with ``sizes`` and ``s`` of length 1 when constant.
+    interrupts, s, polls so far) with ``sizes`` and ``s`` of length 1 when constant.
 
     Memory stays O(chunk) plus the backlog waiting for an interrupt (a frame cap's look-ahead; a
     packet-timer run that has not ended): arrivals and draws are generated as the path advances,
@@ -211,7 +211,7 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
         k, nirq = kernel(t, s, u, mode, usecs_ns, p.rx_frames, p.napi_budget, poll_ns, arrivals.done, st, dep, fire_t)
         u_fired = u[:nirq] if irq is not None else np.full(nirq, irq_ns, dtype=np.int64)
         yield (t[:k], sizes if z_const else sizes[:k], dep[:k], fire_t[:nirq], u_fired,
-               s if s_const else s[:k], int(st[3]), p)
+               s if s_const else s[:k], int(st[3]))
         # no progress: a packet-timer run (frame cap 0) has had no gap yet; its packets wait in the
         # ring for an interrupt, so the backlog grows; take more each time so the rescans stay linear
         want = chunk if k else 2 * want
@@ -282,7 +282,7 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     nlat = total = s_sum = b_sum = npk = in_bytes = nirq = irq_busy = polls = 0
     vmin, vmax = _BIG, 0
     params = spec.site_params()[Site(Layer.NIC, "q0")]
-    for t, sizes, dep, fire_t, u, s, polls_so_far, _ in iter_one_layer(spec, jit):
+    for t, sizes, dep, fire_t, u, s, polls_so_far in iter_one_layer(spec, jit):
         polls = polls_so_far
         n, tot, lo, hi, ss, bs = _measure(t, dep, lo_ns, end_ns, counts, s, sizes)
         nlat, total, s_sum, b_sum = nlat + n, total + tot, s_sum + ss, b_sum + bs
