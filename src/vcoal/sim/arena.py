@@ -124,10 +124,8 @@ class Feeder:
         self.wl = [DrawSource(seed, f"workload/{g.name}") for g in spec.guests]
         self.wl_len = WL_LEN if len(spec.guests) <= 64 else min(WL_LEN, 1024)
         # one row per (tenant, field given as a distribution), in tenant then field order
-        self.dv: list[tuple[int, str, DrawSource]] = []
-        for i, g in enumerate(spec.guests):
-            for field, d in dv_fields(g.workload).items():
-                self.dv.append((i, field, DrawSource(seed, stream_name(g, field), _engine_values(field, d))))
+        self.dv = [(i, field, DrawSource(seed, stream_name(g, field), _engine_values(field, d)))
+                   for i, g in enumerate(spec.guests) for field, d in dv_fields(g.workload).items()]
 
     def buffers(self, a: Arena):
         """Every draw buffer of ``a`` with its source and read position: (source, buffer (a row view),
