@@ -280,7 +280,8 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         "hcount": (4 * nten, L.NBUCKETS), "hstat": (4 * nten, 4), "deliv": (max(MIN_CAP, CAP_SLACK * margin), 3),
         "trace": (trace_rows, L.NTR),
         "gf": (L.NGF, 1), "hopf": (len(hopf), 1), "tenf": (nten, L.NTF), "steps_rate": (len(steps_t), 1),
-        "svc": (DRAW_LEN if feeder.svc is not None else 0, 1), "irq": (DRAW_LEN if feeder.irq is not None else 0, 1),
+        "svc": (DRAW_LEN if feeder.svc is not None else 0, 1),
+        "irq": (DRAW_LEN if feeder.irq is not None else 0, 1),
         "wl": (nten, feeder.wl_len), "dvpos": (len(feeder.dv), 1), "dv": (len(feeder.dv), DV_LEN),
     }  # fmt: skip
     a = Arena(shapes)

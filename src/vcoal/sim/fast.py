@@ -302,8 +302,9 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     period = end_ns - warm
     irq_f, soft_f = min(1.0, irq_busy / period), min(1.0, soft_busy / period)
     tenant = tenant_result(g, hist, LatencyHistogram(), seconds, npk, int(nlat), 0, int(b_sum))
-    site = SiteResult("nic:q0", "nic", dir_result(DirStats(npk, in_bytes, nirq, polls, 0), DirStats(), seconds),
-                      dir_result(DirStats(), DirStats(), seconds), irq_busy + soft_busy, params.to_dict())
+    rx = dir_result(DirStats(npk, in_bytes, nirq, polls, 0), DirStats(), seconds)
+    site = SiteResult("nic:q0", "nic", rx, dir_result(DirStats(), DirStats(), seconds), irq_busy + soft_busy,
+                      params.to_dict())
     cpus = [CpuResult("dom0-c0", irq_f, soft_f, 0.0, max(0.0, 1 - irq_f - soft_f))]
     meta = {"engine": "fast" if jit else "fast-python", "vcoal_version": __version__,
             "wall_s": time.perf_counter() - wall0, "site_packets": npk}

@@ -172,7 +172,7 @@ class Simulation:
             if not self.samples:
                 self.samples.append((0, self._prev))
             self.samples.append((t_ns, cur))
-        sites = {site: SiteStats.from_samples(site, self._prev[site], c, self.params[site]) for site, c in cur.items()}
+        sites = {s: SiteStats.from_samples(s, self._prev[s], c, self.params[s]) for s, c in cur.items()}
         self._prev = cur
         n = len(self.spec.guests)
         counts = self.arena.view("ten")[:, [L.T_W_PACKETS, L.T_W_BYTES]].tolist()
@@ -189,7 +189,8 @@ class Simulation:
         row["cpus"] = {}
         for name, now, prev in zip(self.cpus, busy, self._prev_busy, strict=True):
             used = [(a - b) / interval if interval else 0.0 for a, b in zip(now, prev, strict=True)]
-            row["cpus"][name] = {"irq": used[0], "softirq": used[1], "app": used[2], "idle": max(0.0, 1 - sum(used))}
+            row["cpus"][name] = {"irq": used[0], "softirq": used[1], "app": used[2],
+                                 "idle": max(0.0, 1 - sum(used))}
         self._prev_busy = busy
         self.windows.append(row)
         # the next window's counters and histograms start from zero (HI_WIN and HI_WINRTT are adjacent)
@@ -249,19 +250,20 @@ class Simulation:
         busy, runs = self._cpus()
         m0 = self._m0 or {"t_ns": self.end_ns, "sites": new, "busy": busy, "runs": runs}
         seconds = max(0.0, (self.end_ns - m0["t_ns"]) / 1e9)
-        rows = self.arena.view("ten").tolist()
-        tenants = [tenant_result(g, self._hist(L.HI_HIST, i), self._hist(L.HI_RTT, i), seconds, rows[i][L.T_M_SENT],
-                                 rows[i][L.T_M_DELIVERED], rows[i][L.T_M_DROPPED], rows[i][L.T_M_BYTES])
+        rows = self.arena.view("ten")[:, [L.T_M_SENT, L.T_M_DELIVERED, L.T_M_DROPPED, L.T_M_BYTES]].tolist()
+        tenants = [tenant_result(g, self._hist(L.HI_HIST, i), self._hist(L.HI_RTT, i), seconds, *rows[i])
                    for i, g in enumerate(self.spec.guests)]
         sites = []
         for site, c in new.items():
             old = m0["sites"][site]
             sites.append(SiteResult(str(site), site.layer.value, dir_result(c.rx, old.rx, seconds),
-                                    dir_result(c.tx, old.tx, seconds), c.cpu_ns - old.cpu_ns, self.params[site].to_dict()))
+                                    dir_result(c.tx, old.tx, seconds), c.cpu_ns - old.cpu_ns,
+                                    self.params[site].to_dict()))
         cpus = []
         period_ns = self.end_ns - m0["t_ns"]
         for name, now, before in zip(self.cpus, busy, m0["busy"], strict=True):
-            used = [min(1.0, (a - b) / period_ns) if period_ns else 0.0 for a, b in zip(now, before, strict=True)]
+            used = [min(1.0, (a - b) / period_ns) if period_ns else 0.0
+                    for a, b in zip(now, before, strict=True)]
             cpus.append(CpuResult(name, used[0], used[1], used[2], max(0.0, 1.0 - sum(used))))
         runs = {name: r - r0 for name, r, r0 in zip(self.cpus, runs, m0["runs"], strict=True)}
         meta = {

@@ -50,9 +50,10 @@ def dir_result(new: DirStats, old: DirStats, seconds: float) -> DirResult:
     )
 
 
-def trial_result(spec, seed: int, policy, seconds: float, tenants, sites, cpus, meta: dict, **kw) -> TrialResult:
-    """The TrialResult of ``spec`` run under ``policy`` (None: the scenario's settings); ``kw``: its
-    windows and decisions."""
+def trial_result(spec, seed: int, policy, seconds: float, tenants: list, sites: list, cpus: list, meta: dict,
+                 **kw) -> TrialResult:
+    """The TrialResult of ``spec`` run under ``policy`` (None: the scenario's settings), with ``kw``
+    (its windows and decisions)."""
     params = getattr(policy, "params_dict", None)
     return TrialResult(
         scenario=spec.name,
