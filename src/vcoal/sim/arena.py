@@ -44,14 +44,13 @@ INT_REGIONS = {
     "sitecpu": (L.O_SITECPU, None), "ten": (L.O_TEN, None), "nicq": (L.O_NICQ, None),
     "steps_t": (L.O_STEPS_T, None), "tr_t": (L.O_TR_T, None), "tr_size": (L.O_TR_SIZE, None),
     "tr_dir": (L.O_TR_DIR, None), "hcount": (L.O_HCOUNT, None), "hstat": (L.O_HSTAT, None),
-    "deliv": (L.O_DELIV, L.DELIV_CAP), "trace": (L.O_TRACE, L.TRACE_CAP),
+    "deliv": (L.O_DELIV, L.DELIV_CAP), "trace": (L.O_TRACE, L.TRACE_CAP), "dvpos": (L.O_DVPOS, None),
 }  # fmt: skip
 FLOAT_REGIONS = {
     "gf": (None, None), "hopf": (L.OF_HOPF, None), "tenf": (L.OF_TENF, None),
     "steps_rate": (L.OF_STEPS_RATE, None), "svc": (L.OF_SVC, L.SVC_LEN), "irq": (L.OF_IRQ, L.IRQ_LEN),
     "wl": (L.OF_WL, None), "dv": (L.OF_DV, None),
 }  # fmt: skip
-INT_REGIONS["dvpos"] = (L.O_DVPOS, None)
 DV_COL = {"request_bytes": L.T_DV_REQ, "response_bytes": L.T_DV_RESP, "think_us": L.T_DV_THINK, "packet_bytes": L.T_DV_PKT,
           "app_us": L.T_DV_APP, "on_us": L.T_DV_ON, "off_us": L.T_DV_OFF, "interarrival": L.T_DV_GAP}
 BURST_FIELDS = ("on_us", "off_us")
@@ -124,36 +123,30 @@ class Feeder:
         self.irq = DrawSource(seed, "irq") if c.irq_dist == "exp" else None
         self.wl = [DrawSource(seed, f"workload/{g.name}") for g in spec.guests]
         self.wl_len = WL_LEN if len(spec.guests) <= 64 else min(WL_LEN, 1024)
-        self.draw_len = DRAW_LEN
-        self.dv_len = DV_LEN
         # one row per (tenant, field given as a distribution), in tenant then field order
-        self.dv: list[tuple[int, str, DrawSource]] = []
-        for i, g in enumerate(spec.guests):
-            for field, d in dv_fields(g.workload).items():
-                self.dv.append((i, field, DrawSource(seed, stream_name(g, field), _engine_values(field, d))))
+        self.dv = [(i, field, DrawSource(seed, stream_name(g, field), _engine_values(field, d)))
+                   for i, g in enumerate(spec.guests) for field, d in dv_fields(g.workload).items()]
+
+    def buffers(self, a: Arena):
+        """Every draw buffer of ``a`` with its source and read position: (source, buffer (a row view),
+        the array holding the position, its index there)."""
+        for src, name, pos in ((self.svc, "svc", L.SVC_POS), (self.irq, "irq", L.IRQ_POS)):
+            if src is not None:
+                yield src, a.view(name)[:, 0], a.m, pos
+        wl, ten = a.view("wl"), a.view("ten")
+        for i, src in enumerate(self.wl):
+            yield src, wl[i], ten, (i, L.T_DRAW_POS)
+        dv, dvpos = a.view("dv"), a.view("dvpos")
+        for r, (_, _, src) in enumerate(self.dv):
+            yield src, dv[r], dvpos, (r, 0)
 
     def refill(self, a: Arena) -> None:
         """Move the unread draws to the front of each buffer and top it up from its stream."""
-        m = a.m
-        for src, name, pos in ((self.svc, "svc", L.SVC_POS), (self.irq, "irq", L.IRQ_POS)):
-            k = int(m[pos])
-            if src is not None and k > 0:
-                buf = a.view(name)[:, 0]
+        for src, buf, pos, at in self.buffers(a):
+            k = int(pos[at])
+            if k > 0:
                 buf[:] = np.concatenate([buf[k:], src.take(k)])
-                m[pos] = 0
-        wl = a.view("wl")
-        ten = a.view("ten")
-        for i, src in enumerate(self.wl):
-            k = int(ten[i, L.T_DRAW_POS])
-            if k > 0:
-                wl[i] = np.concatenate([wl[i, k:], src.take(k)])
-                ten[i, L.T_DRAW_POS] = 0
-        dv, pos = a.view("dv"), a.view("dvpos")
-        for r, (_, _, src) in enumerate(self.dv):
-            k = int(pos[r, 0])
-            if k > 0:
-                dv[r] = np.concatenate([dv[r, k:], src.take(k)])
-                pos[r, 0] = 0
+                pos[at] = 0
 
     def service(self, a: Arena, drain, trace) -> Arena:
         """Handle every bit of m[FLAG] but errors; ``drain`` empties the deliveries buffer, ``trace``
@@ -239,11 +232,6 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     hop_rows = [[h.gate, h.napi, h.direction, h.consumer, h.capacity, int(h.virtual_irq), terms[h.cost][0],
                  int(terms[h.cost][2]), h.then, h.sender, h.sender_ns, -1, -1, 0, L.ARMED, 0, 0, -(1 << 62), 0, 0, 0]
                 for h in topo.hops]  # fmt: skip
-    nicq = np.zeros((spec.nic.queues, L.NQ), dtype=_I64)
-    for q, (rx, txc) in enumerate(topo.queues):
-        nicq[q, L.Q_RX_HOP], nicq[q, L.Q_TXC_HOP] = rx, txc
-        nicq[q, L.Q_QD_HEAD] = nicq[q, L.Q_QD_TAIL] = -1
-
     ten = np.zeros((nten, L.NT), dtype=_I64)
     tenf = np.zeros((nten, L.NTF))
     steps_t, steps_rate, tr_t, tr_size, tr_dir = [], [], [], [], []
@@ -266,15 +254,13 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         r[L.T_RTO_NS] = int(w.rto_us * 1000)
         r[L.T_GAP_NS] = round(w.packet_bytes * 8 / w.pace_gbps) if w.pace_gbps > 0 else 0
         r[L.T_STEP_OFF], r[L.T_STEP_N] = len(steps_t), len(w.steps)
-        for at_s, rate in w.steps:
-            steps_t.append(int(at_s * 1e9))
-            steps_rate.append(float(rate))
+        steps_t += [int(at_s * 1e9) for at_s, _ in w.steps]
+        steps_rate += [float(rate) for _, rate in w.steps]
         rows = w.trace_rows if w.kind == "trace" else ()
         r[L.T_TR_OFF], r[L.T_TR_N] = len(tr_t), len(rows)
-        for ts_us, size, direction in rows:
-            tr_t.append(round(ts_us * 1000))
-            tr_size.append(size)
-            tr_dir.append(0 if direction == "rx" else 1)
+        tr_t += [round(ts_us * 1000) for ts_us, _, _ in rows]
+        tr_size += [size for _, size, _ in rows]
+        tr_dir += [0 if direction == "rx" else 1 for _, _, direction in rows]
         r[L.T_ONOFF] = int(w.bursty())
         r[L.T_START_NS] = round(w.burst_start_us * 1000)
         think = 0.0 if w.dists().get("think_us") else w.think_us
@@ -294,9 +280,9 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
         "hcount": (4 * nten, L.NBUCKETS), "hstat": (4 * nten, 4), "deliv": (max(MIN_CAP, CAP_SLACK * margin), 3),
         "trace": (trace_rows, L.NTR),
         "gf": (L.NGF, 1), "hopf": (len(hopf), 1), "tenf": (nten, L.NTF), "steps_rate": (len(steps_t), 1),
-        "svc": (feeder.draw_len if feeder.svc is not None else 0, 1),
-        "irq": (feeder.draw_len if feeder.irq is not None else 0, 1), "wl": (nten, feeder.wl_len),
-        "dvpos": (len(feeder.dv), 1), "dv": (len(feeder.dv), feeder.dv_len),
+        "svc": (DRAW_LEN if feeder.svc is not None else 0, 1),
+        "irq": (DRAW_LEN if feeder.irq is not None else 0, 1),
+        "wl": (nten, feeder.wl_len), "dvpos": (len(feeder.dv), 1), "dv": (len(feeder.dv), DV_LEN),
     }  # fmt: skip
     a = Arena(shapes)
     m = a.m
@@ -331,18 +317,13 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     a.view("hopf")[:, 0] = hopf
     a.view("ten")[:] = ten
     a.view("tenf")[:] = tenf
-    a.view("nicq")[:] = nicq
+    nicq = a.view("nicq")
+    nicq[:, [L.Q_RX_HOP, L.Q_TXC_HOP]] = topo.queues
+    nicq[:, L.Q_QD_HEAD] = nicq[:, L.Q_QD_TAIL] = -1
     for name, vals in (("steps_t", steps_t), ("steps_rate", steps_rate), ("tr_t", tr_t), ("tr_size", tr_size),
                        ("tr_dir", tr_dir)):
         a.view(name)[:, 0] = vals
-    for src, name in ((feeder.svc, "svc"), (feeder.irq, "irq")):
-        if src is not None:
-            a.view(name)[:, 0] = src.take(feeder.draw_len)
-    wl = a.view("wl")
-    for i, src in enumerate(feeder.wl):
-        wl[i] = src.take(feeder.wl_len)
-    dv = a.view("dv")
-    for r, (_, _, src) in enumerate(feeder.dv):
-        dv[r] = src.take(feeder.dv_len)
+    for src, buf, _, _ in feeder.buffers(a):
+        buf[:] = src.take(buf.shape[0])
     write_params(a, spec.site_params().values())
     return a

@@ -21,10 +21,7 @@ US = 1e-6
 def estimate_events(spec: ScenarioSpec) -> int:
     """Estimated simulator events of ``spec`` (an upper estimate; see the module docstring)."""
     hops = len(spec.host.layers)
-    total = 0.0
-    for g in spec.guests:
-        total += _packets(spec, g.workload) * hops * EVENTS_PER_PACKET_HOP
-    return int(total)
+    return int(sum(_packets(spec, g.workload) * hops * EVENTS_PER_PACKET_HOP for g in spec.guests))
 
 
 def over_budget(spec: ScenarioSpec, budget: int = EVENT_BUDGET) -> str | None:

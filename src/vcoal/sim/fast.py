@@ -12,7 +12,6 @@ not grow with the run length.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -21,11 +20,12 @@ from numba import njit
 from vcoal import __version__
 from vcoal.model.histogram import _NBUCKETS, LatencyHistogram
 from vcoal.model.params import TimerMode
-from vcoal.model.result import CpuResult, DirResult, SiteResult, TenantResult, TrialResult
+from vcoal.model.result import CpuResult, SiteResult, TrialResult
+from vcoal.model.stats import DirStats
 from vcoal.model.units import Layer, Site
 from vcoal.sim.engine.core import bucket_of
 from vcoal.sim.rng import DrawSource
-from vcoal.sim.summary import policy_params
+from vcoal.sim.summary import dir_result, tenant_result, trial_result
 from vcoal.sim.topology import cost_terms
 
 MODE = {TimerMode.ABSOLUTE: 0, TimerMode.PACKET: 1, TimerMode.ITR: 2}
@@ -170,7 +170,7 @@ CHUNK = 1 << 16  # packets per step of the chunked path: bounded memory whatever
 
 def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
     """The one-layer sample path, chunk by chunk: yields (t, sizes, dep, fire_t, u of those
-    interrupts, s, polls so far, params) with ``sizes`` and ``s`` of length 1 when constant.
+    interrupts, s, polls so far) with ``sizes`` and ``s`` of length 1 when constant.
 
     Memory stays O(chunk) plus the backlog waiting for an interrupt (a frame cap's look-ahead; a
     packet-timer run that has not ended): arrivals and draws are generated as the path advances,
@@ -211,7 +211,7 @@ def iter_one_layer(spec, jit: bool = True, chunk: int = CHUNK):
         k, nirq = kernel(t, s, u, mode, usecs_ns, p.rx_frames, p.napi_budget, poll_ns, arrivals.done, st, dep, fire_t)
         u_fired = u[:nirq] if irq is not None else np.full(nirq, irq_ns, dtype=np.int64)
         yield (t[:k], sizes if z_const else sizes[:k], dep[:k], fire_t[:nirq], u_fired,
-               s if s_const else s[:k], int(st[3]), p)
+               s if s_const else s[:k], int(st[3]))
         # no progress: a packet-timer run (frame cap 0) has had no gap yet; its packets wait in the
         # ring for an interrupt, so the backlog grows; take more each time so the rescans stay linear
         want = chunk if k else 2 * want
@@ -272,15 +272,6 @@ def _measure(t, dep, lo_ns, hi_ns, counts, s, sizes):  # pragma: no cover - comp
     return n, total, vmin, vmax, s_sum, b_sum
 
 
-def bucket_counts(latency_ns: np.ndarray) -> np.ndarray:
-    """Histogram bucket counts of latencies (same buckets as LatencyHistogram)."""
-    counts = np.zeros(_NBUCKETS, dtype=np.int64)
-    lat = np.asarray(latency_ns, dtype=np.int64)
-    one = np.zeros(1, dtype=np.int64)
-    _measure(np.zeros_like(lat), lat, -1, 1 << 62, counts, one, one)
-    return counts
-
-
 def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     """The TrialResult of an eligible one-layer scenario, from the compiled recursion."""
     wall0 = time.perf_counter()
@@ -291,7 +282,7 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     nlat = total = s_sum = b_sum = npk = in_bytes = nirq = irq_busy = polls = 0
     vmin, vmax = _BIG, 0
     params = spec.site_params()[Site(Layer.NIC, "q0")]
-    for t, sizes, dep, fire_t, u, s, polls_so_far, _ in iter_one_layer(spec, jit):
+    for t, sizes, dep, fire_t, u, s, polls_so_far in iter_one_layer(spec, jit):
         polls = polls_so_far
         n, tot, lo, hi, ss, bs = _measure(t, dep, lo_ns, end_ns, counts, s, sizes)
         nlat, total, s_sum, b_sum = nlat + n, total + tot, s_sum + ss, b_sum + bs
@@ -310,24 +301,11 @@ def run_fast(spec, jit: bool = True, policy=None) -> TrialResult:
     soft_busy = int(s_sum) + polls * round(spec.cost.poll_us * 1000)
     period = end_ns - warm
     irq_f, soft_f = min(1.0, irq_busy / period), min(1.0, soft_busy / period)
-    lat = hist.summary_us()
-    tput_bps = int(b_sum) * 8 / seconds
-    tenant = TenantResult(
-        name=g.name, kind=g.workload.kind, direction="rx", slo_p99_us=g.slo.p99_us,
-        slo_min_throughput_bps=g.slo.min_throughput_bps, latency_us=lat, rtt_us=None,
-        throughput_pps=nlat / seconds, throughput_bps=tput_bps, sent=npk, delivered=int(nlat), drops=0,
-        slo_met=g.slo.to_slo().verdict(lat["p99"], bool(hist.count), tput_bps),
-        latency_cdf_us=hist.cdf_us(),
-    )
-    rx = DirResult(npk, in_bytes, nirq, polls, 0, nirq / seconds, npk / nirq if nirq else math.nan)
-    tx = DirResult(0, 0, 0, 0, 0, 0.0, math.nan)
-    site = SiteResult("nic:q0", "nic", rx, tx, irq_busy + soft_busy, params.to_dict())
+    tenant = tenant_result(g, hist, LatencyHistogram(), seconds, npk, int(nlat), 0, int(b_sum))
+    rx = dir_result(DirStats(npk, in_bytes, nirq, polls, 0), DirStats(), seconds)
+    site = SiteResult("nic:q0", "nic", rx, dir_result(DirStats(), DirStats(), seconds), irq_busy + soft_busy,
+                      params.to_dict())
     cpus = [CpuResult("dom0-c0", irq_f, soft_f, 0.0, max(0.0, 1 - irq_f - soft_f))]
-    return TrialResult(
-        scenario=spec.name, spec_hash=spec.spec_hash(), seed=spec.seed,
-        policy=policy.name if policy is not None else "scenario",
-        policy_params=policy_params(policy),
-        duration_s=spec.duration_s, measured_s=seconds, tenants=[tenant], sites=[site], cpus=cpus,
-        meta={"engine": "fast" if jit else "fast-python", "vcoal_version": __version__,
-              "wall_s": time.perf_counter() - wall0, "site_packets": npk},
-    )
+    meta = {"engine": "fast" if jit else "fast-python", "vcoal_version": __version__,
+            "wall_s": time.perf_counter() - wall0, "site_packets": npk}
+    return trial_result(spec, spec.seed, policy, seconds, [tenant], [site], cpus, meta)

@@ -1,9 +1,9 @@
 """One simulated trial: build, run window by window with the policy in the loop, summarise.
 
 The events run in the engine (``vcoal.sim.engine``), compiled or interpreted, over the arena;
-between windows this module copies the arena's counters and histograms into plain Python objects
-(sites, CPUs, tenants), builds the window statistics the policy observes, and writes the policy's
-decisions back into the arena's site parameters before the loop resumes.
+between windows this module reads the arena's counters and histograms, builds the window
+statistics the policy observes, and writes the policy's decisions back into the arena's site
+parameters before the loop resumes.
 """
 
 from __future__ import annotations
@@ -12,90 +12,34 @@ import random
 import time
 from array import array
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
+from vcoal import __version__
 from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.policy import Decision, Policy
-from vcoal.model.result import TrialResult
+from vcoal.model.result import CpuResult, SiteResult, TrialResult
 from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats, window_series_row
 from vcoal.sim.arena import Feeder, build, write_params
 from vcoal.sim.engine import layout as L
 from vcoal.sim.engine import load
-from vcoal.sim.summary import summarise
+from vcoal.sim.summary import dir_result, tenant_result, trial_result
 from vcoal.sim.topology import Topology
 from vcoal.spec.context import context_from_spec
-from vcoal.spec.scenario import ScenarioSpec
+from vcoal.spec.scenario import ScenarioSpec, WorkloadSpec
 
 TRACE_ROWS = 4096
 LIFE_ERRORS = {L.ERR_ENDED_TWICE: "delivered or dropped twice", L.ERR_FREED_LIVE: "freed before it ended"}
 
 
-class DirCounters:
-    """Monotonic counters of one site and direction."""
+class TenantCounts(NamedTuple):
+    """A guest's packets over the whole run: created, delivered and dropped."""
 
-    __slots__ = ("bytes", "drops", "interrupts", "packets", "polls", "suppressed")
-
-    def __init__(self) -> None:
-        self.packets = self.bytes = self.interrupts = self.polls = self.drops = self.suppressed = 0
-
-
-class SiteState:
-    """A site's parameters in force and its counters (rx, tx, CPU time)."""
-
-    __slots__ = ("cpu_ns", "name", "params", "rx", "tx")
-
-    def __init__(self, name: str, params) -> None:
-        self.name = name
-        self.params = params
-        self.rx = DirCounters()
-        self.tx = DirCounters()
-        self.cpu_ns = 0
-
-
-class CpuState:
-    """A CPU's busy time per class (interrupt, softirq, application)."""
-
-    __slots__ = ("busy_ns", "name", "runs")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.busy_ns = [0, 0, 0]
-        self.runs = 0  # softirq runs (engine/core.py cpu_submit)
-
-
-class TenantState:
-    """A guest's workload counters (run, measured period, window) and latency histograms."""
-
-    def __init__(self, guest) -> None:
-        self.guest = guest
-        self.w = guest.workload
-        self.name = guest.name
-        self.hist = LatencyHistogram()
-        self.rtt = LatencyHistogram()
-        self.win = LatencyHistogram()
-        self.sent = self.delivered = self.dropped = 0
-        self.m_delivered = self.m_bytes = self.m_dropped = self.m_sent = 0
-        self.w_packets = self.w_bytes = 0
-
-
-def _sample(site, t_ns: int) -> CounterSample:
-    rx, tx = site.rx, site.tx
-    return CounterSample(
-        t_ns,
-        DirStats(rx.packets, rx.bytes, rx.interrupts, rx.polls, rx.drops),
-        DirStats(tx.packets, tx.bytes, tx.interrupts, tx.polls, tx.drops),
-        site.cpu_ns,
-    )
-
-
-def _hist(counts: np.ndarray, stat: np.ndarray) -> LatencyHistogram:
-    n, total, lo, hi = (int(v) for v in stat)
-    h = LatencyHistogram()
-    if n:
-        h.counts = array("q", counts.tobytes())
-        h.count, h.sum_ns, h.min_ns, h.max_ns = n, total, lo, hi
-    return h
+    w: WorkloadSpec
+    sent: int
+    delivered: int
+    dropped: int
 
 
 class Simulation:
@@ -120,34 +64,29 @@ class Simulation:
         self.deliveries: list | None = None
         self.samples: list | None = None  # (t_ns, {site: CounterSample}) per window, for replay
         self.trace = trace
-        self.sites = {site: SiteState(str(site), p) for site, p in spec.site_params().items()}
-        self.site_list = list(self.sites.values())
+        self.params = spec.site_params()  # the parameters in force, per site
         topo = Topology(spec)
-        self.cpus = [CpuState(name) for name in topo.cpus]
-        self.tenants = [TenantState(g) for g in spec.guests]
-        self.win_rtt = [LatencyHistogram() for _ in spec.guests]
+        self.cpus = topo.cpus
         self.engine = load(compiled)
         self.feeder = Feeder(spec, seed)
         self.arena = build(spec, topo, self.feeder, self.end_ns, audit, TRACE_ROWS if trace is not None else 0)
         self.now = 0
         self.events = 0
         self.policy = policy
-        self.context = context_from_spec(spec)
         self.windows: list[dict] = []
         self.decisions: list[dict] = []
-        self._win_index = 0
-        self._prev = {site: _sample(s, 0) for site, s in self.sites.items()}
-        self._prev_busy = {c.name: [0, 0, 0] for c in self.cpus}
-        self._m0 = None
+        self._prev = self._sample(0)  # the counters at the end of the last window
+        self._prev_busy = self._cpus()[0]
+        self._m0: dict | None = None  # the counters at the start of the measured period
         if policy is not None:
-            policy.reset(self.context, random.Random(seed ^ 0x5EED))
+            policy.reset(context_from_spec(spec), random.Random(seed ^ 0x5EED))
             self._apply(policy.decide())
 
     # --- the engine --------------------------------------------------------------------------------
 
     def _run_events(self, until_ns: int, budget: int = -1) -> int:
         """Events with time <= ``until_ns``, at most ``budget`` of them (-1: all); the budget left."""
-        write_params(self.arena, (s.params for s in self.site_list))
+        write_params(self.arena, self.params.values())
         a = self.arena
         while True:
             budget = self.engine.run(a.m, a.x, until_ns, budget)
@@ -178,38 +117,43 @@ class Simulation:
             self.trace(a.view("trace")[:n].copy())
         a.m[L.NTRACE] = 0
 
-    def _sync(self, full: bool) -> None:
-        """Copy counters (and, if ``full``, the run's histograms) into the Python objects."""
-        a = self.arena
-        ctr = a.view("ctr").tolist()
-        cpu_ns = a.view("sitecpu")[:, 0].tolist()
-        for k, state in enumerate(self.site_list):
-            for d, dc in ((0, state.rx), (1, state.tx)):
-                dc.packets, dc.bytes, dc.interrupts, dc.polls, dc.drops, dc.suppressed = ctr[2 * k + d]
-            state.cpu_ns = cpu_ns[k]
-        cpu = a.view("cpu")
-        for c, busy, runs in zip(self.cpus, cpu[:, L.C_BUSY : L.C_BUSY + 3].tolist(), cpu[:, L.C_RUNS].tolist(), strict=True):
-            c.busy_ns = busy
-            c.runs = runs
-        n = len(self.tenants)
-        rows = a.view("ten").tolist()
-        hcount, hstat = a.view("hcount"), a.view("hstat")
-        for i, t in enumerate(self.tenants):
-            r = rows[i]
-            t.sent, t.delivered, t.dropped = r[L.T_SENT], r[L.T_DELIVERED], r[L.T_DROPPED]
-            t.m_delivered, t.m_bytes, t.m_dropped, t.m_sent = (
-                r[L.T_M_DELIVERED], r[L.T_M_BYTES], r[L.T_M_DROPPED], r[L.T_M_SENT])
-            t.w_packets, t.w_bytes = r[L.T_W_PACKETS], r[L.T_W_BYTES]
-            t.win = _hist(hcount[L.HI_WIN * n + i], hstat[L.HI_WIN * n + i])
-            self.win_rtt[i] = _hist(hcount[L.HI_WINRTT * n + i], hstat[L.HI_WINRTT * n + i])
-            if full:
-                t.hist = _hist(hcount[L.HI_HIST * n + i], hstat[L.HI_HIST * n + i])
-                t.rtt = _hist(hcount[L.HI_RTT * n + i], hstat[L.HI_RTT * n + i])
+    # --- reading the arena -------------------------------------------------------------------------
+
+    def _sample(self, t_ns: int) -> dict:
+        """Every site's raw counters, as a host would show them at ``t_ns``."""
+        ctr = self.arena.view("ctr")[:, : L.X_DROPS + 1].tolist()
+        cpu_ns = self.arena.view("sitecpu")[:, 0].tolist()
+        return {site: CounterSample(t_ns, DirStats(*ctr[2 * k]), DirStats(*ctr[2 * k + 1]), cpu_ns[k])
+                for k, site in enumerate(self.params)}
+
+    def _cpus(self) -> tuple[list, list]:
+        """Every CPU's busy time per class (interrupt, softirq, application) and its softirq runs."""
+        cpu = self.arena.view("cpu")
+        return cpu[:, L.C_BUSY : L.C_BUSY + 3].tolist(), cpu[:, L.C_RUNS].tolist()
+
+    def _hist(self, which: int, i: int) -> LatencyHistogram:
+        """Histogram ``which`` (``L.HI_*``) of tenant ``i``."""
+        r = which * len(self.spec.guests) + i
+        n, total, lo, hi = self.arena.view("hstat")[r].tolist()
+        h = LatencyHistogram()
+        if n:
+            h.counts = array("q", self.arena.view("hcount")[r].tobytes())
+            h.count, h.sum_ns, h.min_ns, h.max_ns = n, total, lo, hi
+        return h
+
+    @property
+    def tenants(self) -> list[TenantCounts]:
+        """Every guest's packets so far."""
+        rows = self.arena.view("ten")[:, [L.T_SENT, L.T_DELIVERED, L.T_DROPPED]].tolist()
+        return [TenantCounts(g.workload, *r) for g, r in zip(self.spec.guests, rows, strict=True)]
+
+    def in_flight(self) -> int:
+        """Packets created and neither delivered nor dropped."""
+        return sum(t.sent - t.delivered - t.dropped for t in self.tenants)
 
     def live_packets(self) -> int:
         """Packets the arena holds as live (created, neither delivered nor dropped)."""
-        a = self.arena
-        return int(np.count_nonzero(a.view("pkt")[:, L.P_LIFE] == L.LIFE_LIVE))
+        return int(np.count_nonzero(self.arena.view("pkt")[:, L.P_LIFE] == L.LIFE_LIVE))
 
     # --- policy loop -----------------------------------------------------------------------------
 
@@ -217,58 +161,45 @@ class Simulation:
         if decision is None:
             return
         for site, params in decision.params.items():
-            state = self.sites.get(site)
-            if state is None:
+            if site not in self.params:
                 raise ValueError(f"policy {self.policy.name!r} set unknown site {site}")
-            state.params = params
+            self.params[site] = params
         self.decisions.extend(r.to_dict() for r in decision.records)
 
     def _window(self, t_ns: int) -> WindowStats:
-        self._sync(t_ns >= self.end_ns)
-        sites = {}
-        if self.samples is not None and not self.samples:
-            self.samples.append((0, dict(self._prev)))
-        for site, state in self.sites.items():
-            cur = _sample(state, t_ns)
-            sites[site] = SiteStats.from_samples(site, self._prev[site], cur, state.params)
-            self._prev[site] = cur
+        cur = self._sample(t_ns)
         if self.samples is not None:
-            self.samples.append((t_ns, dict(self._prev)))
+            if not self.samples:
+                self.samples.append((0, self._prev))
+            self.samples.append((t_ns, cur))
+        sites = {s: SiteStats.from_samples(s, self._prev[s], c, self.params[s]) for s, c in cur.items()}
+        self._prev = cur
+        n = len(self.spec.guests)
+        counts = self.arena.view("ten")[:, [L.T_W_PACKETS, L.T_W_BYTES]].tolist()
+        rtt_counts = self.arena.view("hstat")[L.HI_WINRTT * n : (L.HI_WINRTT + 1) * n, 0].tolist()
         tenants = {}
-        for i, t in enumerate(self.tenants):
-            src = self.win_rtt[i] if self.win_rtt[i].count else t.win
-            tenants[t.name] = TenantStats(
-                t.name,
-                t.guest.slo.to_slo(),
-                t.w_packets,
-                t.w_bytes,
-                src.quantile_ns(0.5) / 1e3 if src.count else None,
-                src.quantile_ns(0.99) / 1e3 if src.count else None,
-            )
+        for i, g in enumerate(self.spec.guests):
+            src = self._hist(L.HI_WINRTT if rtt_counts[i] else L.HI_WIN, i)  # round trips where there are
+            q = (src.quantile_ns(0.5) / 1e3, src.quantile_ns(0.99) / 1e3) if src.count else (None, None)
+            tenants[g.name] = TenantStats(g.name, g.slo.to_slo(), *counts[i], *q)
         interval = t_ns - (self.windows[-1]["t_ns"] if self.windows else 0)
-        stats = WindowStats(self._win_index, t_ns, interval, sites, tenants)
-        self._win_index += 1
+        stats = WindowStats(len(self.windows), t_ns, interval, sites, tenants)
         row = window_series_row(stats)
+        busy = self._cpus()[0]
         row["cpus"] = {}
-        for c in self.cpus:
-            prev = self._prev_busy[c.name]
-            used = [(a - b) / interval if interval else 0.0 for a, b in zip(c.busy_ns, prev, strict=True)]
-            row["cpus"][c.name] = {"irq": used[0], "softirq": used[1], "app": used[2], "idle": max(0.0, 1 - sum(used))}
-            self._prev_busy[c.name] = list(c.busy_ns)
+        for name, now, prev in zip(self.cpus, busy, self._prev_busy, strict=True):
+            used = [(a - b) / interval if interval else 0.0 for a, b in zip(now, prev, strict=True)]
+            row["cpus"][name] = {"irq": used[0], "softirq": used[1], "app": used[2],
+                                 "idle": max(0.0, 1 - sum(used))}
+        self._prev_busy = busy
         self.windows.append(row)
-        self._reset_window()
-        return stats
-
-    def _reset_window(self) -> None:
-        """Start the next window's counters and histograms from zero."""
-        a, n = self.arena, len(self.tenants)
-        ten = a.view("ten")
+        # the next window's counters and histograms start from zero (HI_WIN and HI_WINRTT are adjacent)
+        ten = self.arena.view("ten")
         ten[:, L.T_W_PACKETS] = 0
         ten[:, L.T_W_BYTES] = 0
-        hcount, hstat = a.view("hcount"), a.view("hstat")
-        for h in (L.HI_WIN, L.HI_WINRTT):
-            hcount[h * n : (h + 1) * n] = 0
-            hstat[h * n : (h + 1) * n] = 0
+        self.arena.view("hcount")[L.HI_WIN * n : (L.HI_WINRTT + 1) * n] = 0
+        self.arena.view("hstat")[L.HI_WIN * n : (L.HI_WINRTT + 1) * n] = 0
+        return stats
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -291,9 +222,7 @@ class Simulation:
                 progress(t_ns / self.end_ns)
         if self.arena.m[L.AUDIT] and self.live_packets() != self.in_flight():
             raise AssertionError(f"audit: {self.live_packets()} live packets, tenants count {self.in_flight()}")
-        result = summarise(self, time.perf_counter() - wall0)
-        result.meta["engine"] = "compiled" if self.compiled else "des"
-        return result
+        return self._result(time.perf_counter() - wall0)
 
     def _advance(self, t_ns: int) -> int:
         """Run one window (by time or by event count); returns the time it ends at."""
@@ -312,14 +241,40 @@ class Simulation:
 
     def _start_measuring(self) -> None:
         self.arena.m[L.MEASURING] = 1
-        self._sync(False)
-        self._m0 = {
-            "t_ns": self.now,
-            "sites": {site: _sample(s, self.now) for site, s in self.sites.items()},
-            "cpus": {c.name: list(c.busy_ns) for c in self.cpus},
-            "runs": {c.name: c.runs for c in self.cpus},
-        }
+        busy, runs = self._cpus()
+        self._m0 = {"t_ns": self.now, "sites": self._sample(self.now), "busy": busy, "runs": runs}
 
-    def in_flight(self) -> int:
-        """Packets created and neither delivered nor dropped."""
-        return sum(t.sent - t.delivered - t.dropped for t in self.tenants)
+    def _result(self, wall_s: float) -> TrialResult:
+        """Summary metrics of the measured period (warm-up to end), per-window series and decisions."""
+        new = self._sample(self.end_ns)
+        busy, runs = self._cpus()
+        m0 = self._m0 or {"t_ns": self.end_ns, "sites": new, "busy": busy, "runs": runs}
+        seconds = max(0.0, (self.end_ns - m0["t_ns"]) / 1e9)
+        rows = self.arena.view("ten")[:, [L.T_M_SENT, L.T_M_DELIVERED, L.T_M_DROPPED, L.T_M_BYTES]].tolist()
+        tenants = [tenant_result(g, self._hist(L.HI_HIST, i), self._hist(L.HI_RTT, i), seconds, *rows[i])
+                   for i, g in enumerate(self.spec.guests)]
+        sites = []
+        for site, c in new.items():
+            old = m0["sites"][site]
+            sites.append(SiteResult(str(site), site.layer.value, dir_result(c.rx, old.rx, seconds),
+                                    dir_result(c.tx, old.tx, seconds), c.cpu_ns - old.cpu_ns,
+                                    self.params[site].to_dict()))
+        cpus = []
+        period_ns = self.end_ns - m0["t_ns"]
+        for name, now, before in zip(self.cpus, busy, m0["busy"], strict=True):
+            used = [min(1.0, (a - b) / period_ns) if period_ns else 0.0
+                    for a, b in zip(now, before, strict=True)]
+            cpus.append(CpuResult(name, used[0], used[1], used[2], max(0.0, 1.0 - sum(used))))
+        runs = {name: r - r0 for name, r, r0 in zip(self.cpus, runs, m0["runs"], strict=True)}
+        meta = {
+            "engine": "compiled" if self.compiled else "des",
+            "vcoal_version": __version__,
+            "wall_s": wall_s,
+            "events": self.events,
+            "site_packets": sum(s.rx.packets + s.tx.packets for s in sites),
+            "in_flight_end": self.in_flight(),
+            "softirq_runs": sum(runs.values()),
+            "softirq_runs_by_cpu": runs,
+        }
+        return trial_result(self.spec, self.seed, self.policy, seconds, tenants, sites, cpus, meta,
+                            windows=self.windows, decisions=self.decisions)
