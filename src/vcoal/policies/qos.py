@@ -8,15 +8,15 @@ Every window the controller
    smoothed by an EWMA (``rate_alpha``) that *snaps* to the new value when a window differs from the
    estimate by more than ``phase_change_ratio``: at once for a rise, after two windows for a fall (a
    lull between bursts is not a phase change), so the plan follows a phase change within 1-3 windows.
-2. **Builds the chains of gates** of every tenant (``_qos_model``): the NIC RX chain of its queue
-   (``nic:qN`` rx timer, then the dom0 NAPI deferral; shared by every tenant of the queue), its guest
-   RX chain (``backend:G`` rx timer = virtual interrupt, then ``frontend:G`` NAPI deferral) and its
-   guest TX chain (``frontend:G`` tx timer = notification, then ``backend:G`` NAPI deferral);
-   NIC TX completions (``nic:qN`` tx) delay nobody and only cost CPU. The host profile
-   (``PolicyContext.profile``) sets what an event costs: on ``veth`` a softirq run
-   (``_qos_model.chain_event_cost``). Each stage's mean delay and
-   interrupt rate come from the exact Min(N,T) batch terms of ``vcoal.model.queueing`` at the
-   observed rates; its p99 contribution is bounded by its timer (or the time to fill its frame cap).
+2. **Builds the chains of gates** of every tenant from the host profile's hops
+   (``vcoal.model.hostpath``, the table the simulator compiles; ``_qos_model.chain_gates``): on xen
+   the NIC RX chain of its queue (``nic:qN`` rx timer, then the dom0 NAPI deferral; shared by the
+   queue's tenants), its guest RX chain (``backend:G`` rx timer, then ``frontend:G`` deferral), its
+   guest TX chain (``frontend:G`` tx timer, then ``backend:G`` deferral); NIC TX completions delay
+   nobody and only cost CPU. A wake-up costs what the profile charges (``chain_event_cost``: on
+   ``veth`` a softirq run). Each stage's mean delay and interrupt rate come from the exact Min(N,T)
+   batch terms of ``vcoal.model.queueing`` at the observed rates; its p99 contribution is bounded
+   by its timer (or the time to fill its frame cap).
 3. **Learns a latency correction.** When the environment measures a tenant's window p99 the
    residual ``measured - predicted added p99 (parameters in force)``, never below 0, is the part the
    model does not see (processing, application, queueing); an EWMA of it (fast when it grows, slow
@@ -311,8 +311,8 @@ class Qos(PolicyBase):
                 )
             w = nic_work_us(s, self.costs) if site.layer is Layer.NIC else None
             if w is not None:
-                old_w = self.work_us.get(site)
-                self.work_us[site] = w if old_w is None else old_w + p.rate_alpha * (w - old_w)
+                old_w = self.work_us.get(site, w)
+                self.work_us[site] = old_w + p.rate_alpha * (w - old_w)
         self._learn(stats)
 
     def _load_pps(self, tenant: str) -> float:
@@ -325,8 +325,7 @@ class Qos(PolicyBase):
         planner = self._planner(stats_rates=window_rates(stats), corrected=False)
         ev = planner.evaluate(self.current)
         self._measure(stats, planner, ev)
-        saturated = busy_sites(stats, self.costs, p.util_max)
-        self.saturated = saturated
+        self.saturated = saturated = busy_sites(stats, self.costs, p.util_max)
         for name, info in self.context.tenants.items():
             st = self.state[name]
             dropped = dropped_on(stats, info.path)
@@ -375,10 +374,7 @@ class Qos(PolicyBase):
             inst = nic.instance if guest is None else guest
             key = f"{kind}:{inst}"
             b = self.burst.get(key, 1.0) if self.params.burst_aware else 1.0
-            if not hop.delays:
-                tenants: tuple[str, ...] = ()
-            else:
-                tenants = tuple(self.context.sites[nic].tenants) if guest is None else (guest,)
+            tenants = () if not hop.delays else (guest,) if guest else tuple(self.context.sites[nic].tenants)
             work = self.work_us.get(nic) if hop.cost == "nic_rx" else None
             work = None if work is None else float(f"{work:.3g}")
             # a hop fed inside its feeder's softirq run (veth: the bridge forwards a NIC poll's
