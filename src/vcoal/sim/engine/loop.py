@@ -58,7 +58,7 @@ def tx_cleaned(m, x, p):
     pkt_free(m, x, p)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def deliver(m, x, h, p):
     """Packet ``p`` leaves hop ``h``; what follows is the hop row's delivery kind (the topology's ``then``)."""
     kind = m[m[O_HOP] + h * NH + HP_DELIV]
