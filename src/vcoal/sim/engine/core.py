@@ -339,12 +339,9 @@ def hist_add(m, x, which, tenant, v):
 # --- CPUs -------------------------------------------------------------------------------
 @jit(I64, I64, inline="always")
 def slot_link(m, x, c, t):
-    """Put busy slot ``c``, completing at ``t`` with the newest key, in the list of busy slots.
-
-    The list (``SLOT_FIRST``, then each slot's next) holds the busy slots in (time, key) order,
-    so the earliest completion is its first slot; a new key is the largest, so it goes after
-    every slot completing at or before ``t``.
-    """
+    """Put busy slot ``c``, completing at ``t`` with the newest key, in the list of busy slots
+    (``SLOT_FIRST``, then each slot's next: (time, key) order); the largest key goes after every
+    slot completing at or before ``t``."""
     so = m[O_SLOT]
     prev = -1
     nxt = m[SLOT_FIRST] - 1
