@@ -337,12 +337,44 @@ def hist_add(m, x, which, tenant, v):
 
 
 # --- CPUs -------------------------------------------------------------------------------
+@jit(I64, I64, inline="always")
+def slot_link(m, x, c, t):
+    """Put busy slot ``c``, completing at ``t`` with the newest key, in the list of busy slots
+    (``SLOT_FIRST``, then each slot's next: (time, key) order); the largest key goes after every
+    slot completing at or before ``t``."""
+    so = m[O_SLOT]
+    prev = -1
+    nxt = m[SLOT_FIRST] - 1
+    while nxt >= 0 and m[so + nxt * NSL] <= t:
+        prev = nxt
+        nxt = m[so + nxt * NSL + 3] - 1
+    m[so + c * NSL + 3] = nxt + 1
+    if prev < 0:
+        m[SLOT_FIRST] = c + 1
+    else:
+        m[so + prev * NSL + 3] = c + 1
+
+
+@jit(I64)
+def slot_unlink(m, x, c):
+    """Take busy slot ``c`` out of the list of busy slots."""
+    so = m[O_SLOT]
+    nxt = m[so + c * NSL + 3]
+    if m[SLOT_FIRST] == c + 1:
+        m[SLOT_FIRST] = nxt
+        return
+    i = m[SLOT_FIRST] - 1
+    while m[so + i * NSL + 3] != c + 1:
+        i = m[so + i * NSL + 3] - 1
+    m[so + i * NSL + 3] = nxt
+
+
 @jit(I64, I64, I64, inline="always")
 def cpu_start(m, x, c, cls, j):
     """Start job ``j`` of class ``cls`` on CPU ``c``. Its completion goes to the CPU's slot, not the
-    heap (the loop takes the earliest of the heap's top and the slots, by the same (time, key)
-    order); most events are completions, and a slot costs a compare where the heap costs a sift up
-    and a sift down."""
+    heap (the loop takes the earliest of the heap's top and the first busy slot, by the same (time,
+    key) order); most events are completions, and a slot costs a short sorted insert where the heap
+    costs a sift up and a sift down."""
     cb = m[O_CPU] + c * NC
     now = m[NOW]
     m[cb + C_RUN_JOB] = j
@@ -352,10 +384,13 @@ def cpu_start(m, x, c, cls, j):
     sb = m[O_SLOT] + c * NSL
     if m[sb] != NEVER:  # the stale completion of a preempted job: the heap runs it (a no-op event)
         push(m, x, m[sb], m[sb + 1], E_CPU_DONE, c, m[sb + 2])
+        slot_unlink(m, x, c)
     m[SEQ] += 1
-    m[sb] = now + m[m[O_JOB] + j * NJ + J_COST]
+    t = now + m[m[O_JOB] + j * NJ + J_COST]
+    m[sb] = t
     m[sb + 1] = (PRIO_COMPLETION << 56) | m[SEQ]
     m[sb + 2] = m[cb + C_TOKEN]
+    slot_link(m, x, c, t)
 
 
 @jit(I64, inline="always")

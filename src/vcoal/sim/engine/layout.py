@@ -26,7 +26,8 @@ O_SLOT, NCPU = 65, 66  # the CPUs' completion slots (see cpu_start)
 AUDIT, ERROR, ERROR_PKT = 67, 68, 69  # audit on; the first lifecycle error found and its packet
 O_TRACE, TRACE_CAP, NTRACE = 70, 71, 72  # the event trace (capacity 0: off)
 O_DVPOS, OF_DV, DV_LEN = 73, 74, 75  # distribution draws: read positions (m), rows of values (x), row length
-NG = 76
+SLOT_FIRST = 76  # the busy slot with the earliest completion, + 1 (0: none; see core.slot_link)
+NG = 77
 # x header
 SER_PS, NB_BYTE = 0, 1
 NGF = 2
@@ -36,8 +37,9 @@ DRAW_MARGIN = 64
 
 # heap rows: time, (prio << 56) | seq, (event kind << 48) | first argument, second argument
 NE = 4
-# slot rows (one per CPU): time, key, token of its pending completion; time NEVER when there is none
-NSL = 3
+# slot rows (one per CPU): time, key, token of its pending completion (time NEVER when there is none),
+# the next busy slot in (time, key) order + 1 (0: none)
+NSL = 4
 NEVER = (1 << 63) - 1
 PRIO_COMPLETION, PRIO_TIMER, PRIO_ARRIVAL, PRIO_CONTROL = 0, 1, 2, 3
 E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6)

@@ -58,7 +58,7 @@ def tx_cleaned(m, x, p):
     pkt_free(m, x, p)
 
 
-@jit(I64, I64)
+@jit(I64, I64, inline="always")
 def deliver(m, x, h, p):
     """Packet ``p`` leaves hop ``h``; what follows is the hop row's delivery kind (the topology's ``then``)."""
     kind = m[m[O_HOP] + h * NH + HP_DELIV]
@@ -167,25 +167,19 @@ def earliest(m, x):
     """The source of the next event: a CPU's completion slot (its index) or the heap top (-1).
 
     Its time goes to m[SCRATCH] (NEVER when there is no event). Slots and heap rows share the
-    (time, key) order, so the events run in the order of a single heap.
+    (time, key) order, so the events run in the order of a single heap; the earliest slot is the
+    first of the busy slots' list (``slot_link``).
     """
-    if m[HN] > 0:
-        t = m[m[O_HEAP]]
-        key = m[m[O_HEAP] + 1]
-    else:
-        t = NEVER
-        key = NEVER
-    c = -1
-    so = m[O_SLOT]
-    for i in range(m[NCPU]):
-        sb = so + i * NSL
-        ts = m[sb]
-        if ts < t or (ts == t and m[sb + 1] < key):
-            c = i
-            t = ts
-            key = m[sb + 1]
-    m[SCRATCH] = t
-    return c
+    c = m[SLOT_FIRST] - 1
+    o = m[O_HEAP]
+    if c >= 0:
+        sb = m[O_SLOT] + c * NSL
+        t = m[sb]
+        if m[HN] == 0 or t < m[o] or (t == m[o] and m[sb + 1] < m[o + 1]):
+            m[SCRATCH] = t
+            return c
+    m[SCRATCH] = m[o] if m[HN] > 0 else NEVER
+    return -1
 
 
 @entry(I64, I64, ret=I64)
@@ -208,6 +202,7 @@ def run(m_, x_, until, budget):
         if c >= 0:
             sb = m[O_SLOT] + c * NSL
             m[NOW] = m[sb]
+            m[SLOT_FIRST] = m[sb + 3]
             m[sb] = NEVER
             m[sb + 1] = NEVER
             cpu_complete(m, x, c, m[sb + 2])
