@@ -29,7 +29,7 @@ from vcoal.sim.rng import DrawSource, sample
 from vcoal.sim.topology import Topology, cost_terms, ns
 from vcoal.spec.dist import DistSpec
 
-TIMER = {TimerMode.ABSOLUTE: L.TM_ABSOLUTE, TimerMode.PACKET: L.TM_PACKET, TimerMode.ITR: L.TM_ITR}
+TIMER = {mode: getattr(L, f"TM_{mode.name}") for mode in TimerMode}  # the engine's constant of each mode
 KIND = {"poisson": L.W_POISSON, "trace": L.W_TRACE, "request_response": L.W_RR, "bulk": L.W_BULK}
 _I64 = np.int64
 # initial sizes (tests shrink them to exercise growth and refills)
