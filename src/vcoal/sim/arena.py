@@ -29,9 +29,10 @@ from vcoal.sim.rng import DrawSource, sample
 from vcoal.sim.topology import Topology, cost_terms, ns
 from vcoal.spec.dist import DistSpec
 
-TIMER = {TimerMode.ABSOLUTE: L.TM_ABSOLUTE, TimerMode.PACKET: L.TM_PACKET, TimerMode.ITR: L.TM_ITR}
+TIMER = {mode: getattr(L, f"TM_{mode.name}") for mode in TimerMode}  # the engine's constant of each mode
 KIND = {"poisson": L.W_POISSON, "trace": L.W_TRACE, "request_response": L.W_RR, "bulk": L.W_BULK}
 _I64 = np.int64
+NEVER_FIRED_NS = -(1 << 62)  # a hop's last interrupt before any: an ITR gap has long passed
 # initial sizes (tests shrink them to exercise growth and refills)
 DRAW_LEN = 1 << 16  # pre-drawn service / interrupt exponentials
 WL_LEN = 8192  # pre-drawn workload exponentials per tenant (1024 beyond 64 tenants)
@@ -230,8 +231,7 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     terms = cost_terms(spec)
     hopf = [float(terms[h.cost][1]) for h in topo.hops]
     hop_rows = [[h.gate, h.napi, h.direction, h.consumer, h.capacity, int(h.virtual_irq), terms[h.cost][0],
-                 int(terms[h.cost][2]), h.then, h.sender, h.sender_ns, -1, -1, 0, L.ARMED, 0, 0, -(1 << 62), 0, 0, 0]
-                for h in topo.hops]  # fmt: skip
+                 int(terms[h.cost][2]), h.then, h.sender, h.sender_ns] for h in topo.hops]  # fmt: skip
     ten = np.zeros((nten, L.NT), dtype=_I64)
     tenf = np.zeros((nten, L.NTF))
     steps_t, steps_rate, tr_t, tr_size, tr_dir = [], [], [], [], []
@@ -312,8 +312,12 @@ def build(spec, topo: Topology, feeder: Feeder, end_ns: int, audit: bool = False
     cpu[:, L.C_RUN_JOB] = cpu[:, L.C_RUN_CLS] = -1
     cpu[:, L.C_QH : L.C_QH + 3] = -1
     cpu[:, L.C_QT : L.C_QT + 3] = -1
+    hop = a.view("hop")  # the wiring, then the state: an empty ring, armed, never fired, the rest 0
     if hop_rows:
-        a.view("hop")[:] = np.array(hop_rows, dtype=_I64)
+        hop[:, : L.HP_RHEAD] = np.array(hop_rows, dtype=_I64)
+    hop[:, L.HP_RHEAD] = hop[:, L.HP_RTAIL] = -1
+    hop[:, L.HP_STATE] = L.ARMED
+    hop[:, L.HP_LAST_FIRE] = NEVER_FIRED_NS
     a.view("hopf")[:, 0] = hopf
     a.view("ten")[:] = ten
     a.view("tenf")[:] = tenf

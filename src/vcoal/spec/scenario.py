@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vcoal.model.costs import DEFAULT_COSTS, MAX_BYTE_COST_NS, MAX_COST_US
-from vcoal.model.params import PARAM_RANGES, CoalesceParams
+from vcoal.model.params import PARAM_RANGES, CoalesceParams, TimerMode
 from vcoal.model.slo import Slo
 from vcoal.model.tomlfile import read_toml
 from vcoal.model.units import Layer, Site
@@ -28,6 +28,8 @@ from vcoal.spec.workload import (  # noqa: F401 (re-exported: the scenario's voc
 )
 from vcoal.spec.workload import Strict as _Strict
 
+TimerName = Literal[tuple(mode.value for mode in TimerMode)]  # the spec spells a TimerMode by its value
+
 
 def _in_range(name: str):
     """An optional field with the range CoalesceParams accepts (model.params.PARAM_RANGES)."""
@@ -42,7 +44,7 @@ class CoalesceSpec(_Strict):
     rx_frames: Int | None = _in_range("rx_frames")
     tx_usecs: Int | None = _in_range("tx_usecs")
     tx_frames: Int | None = _in_range("tx_frames")
-    timer: Literal["absolute", "packet", "itr"] | None = None
+    timer: TimerName | None = None
     napi_budget: Int | None = _in_range("napi_budget")
     napi_defer_hard_irqs: Int | None = _in_range("napi_defer_hard_irqs")
     gro_flush_timeout_ns: Int | None = _in_range("gro_flush_timeout_ns")
