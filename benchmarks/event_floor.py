@@ -17,8 +17,8 @@ then one JSON line.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -132,8 +132,27 @@ def floor_events_per_s(n_pending: int, kinds: np.ndarray, n_events: int) -> dict
     return out
 
 
-def main() -> None:
-    n_pending = int(sys.argv[1]) if len(sys.argv) > 1 else 14
+MAX_PENDING = 1 << 16
+
+
+def pending_count(text: str) -> int:
+    """PENDING: an integer in [1, MAX_PENDING]."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_PENDING:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer in [1, {MAX_PENDING}]")
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  taskset -c 1 .venv/bin/python benchmarks/event_floor.py 14")
+    ap.add_argument("pending", nargs="?", type=pending_count, default=14,
+                    help="events kept pending in the loops (default 14, the reference run's mean)")
+    n_pending = ap.parse_args(argv).pending
     kinds = np.random.default_rng(2).integers(0, 8, 1 << 16)
     figures = floor_events_per_s(n_pending, kinds, 20_000_000)
     for name, v in figures.items():

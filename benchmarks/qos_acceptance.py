@@ -16,6 +16,7 @@ the table then judges qos against it (column ``qos/rr95``); the plain oracle's r
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -93,7 +94,17 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--floor-oracle":
-        floor_oracle(sys.argv[2], sys.argv[3])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  vcoal compare examples/suite --policies qos,off --oracle --json rows.json\n"
+               "  .venv/bin/python benchmarks/qos_acceptance.py rows.json\n"
+               "  .venv/bin/python benchmarks/qos_acceptance.py --floor-oracle examples/suite rows.json")
+    ap.add_argument("rows", help="the JSON rows `vcoal compare --json` wrote")
+    ap.add_argument("--floor-oracle", metavar="SUITE",
+                    help="append to ROWS, per scenario of SUITE, the oracle that keeps request-response "
+                         "throughput (its own search), then stop; run again without it to judge")
+    args = ap.parse_args()
+    if args.floor_oracle:
+        floor_oracle(args.floor_oracle, args.rows)
         sys.exit(0)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(args.rows))

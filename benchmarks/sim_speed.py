@@ -26,9 +26,9 @@ Ends with one JSON line of the figures.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -43,7 +43,6 @@ from vcoal.sim.simulation import Simulation
 from vcoal.spec import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = "--quick" in sys.argv
 REFERENCE_GOAL_PPS = 10e6  # issue 2's goal for the reference scenario
 
 
@@ -148,11 +147,11 @@ def sim_loc() -> int:
     return sum(len(p.read_text().splitlines()) for p in (ROOT / "src/vcoal/sim").rglob("*.py"))
 
 
-def main() -> None:
+def main(quick: bool = False) -> None:
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     base = load_scenario(ROOT / "examples/validation/base.toml")
     # SimPy on the same arrays as vcoal's compiled path
-    n_simpy = 50_000 if QUICK else 200_000
+    n_simpy = 50_000 if quick else 200_000
     short = base.with_overrides({"duration_s": n_simpy / 0.5e6, "warmup_s": 0.0})
     t, _sizes, dep_vcoal, _f, _u, s, _p, params = fast.simulate_one_layer(short)
     s = np.broadcast_to(s, t.shape)  # a constant service time comes back as one value
@@ -163,7 +162,7 @@ def main() -> None:
     simpy_pps = len(t) / simpy_s
 
     fast.run_fast(short)  # JIT compile or cache load, excluded from the timing
-    n_fast = 2_000_000 if QUICK else 20_000_000
+    n_fast = 2_000_000 if quick else 20_000_000
     long = base.with_overrides({"duration_s": n_fast / 0.5e6, "warmup_s": 0.01})
     t0 = time.perf_counter()
     r = fast.run_fast(long)
@@ -177,14 +176,14 @@ def main() -> None:
     fast.napi_path(tt, ss, u, 0, 1000 * p.rx_usecs, p.rx_frames, p.napi_budget, 0, dep2, fire2)
     kernel_pps = len(tt) / (time.perf_counter() - t1)
 
-    n_des = 100_000 if QUICK else 400_000
+    n_des = 100_000 if quick else 400_000
     t0 = time.perf_counter()
     rd = run_scenario(base.with_overrides({"duration_s": n_des / 0.5e6, "warmup_s": 0.0}), engine="des")
     des_pps = rd.meta["site_packets"] / (time.perf_counter() - t0)
 
     one = base.with_overrides({"duration_s": 0.01, "warmup_s": 0.0})
     run_scenario(one, engine="compiled")  # JIT compile or cache load, excluded from the timing
-    n_comp = 1_000_000 if QUICK else 4_000_000
+    n_comp = 1_000_000 if quick else 4_000_000
     t0 = time.perf_counter()
     rc = run_scenario(base.with_overrides({"duration_s": n_comp / 0.5e6, "warmup_s": 0.0}), engine="compiled")
     comp_one_pps = rc.meta["site_packets"] / (time.perf_counter() - t0)
@@ -192,7 +191,7 @@ def main() -> None:
     ref = load_scenario(ROOT / "examples/reference.toml")
     t0 = time.perf_counter()
     c0 = time.process_time()
-    rr = run_scenario(ref, duration_s=0.1 if QUICK else 0.3, engine="des")
+    rr = run_scenario(ref, duration_s=0.1 if quick else 0.3, engine="des")
     wall = time.perf_counter() - t0
     des_cpu = time.process_time() - c0
     ref_pps = rr.meta["site_packets"] / wall
@@ -200,7 +199,7 @@ def main() -> None:
     run_scenario(ref, duration_s=0.002, engine="compiled")  # JIT compile or cache load
     t0 = time.perf_counter()
     c0 = time.process_time()
-    rk = run_scenario(ref, duration_s=1.0 if QUICK else 3.0, engine="compiled")
+    rk = run_scenario(ref, duration_s=1.0 if quick else 3.0, engine="compiled")
     kwall = time.perf_counter() - t0
     kcpu = time.process_time() - c0
     k_sent = sum(x.sent for x in rk.tenants)
@@ -215,8 +214,8 @@ def main() -> None:
         "reference_compiled_speedup_x": round((k_sent / kcpu) / (sum(x.sent for x in rr.tenants) / des_cpu), 1),
         "one_layer_compiled_pkts_per_s": round(comp_one_pps),
     }
-    roles, bd_sent, mean_pending, kinds = event_breakdown(ref, 0.05 if QUICK else 0.1)
-    floor = floor_events_per_s(round(mean_pending), kinds, 5_000_000 if QUICK else 20_000_000)
+    roles, bd_sent, mean_pending, kinds = event_breakdown(ref, 0.05 if quick else 0.1)
+    floor = floor_events_per_s(round(mean_pending), kinds, 5_000_000 if quick else 20_000_000)
     bare_ev_s = max(floor.values())
     per_role = {"cpu": 0.0, "io": 0.0, "irq": 0.0, "other": 0.0}
     rows = []
@@ -308,5 +307,14 @@ def main() -> None:
     print(json.dumps(figures))
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  taskset -c 1 .venv/bin/python benchmarks/sim_speed.py           # the README's figures (~5 min)\n"
+               "  .venv/bin/python benchmarks/sim_speed.py --quick                   # a smoke run (~1 min)")
+    ap.add_argument("--quick", action="store_true", help="shorter runs: noisier figures, same output")
+    return ap.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main()
+    main(parse_args().quick)
