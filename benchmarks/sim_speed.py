@@ -310,8 +310,9 @@ def main(quick: bool = False) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  taskset -c 1 .venv/bin/python benchmarks/sim_speed.py           # the README's figures (~5 min)\n"
-               "  .venv/bin/python benchmarks/sim_speed.py --quick                   # a smoke run (~1 min)")
+        epilog="examples:\n  taskset -c 1 .venv/bin/python benchmarks/sim_speed.py          # the README's figures (~35 s)\n"
+               "  taskset -c 1 .venv/bin/python benchmarks/sim_speed.py --quick  # a smoke run (~10 s)\n"
+               "the first run after an engine change also compiles it (about a minute more)")
     ap.add_argument("--quick", action="store_true", help="shorter runs: noisier figures, same output")
     return ap.parse_args(argv)
 
