@@ -106,9 +106,11 @@ def test_short_closed_loop_trial_gives_a_trial_result(tracefs):
     assert sites["backend:bulk"].tx.polls == dev["vif2.0"]["polls"] and sites["nic:q0"].rx.polls == dev["peth0"]["polls"]
     assert sites["frontend:lat"].rx.polls != sites["frontend:bulk"].rx.polls  # no longer one shared count
     # lat's ping-pong: one request per geth1 poll that found one; its deferral (defer 2, 50 µs) adds
-    # timer polls that find nothing (empty), which the undeferred vif1.0 does not have
+    # timer polls that find nothing (empty), which the undeferred vif1.0 does not have. How many depends
+    # on how often the round trip (~60 µs here) outlasts the 50 µs timer: 3.6-4.3 % of geth1's polls
+    # in 4 runs on the 2-vCPU VM (kernel 6.18.44), 0 of vif1.0's; a 5 % bound failed there
     g1 = dev["geth1"]
-    assert 0.9 < g1["packets"] / (g1["polls"] - g1["empty_polls"]) < 1.5 and g1["empty_polls"] > 0.05 * g1["polls"]
+    assert 0.9 < g1["packets"] / (g1["polls"] - g1["empty_polls"]) < 1.5 and g1["empty_polls"] > 0.01 * g1["polls"]
     assert dev["vif1.0"]["empty_polls"] < 0.01 * dev["vif1.0"]["polls"]
     # the trace saw every NET_RX run /proc/softirqs counted (nothing lost), and the hops' polls
     # explain most of them (the rest: the host's own traffic during the run)
