@@ -53,13 +53,13 @@ def test_auto_engine_picks_fast_only_when_eligible():
         run_scenario(ref, engine="fast", duration_s=0.01)
 
 
-
 def test_a_timer_semantics_the_recursion_lacks_runs_on_the_engine(monkeypatch):
     spec = load_scenario(VALIDATION / "t-only.toml").with_overrides(
         {"duration_s": 0.01, "warmup_s": 0.0, "nic.coalesce.timer": "itr"})
     assert run_scenario(spec).meta["engine"] == "fast"
     monkeypatch.setattr(fast, "MODE", {k: v for k, v in fast.MODE.items() if k.value != "itr"})
     assert run_scenario(spec).meta["engine"] == "compiled"
+
 
 CHUNK_CASES = [
     ("base", {}),

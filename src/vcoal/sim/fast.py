@@ -110,11 +110,10 @@ def eligible(spec, policy) -> bool:
     w = spec.guests[0].workload
     p = spec.site_params()[Site(Layer.NIC, "q0")]
     no_defer = p.napi_defer_hard_irqs == 0 or p.gro_flush_timeout_ns == 0
-    if p.timer not in MODE:  # a timer semantics the recursion does not know: the engine runs it
-        return False
     open_loop = w.kind == "poisson" and w.on_us == 0 and not w.steps and not w.dists()
     # the recursion assumes no ring drops: the ring must hold any plausible backlog
-    return no_defer and (open_loop or w.kind == "trace") and spec.nic.rx_ring >= 10**6
+    # a timer semantics the recursion does not know runs on the engine
+    return p.timer in MODE and no_defer and (open_loop or w.kind == "trace") and spec.nic.rx_ring >= 10**6
 
 
 @njit(cache=True, nogil=True)
