@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from vcoal.linux import napitrace
+from vcoal.linux import tracepages as napitrace_pages
 from vcoal.linux.features import set_features
-from vcoal.linux.napitrace import EventLayout, NapiTrace, TraceCounts, filter_expression, parse_page
+from vcoal.linux.napitrace import NapiTrace, filter_expression
+from vcoal.linux.tracepages import EventLayout, TraceCounts, TraceUnavailable, parse_page, parse_pages
 from vct_netns import netns, root, sh
 
 CAPTURE = json.loads((Path(__file__).parent / "golden" / "linux" / "napi_poll_raw_pages.json").read_text())
@@ -30,7 +32,7 @@ LAYOUT = EventLayout.from_formats(CAPTURE["formats"]["napi_poll"], CAPTURE["form
 
 def test_layout_read_from_the_captured_format_files():
     assert EventLayout(napi_id=2291, dev_name_offset=16, work_offset=20, softirq_id=223, vec_offset=8) == LAYOUT
-    with pytest.raises(napitrace.TraceUnavailable, match="work"):
+    with pytest.raises(TraceUnavailable, match="work"):
         EventLayout.from_formats(CAPTURE["formats"]["napi_poll"].replace("work;", "done;"),
                                  CAPTURE["formats"]["softirq_entry"])
 
@@ -85,6 +87,37 @@ def test_synthetic_pages_long_records_padding_time_records_and_lost_events():
     parse_page(_page(_softirq(3), _poll("peth0", 1)), c, 1, LAYOUT)
     d = c.minus(later)
     assert (d.net_rx_runs, d.attributed_runs, d.devices["peth0"].packets, d.devices["geth1"].polls) == (1, 1, 1, 0)
+
+
+def test_a_batch_of_pages_counts_as_its_pages_one_by_one():
+    """The reader parses all pages a CPU has ready at once: the same counts as page by page, a NET_RX
+    run that continues on the next page included."""
+    pages = [_page(_softirq(3), _poll("peth0", 2), _softirq(3)), _page(_poll("geth1", 0, pad=120), _softirq(7)),
+             _page(_softirq(3), missed=2), _page(_poll("peth0", 5), _poll("vif1.0", 1))]
+    one, batch = TraceCounts(), TraceCounts()
+    for page in pages:
+        parse_page(page, one, 0, LAYOUT)
+    parse_pages(b"".join(pages), 4096, batch, 0, LAYOUT)
+    for c in (one, batch):
+        assert {d: (p.polls, p.packets, p.empty) for d, p in c.devices.items()} == {
+            "peth0": (2, 7, 0), "geth1": (1, 0, 1), "vif1.0": (1, 1, 0)}
+        assert (c.net_rx_runs, c.attributed_runs, c.lost, c.cpu_polls, c._open) == (3, 3, 2, {0: 4}, {0: False})
+    with pytest.raises(ValueError, match="page_bytes 4094"):
+        parse_pages(pages[0], 4094, one, 0, LAYOUT)
+
+
+def test_more_devices_than_a_batch_holds_is_an_error_not_a_wrong_count():
+    n = napitrace_pages.MAX_DEVICES + 1
+    polls = [_poll(f"d{k}", 1) for k in range(n)]
+    pages = [_page(*polls[at:at + 80]) for at in range(0, n, 80)]
+    with pytest.raises(ValueError, match=f"more than {n - 1} devices"):
+        parse_pages(b"".join(pages), 4096, TraceCounts(), 0, LAYOUT)
+
+
+def test_a_format_with_an_unaligned_field_is_refused():
+    with pytest.raises(TraceUnavailable, match="work_offset 22 is not a multiple of 4"):
+        EventLayout.from_formats(CAPTURE["formats"]["napi_poll"].replace("offset:20;", "offset:22;"),
+                                 CAPTURE["formats"]["softirq_entry"])
 
 
 def test_filter_refuses_names_that_are_not_device_names():

@@ -14,7 +14,7 @@ How: a private tracefs instance (``instances/vcoal-<name>``, so the global trace
 users are untouched) with only those two events enabled, filtered in the kernel to the wanted
 devices and to NET_RX, and a bounded per-CPU ring buffer (``BUFFER_KB_PER_CPU``). A reader thread
 moves the binary pages the kernel has finished (``per_cpu/cpuN/trace_pipe_raw``, with ``splice``
-as trace-cmd does) every ``DRAIN_INTERVAL_S`` and counts their records (``parse_page``); ``read``
+as trace-cmd does) every ``DRAIN_INTERVAL_S`` and counts their records (``vcoal.linux.tracepages``); ``read``
 does the same at once, so counts lag by at most the page each CPU is still filling; ``stop``
 disables the events and counts those last pages too. (Reading the text ``trace_pipe`` instead
 cost ~5 µs an event on the 2-vCPU VM, fell behind under load and lost events; reading a page the
@@ -32,174 +32,31 @@ import contextlib
 import errno
 import os
 import re
-import struct
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from vcoal.linux.tracepages import (
+    NET_RX_VEC,
+    DevPolls,
+    EventLayout,
+    TraceCounts,
+    TraceUnavailable,
+    parse_pages,
+)
+
+__all__ = ["NapiTrace", "TraceCounts", "TraceUnavailable", "ensure_tracefs", "filter_expression", "remove_instance"]
 
 TRACEFS = Path("/sys/kernel/tracing")
 EVENT = "napi/napi_poll"
 SOFTIRQ_EVENT = "irq/softirq_entry"
-NET_RX_VEC = 3
 BUFFER_KB_PER_CPU = 4096
 DRAIN_INTERVAL_S = 0.05
 PAGE_BYTES = 4096  # a ring-buffer sub-buffer when the kernel does not say (buffer_subbuf_size_kb)
-_FIELD = re.compile(r"field:.*?\b(\w+)(?:\[\])?;\s*offset:(\d+);")
-_U16 = struct.Struct("=H")
-_U32 = struct.Struct("=I")
-_I32 = struct.Struct("=i")
-_U64 = struct.Struct("=Q")
-_PAGE_HEADER = 16
-_COMMIT_SIZE_MASK = (1 << 30) - 1
-_MISSED_EVENTS = 1 << 31
-_MISSED_STORED = 1 << 30
-_PADDING, _TIME_EXTEND = 29, 30
 _SPLICE_F_NONBLOCK = 2
 _OVERRUN = re.compile(rb"^overrun: (\d+)$", re.M)
 _DEV_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
-
-
-class TraceUnavailable(OSError):
-    """tracefs or the ``napi:napi_poll`` event cannot be used here (not root, no tracefs, old kernel)."""
-
-
-@dataclass(slots=True)
-class DevPolls:
-    """Cumulative NAPI polls of one device: calls, packets processed, and polls per CPU."""
-
-    polls: int = 0
-    packets: int = 0
-    empty: int = 0  # polls that found no packet (work 0)
-
-    def add(self, work: int) -> None:
-        self.polls += 1
-        self.packets += work
-        if work == 0:
-            self.empty += 1
-
-
-@dataclass(slots=True)
-class TraceCounts:
-    """Everything counted from the trace so far (cumulative)."""
-
-    devices: dict[str, DevPolls] = field(default_factory=dict)
-    net_rx_runs: int = 0  # traced NET_RX softirq runs (all CPUs)
-    attributed_runs: int = 0  # of those, runs that polled at least one traced device
-    cpu_polls: dict[int, int] = field(default_factory=dict)
-    lost: int = 0  # records the ring buffer dropped (its pages say so)
-    _open: dict[int, bool] = field(default_factory=dict)  # CPU -> its current NET_RX run is unattributed
-
-    def snapshot(self) -> TraceCounts:
-        """A copy of the counts (not of the parser state)."""
-        return TraceCounts({d: DevPolls(p.polls, p.packets, p.empty) for d, p in self.devices.items()},
-                           self.net_rx_runs, self.attributed_runs, dict(self.cpu_polls), self.lost)
-
-    def minus(self, old: TraceCounts) -> TraceCounts:
-        """The counts since ``old`` (a snapshot)."""
-        zero = DevPolls()
-        devices = {}
-        for d, p in self.devices.items():
-            o = old.devices.get(d, zero)
-            devices[d] = DevPolls(p.polls - o.polls, p.packets - o.packets, p.empty - o.empty)
-        cpus = {c: n - old.cpu_polls.get(c, 0) for c, n in self.cpu_polls.items()}
-        return TraceCounts(devices, self.net_rx_runs - old.net_rx_runs, self.attributed_runs - old.attributed_runs,
-                           cpus, self.lost - old.lost)
-
-    @property
-    def polls(self) -> int:
-        """Polls of every traced device."""
-        return sum(p.polls for p in self.devices.values())
-
-
-@dataclass(frozen=True, slots=True)
-class EventLayout:
-    """Where the fields live in the binary records (from the events' ``format`` files)."""
-
-    napi_id: int
-    dev_name_offset: int  # a __data_loc u32: offset (low 16 bits) and length (high 16 bits)
-    work_offset: int
-    softirq_id: int
-    vec_offset: int
-
-    @staticmethod
-    def from_formats(napi_format: str, softirq_format: str) -> EventLayout:
-        """Parse ``events/napi/napi_poll/format`` and ``events/irq/softirq_entry/format`` texts."""
-        napi, soft = _format_fields(napi_format), _format_fields(softirq_format)
-        try:
-            return EventLayout(napi["ID"], napi["dev_name"], napi["work"], soft["ID"], soft["vec"])
-        except KeyError as exc:
-            raise TraceUnavailable(errno.EPROTO, f"tracepoint format without field {exc}") from None
-
-
-def _format_fields(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith("ID:"):
-            out["ID"] = int(line.split()[1])
-        m = _FIELD.search(line)
-        if m:
-            out[m.group(1)] = int(m.group(2))
-    return out
-
-
-def parse_page(page: bytes, counts: TraceCounts, cpu: int, layout: EventLayout) -> None:
-    """Add the ``napi_poll`` and NET_RX ``softirq_entry`` records of one ring-buffer page of one CPU
-    (``per_cpu/cpuN/trace_pipe_raw``) to ``counts``.
-
-    Page: u64 timestamp, u64 commit (bytes of data; bit 31 = events were lost before this page, bit 30
-    = their count is stored after the data), then records of a u32 header (type_len: 5 bits, time
-    delta: 27 bits): type_len 1..28 = 4 * type_len bytes of data; 0 = a u32 length (itself included)
-    then the data; 29 = padding (u32 length; a 0 delta pads the rest of the page); 30/31 = time
-    records of 8 bytes (the layout ``events/header_event`` describes and libtraceevent's kbuffer reads).
-    One CPU's records are in time order, so a NET_RX run is attributed when a wanted device's poll
-    follows its ``softirq_entry`` before the next one.
-    """
-    commit = _U64.unpack_from(page, 8)[0]
-    size = commit & _COMMIT_SIZE_MASK
-    if commit & _MISSED_EVENTS:
-        counts.lost += _U64.unpack_from(page, _PAGE_HEADER + size)[0] if commit & _MISSED_STORED else 1
-    end = min(_PAGE_HEADER + size, len(page))
-    off = _PAGE_HEADER
-    devices, open_run = counts.devices, counts._open
-    napi_id, softirq_id = layout.napi_id, layout.softirq_id
-    polls = 0
-    while off + 4 <= end:
-        header = _U32.unpack_from(page, off)[0]
-        type_len = header & 0x1F
-        if type_len == _PADDING:
-            if header >> 5 == 0:
-                break
-            off += 8 + _U32.unpack_from(page, off + 4)[0] - 4
-            continue
-        if type_len >= _TIME_EXTEND:
-            off += 8
-            continue
-        if type_len:
-            data, length = off + 4, type_len * 4
-        else:
-            data, length = off + 8, (_U32.unpack_from(page, off + 4)[0] - 4 + 3) & ~3
-        off = data + length
-        kind = _U16.unpack_from(page, data)[0]
-        if kind == napi_id:
-            loc = _U32.unpack_from(page, data + layout.dev_name_offset)[0]
-            name_at = data + (loc & 0xFFFF)
-            dev = page[name_at:name_at + (loc >> 16) - 1].decode(errors="replace")
-            work = _I32.unpack_from(page, data + layout.work_offset)[0]
-            entry = devices.get(dev)
-            if entry is None:
-                entry = devices[dev] = DevPolls()
-            entry.add(work)
-            polls += 1
-            if open_run.get(cpu):
-                counts.attributed_runs += 1
-                open_run[cpu] = False
-        elif kind == softirq_id and _U32.unpack_from(page, data + layout.vec_offset)[0] == NET_RX_VEC:
-            counts.net_rx_runs += 1
-            open_run[cpu] = True
-    if polls:
-        counts.cpu_polls[cpu] = counts.cpu_polls.get(cpu, 0) + polls
 
 
 def filter_expression(devices: list[str] | tuple[str, ...]) -> str:
@@ -237,6 +94,11 @@ def ensure_tracefs(root: Path = TRACEFS) -> Path:
     if proc.returncode or not (root / "instances").is_dir():
         raise TraceUnavailable(errno.ENODEV, f"cannot mount tracefs at {root}: {proc.stderr.strip() or 'no instances/'}")
     return root
+
+
+def _padded(data: bytes, page_bytes: int) -> bytes:
+    """Whole pages: a short read padded with zeros (a page says how much of it is data)."""
+    return data + bytes(-len(data) % page_bytes)
 
 
 class NapiTrace:
@@ -281,6 +143,7 @@ class NapiTrace:
                                                    (events / SOFTIRQ_EVENT / "format").read_text())
             subbuf = self.dir / "buffer_subbuf_size_kb"
             self.page_bytes = int(subbuf.read_text()) * 1024 if subbuf.exists() else PAGE_BYTES
+            parse_pages(bytes(self.page_bytes), self.page_bytes, TraceCounts(), 0, self.layout)  # compiled now, not in a window
             self._pipe = os.pipe()
             for pipe in sorted((self.dir / "per_cpu").glob("cpu*/trace_pipe_raw")):
                 cpu = int(pipe.parent.name[3:])
@@ -300,6 +163,7 @@ class NapiTrace:
                 return
             pipe_r, pipe_w = self._pipe
             for cpu, fd in self._fds.items():
+                pages = []
                 while True:
                     try:
                         moved = os.splice(fd, pipe_w, self.page_bytes, flags=_SPLICE_F_NONBLOCK)
@@ -307,9 +171,7 @@ class NapiTrace:
                         break
                     if not moved:
                         break
-                    page = os.read(pipe_r, moved)
-                    for at in range(0, len(page), self.page_bytes):
-                        parse_page(page[at:at + self.page_bytes], self.counts, cpu, self.layout)
+                    pages.append(_padded(os.read(pipe_r, moved), self.page_bytes))
                 while partial:
                     try:
                         page = os.read(fd, self.page_bytes)
@@ -317,7 +179,9 @@ class NapiTrace:
                         break
                     if not page:
                         break
-                    parse_page(page, self.counts, cpu, self.layout)
+                    pages.append(_padded(page, self.page_bytes))
+                if pages:
+                    parse_pages(b"".join(pages), self.page_bytes, self.counts, cpu, self.layout)
 
     def _drain_loop(self) -> None:
         t0 = time.thread_time_ns()
