@@ -97,7 +97,7 @@ def test_short_closed_loop_trial_gives_a_trial_result(tracefs):
     assert r.meta["placement"]["mode"] == ("placed" if cpus >= 4 else "shared")
     # per-site attribution from the napi:napi_poll tracepoint: every hop's NAPI counted on its own
     a = r.meta["attribution"]
-    assert a["source"] == "napi_poll tracepoint" and a.get("overrun") == 0
+    assert a["source"] == "napi_poll tracepoint" and a.get("overrun") == 0 and a["reader_cpu_s"] > 0
     assert set(a["devices"]) == {"peth0", "wire0", "vif1.0", "geth1", "vif2.0", "geth2"}
     sites = {s.site: s for s in r.sites}
     dev = a["devices"]

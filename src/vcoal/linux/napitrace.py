@@ -19,7 +19,7 @@ does the same at once, so counts lag by at most the page each CPU is still filli
 disables the events and counts those last pages too. (Reading the text ``trace_pipe`` instead
 cost ~5 µs an event on the 2-vCPU VM, fell behind under load and lost events; reading a page the
 writer is still filling gave counts off by up to ±40 % against /proc/softirqs.) ``reader_cpu_ns``
-is what the reading cost this process. Events the ring buffer dropped are counted from the pages
+is what draining and counting cost this process (the reader thread's and ``read``'s). Events the ring buffer dropped are counted from the pages
 (``TraceCounts.lost``) and the per-CPU ``stats`` (``overrun``). tracefs is mounted at
 /sys/kernel/tracing when it is not mounted yet. Device names are global to the trace, not per
 namespace: the caller names devices that are unique on the host while the trace runs (the testbed
@@ -161,6 +161,7 @@ class NapiTrace:
         with self._lock:
             if self._pipe is None:
                 return
+            t0 = time.thread_time_ns()
             pipe_r, pipe_w = self._pipe
             for cpu, fd in self._fds.items():
                 pages = []
@@ -182,12 +183,11 @@ class NapiTrace:
                     pages.append(_padded(page, self.page_bytes))
                 if pages:
                     parse_pages(b"".join(pages), self.page_bytes, self.counts, cpu, self.layout)
+            self.reader_cpu_ns += time.thread_time_ns() - t0
 
     def _drain_loop(self) -> None:
-        t0 = time.thread_time_ns()
         while not self._stop.wait(DRAIN_INTERVAL_S):
             self._drain()
-            self.reader_cpu_ns = time.thread_time_ns() - t0
 
     def read(self) -> TraceCounts:
         """Drain the full pages; a snapshot of the cumulative counts (up to a page per CPU behind

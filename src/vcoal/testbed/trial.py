@@ -165,8 +165,11 @@ class Counters:
         return sites, tenants, host, napi
 
     def attribution_state(self) -> dict:
-        """Where per-site polls come from (and, when traced, the events lost so far)."""
-        return {**self.attribution, "overrun": self.trace.overrun()} if self.trace is not None else dict(self.attribution)
+        """Where per-site polls come from (and, when traced, the events lost so far and the CPU time
+        the trace's reading took, settle windows included)."""
+        if self.trace is None:
+            return dict(self.attribution)
+        return {**self.attribution, "overrun": self.trace.overrun(), "reader_cpu_s": self.trace.reader_cpu_ns / 1e9}
 
     def close(self) -> None:
         self._links.close()
