@@ -61,6 +61,26 @@ def test_run_rejects_bad_arguments_before_touching_anything(tmp_path, monkeypatc
     assert out.exit_code == 2 and "--window" in out.output
 
 
+def test_compare_in_a_log_prints_a_line_per_finished_trial(tmp_path, monkeypatch):
+    """No terminal, no progress bar: a long comparison still says how far it is, one line a trial."""
+    from vcoal.cli import testbed_cmd
+    from vcoal.experiments import testbed_compare
+    from vcoal.testbed import load
+
+    def stand_in(specs, names, *, on_done, **_):
+        for done in (1, 2):
+            on_done(done, 2, f"{specs[0].name} off rep {done}")
+        return testbed_compare.CompareOutcome(rows=[], oracle={}, trials=2, failed=0)
+
+    monkeypatch.setattr(testbed_cmd, "_need_root", lambda: None)
+    monkeypatch.setattr(load, "check_tools", lambda spec: None)
+    monkeypatch.setattr(testbed_compare, "run_testbed_compare", stand_in)
+    out = runner.invoke(app, ["testbed", "compare", str(EXAMPLE), "--policies", "off", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    lines = [x for x in out.output.splitlines() if x.startswith("testbed compare:")]
+    assert len(lines) == 2 and lines[1].startswith("testbed compare: 2/2 done (") and "off rep 2" in lines[1], lines
+
+
 @pytest.mark.root("sockperf", "iperf3")
 def test_up_status_down_cli(tmp_path):
     tag = "c" + uuid.uuid4().hex[:8]

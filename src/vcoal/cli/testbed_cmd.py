@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -316,8 +317,13 @@ def compare(
                   console=console, transient=True) as bar:
         task = bar.add_task("testbed", total=None)
 
+        t0 = time.monotonic()
+
         def step(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=label)
+            if not console.is_terminal:  # no bar in a log: one line per finished trial
+                console.print(f"testbed compare: {done}/{total} done ({label}), {time.monotonic() - t0:.0f} s",
+                              highlight=False, soft_wrap=True)
 
         outcome = run_testbed_compare(specs, names, trial_fn=partial(testbed_trial, placement=placement, settle_s=settle),
                                       oracle=oracle, reps=reps, duration_s=duration, window_s=window,
