@@ -20,10 +20,16 @@ from pathlib import Path
 import pytest
 
 from vcoal.linux import napitrace
-from vcoal.linux import tracepages as napitrace_pages
 from vcoal.linux.features import set_features
 from vcoal.linux.napitrace import NapiTrace, filter_expression
-from vcoal.linux.tracepages import EventLayout, TraceCounts, TraceUnavailable, parse_page, parse_pages
+from vcoal.linux.tracepages import (
+    MAX_DEVICES,
+    EventLayout,
+    TraceCounts,
+    TraceUnavailable,
+    parse_page,
+    parse_pages,
+)
 from vct_netns import netns, root, sh
 
 CAPTURE = json.loads((Path(__file__).parent / "golden" / "linux" / "napi_poll_raw_pages.json").read_text())
@@ -107,7 +113,7 @@ def test_a_batch_of_pages_counts_as_its_pages_one_by_one():
 
 
 def test_more_devices_than_a_batch_holds_is_an_error_not_a_wrong_count():
-    n = napitrace_pages.MAX_DEVICES + 1
+    n = MAX_DEVICES + 1
     polls = [_poll(f"d{k}", 1) for k in range(n)]
     pages = [_page(*polls[at:at + 80]) for at in range(0, n, 80)]
     with pytest.raises(ValueError, match=f"more than {n - 1} devices"):
