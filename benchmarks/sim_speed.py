@@ -108,7 +108,6 @@ EVENT_ROLES = {
     ("job", L.K_NOOP, L.SOFTIRQ): ("irq", "notification cost on the sender"),
     ("event", L.E_HOP_TIMER, None): ("irq", "coalescing timer"),
     ("event", L.E_HOP_POLL, None): ("irq", "deferred re-poll"),
-    ("stale", None, None): ("irq", "stale completion of preempted work"),
 }
 EVENT_NAMES = {v: k for k, v in vars(L).items() if k.startswith("E_")}
 
@@ -127,10 +126,7 @@ def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarr
 
     def trace(rows):
         for _t, _key, kind, job, npend in rows.tolist():
-            if kind == L.E_CPU_DONE:
-                key = ("stale", None, None) if job < 0 else ("job", job >> 2, job & 3)
-            else:
-                key = ("event", kind, None)
+            key = ("job", job >> 2, job & 3) if kind == L.E_CPU_DONE else ("event", kind, None)
             counts[key] = counts.get(key, 0) + 1
             pending[0] += npend  # the event being run included
             if len(kinds) < KINDS_LEN:

@@ -49,8 +49,8 @@ class Simulation:
     packet's life; a packet delivered or dropped twice, or freed while live, raises
     ``AssertionError``, and so does a count of live packets that disagrees with the tenants'.
     ``trace``: called with every event, in order, as rows of a (n, 5) int64 array: time, key
-    ((prio << 56) | seq), event kind, job (kind * 4 + class of a live CPU completion, -1 for a
-    stale one), events pending.
+    ((prio << 56) | seq), event kind, job (kind * 4 + class of a CPU completion, else 0), events
+    pending.
     """
 
     def __init__(self, spec: ScenarioSpec, policy: Policy | None, seed: int, *, compiled: bool = True,

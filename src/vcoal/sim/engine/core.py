@@ -143,8 +143,16 @@ else:
 
 # --- events ------------------------------------------------------------------------------------
 @jit(I64, I64, I64, I64, I64, inline="always")
-def push(m, x, t, key, kind, a, b):
-    """Put event ``kind(a, b)`` with heap key ``key`` = (prio << 56) | seq on the heap."""
+def at(m, x, t, prio, kind, a, b):
+    """Schedule event ``kind(a, b)`` at ``t``.
+
+    Events run in (time, prio, seq) order: at equal times CPU completions run before timers before
+    arrivals (what makes the one-layer model agree bit-exactly with the sample-path recursions),
+    and equal (time, prio) run in scheduling order. Cancellation is lazy: components keep a token
+    and ignore stale events.
+    """
+    m[SEQ] += 1
+    key = (prio << 56) | m[SEQ]
     o = m[O_HEAP]
     i = m[HN]
     m[HN] = i + 1
@@ -167,19 +175,6 @@ def push(m, x, t, key, kind, a, b):
     m[ib + 3] = b
     if m[HN] > m[HEAP_CAP] - m[MARGIN]:
         m[FLAG] |= F_HEAP
-
-
-@jit(I64, I64, I64, I64, I64, inline="always")
-def at(m, x, t, prio, kind, a, b):
-    """Schedule event ``kind(a, b)`` at ``t``.
-
-    Events run in (time, prio, seq) order: at equal times CPU completions run before timers before
-    arrivals (what makes the one-layer model agree bit-exactly with the sample-path recursions),
-    and equal (time, prio) run in scheduling order. Cancellation is lazy: components keep a token
-    and ignore stale events.
-    """
-    m[SEQ] += 1
-    push(m, x, t, (prio << 56) | m[SEQ], kind, a, b)
 
 
 @jit(I64, inline="always")
@@ -347,26 +342,26 @@ def slot_link(m, x, c, t):
     nxt = m[SLOT_FIRST] - 1
     while nxt >= 0 and m[so + nxt * NSL] <= t:
         prev = nxt
-        nxt = m[so + nxt * NSL + 3] - 1
-    m[so + c * NSL + 3] = nxt + 1
+        nxt = m[so + nxt * NSL + SL_NEXT] - 1
+    m[so + c * NSL + SL_NEXT] = nxt + 1
     if prev < 0:
         m[SLOT_FIRST] = c + 1
     else:
-        m[so + prev * NSL + 3] = c + 1
+        m[so + prev * NSL + SL_NEXT] = c + 1
 
 
 @jit(I64)
 def slot_unlink(m, x, c):
     """Take busy slot ``c`` out of the list of busy slots."""
     so = m[O_SLOT]
-    nxt = m[so + c * NSL + 3]
+    nxt = m[so + c * NSL + SL_NEXT]
     if m[SLOT_FIRST] == c + 1:
         m[SLOT_FIRST] = nxt
         return
     i = m[SLOT_FIRST] - 1
-    while m[so + i * NSL + 3] != c + 1:
-        i = m[so + i * NSL + 3] - 1
-    m[so + i * NSL + 3] = nxt
+    while m[so + i * NSL + SL_NEXT] != c + 1:
+        i = m[so + i * NSL + SL_NEXT] - 1
+    m[so + i * NSL + SL_NEXT] = nxt
 
 
 @jit(I64, I64, I64, inline="always")
@@ -380,16 +375,11 @@ def cpu_start(m, x, c, cls, j):
     m[cb + C_RUN_JOB] = j
     m[cb + C_RUN_CLS] = cls
     m[cb + C_RUN_START] = now
-    m[cb + C_TOKEN] += 1
-    sb = m[O_SLOT] + c * NSL
-    if m[sb] != NEVER:  # the stale completion of a preempted job: the heap runs it (a no-op event)
-        push(m, x, m[sb], m[sb + 1], E_CPU_DONE, c, m[sb + 2])
-        slot_unlink(m, x, c)
     m[SEQ] += 1
     t = now + m[m[O_JOB] + j * NJ + J_COST]
+    sb = m[O_SLOT] + c * NSL
     m[sb] = t
-    m[sb + 1] = (PRIO_COMPLETION << 56) | m[SEQ]
-    m[sb + 2] = m[cb + C_TOKEN]
+    m[sb + SL_KEY] = (PRIO_COMPLETION << 56) | m[SEQ]
     slot_link(m, x, c, t)
 
 
@@ -409,6 +399,8 @@ def cpu_next(m, x, c):
 
 @jit(I64)
 def cpu_preempt(m, x, c):
+    """Application work running on CPU ``c`` goes back to the head of its queue with the work it
+    has left (preemptive-resume); its pending completion leaves the slot list."""
     cb = m[O_CPU] + c * NC
     j = m[cb + C_RUN_JOB]
     jb = m[O_JOB] + j * NJ
@@ -423,7 +415,8 @@ def cpu_preempt(m, x, c):
     if m[cb + C_QT + APP] < 0:
         m[cb + C_QT + APP] = j
     m[cb + C_RUN_JOB] = -1
-    m[cb + C_TOKEN] += 1
+    slot_unlink(m, x, c)  # its completion is withdrawn; it gets a new one when it resumes
+    m[m[O_SLOT] + c * NSL] = NEVER
     cpu_next(m, x, c)
 
 

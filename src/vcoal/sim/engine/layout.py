@@ -37,20 +37,21 @@ DRAW_MARGIN = 64
 
 # heap rows: time, (prio << 56) | seq, (event kind << 48) | first argument, second argument
 NE = 4
-# slot rows (one per CPU): time, key, token of its pending completion (time NEVER when there is none),
-# the next busy slot in (time, key) order + 1 (0: none)
-NSL = 4
+# slot rows (one per CPU): time and key of the running job's completion (time NEVER when the CPU
+# is idle), the next busy slot in (time, key) order + 1 (0: none)
+SL_KEY, SL_NEXT = 1, 2
+NSL = 3
 NEVER = (1 << 63) - 1
 PRIO_COMPLETION, PRIO_TIMER, PRIO_ARRIVAL, PRIO_CONTROL = 0, 1, 2, 3
 E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6)
 E_TOGGLE, E_ARRIVAL, E_ROW, E_REQUEST, E_PUMP_AT, E_OPEN = range(6, 12)
-# trace rows: time, key, event kind, job (kind * 4 + class of a live completion, -1 stale, else 0),
+# trace rows: time, key, event kind, job (kind * 4 + class of a CPU completion, else 0),
 # events pending (the one being run included)
 NTR = 5
 
 # cpu rows
-C_RUN_JOB, C_RUN_CLS, C_RUN_START, C_TOKEN, C_COMPLETING, C_BUSY, C_QH, C_QT, C_RUNS = 0, 1, 2, 3, 4, 5, 8, 11, 14
-NC = 15
+C_RUN_JOB, C_RUN_CLS, C_RUN_START, C_COMPLETING, C_BUSY, C_QH, C_QT, C_RUNS = 0, 1, 2, 3, 4, 7, 10, 13
+NC = 14
 IRQ, SOFTIRQ, APP = 0, 1, 2
 
 # job rows: cost, kind, three arguments, account site (-1: none), next job in the queue / free list
@@ -96,7 +97,8 @@ T_W_PACKETS, T_W_BYTES = 37, 38
 # the row of region dv holding a field's drawn values (-1: the field is a plain number)
 T_DV_REQ, T_DV_RESP, T_DV_THINK, T_DV_PKT, T_DV_APP, T_DV_ON, T_DV_OFF, T_DV_GAP = range(39, 47)
 T_START_NS = 47  # poisson with on/off: the first on period starts here (off before; 0: on at the start)
-NT = 48
+T_PUMP_AT = 48  # bulk: the time of its pending pacing event (E_PUMP_AT), -1: none
+NT = 49
 # float tenant rows
 TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
 NTF = 4

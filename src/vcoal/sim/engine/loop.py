@@ -79,13 +79,11 @@ def deliver(m, x, h, p):
         tx_cleaned(m, x, p)
 
 
-@jit(I64, I64, inline="always")
-def cpu_complete(m, x, c, token):
-    """A job's completion on CPU ``c``: account the job, run its continuation, start the next job
-    (a stale ``token``: the job was preempted, nothing happens)."""
+@jit(I64, inline="always")
+def cpu_complete(m, x, c):
+    """The running job's completion on CPU ``c``: account the job, run its continuation, start the
+    next job."""
     cb = m[O_CPU] + c * NC
-    if token != m[cb + C_TOKEN]:
-        return
     j = m[cb + C_RUN_JOB]
     jb = m[O_JOB] + j * NJ
     cost = m[jb + J_COST]
@@ -137,23 +135,16 @@ def trace(m, x, c):
     if c >= 0:
         sb = m[O_SLOT] + c * NSL
         m[tb] = m[sb]
-        m[tb + 1] = m[sb + 1]
+        m[tb + 1] = m[sb + SL_KEY]
         kind = E_CPU_DONE
-        cpu = c
-        token = m[sb + 2]
+        cb = m[O_CPU] + c * NC
+        job = m[m[O_JOB] + m[cb + C_RUN_JOB] * NJ + J_KIND] * 4 + m[cb + C_RUN_CLS]
     else:
         o = m[O_HEAP]
         m[tb] = m[o]
         m[tb + 1] = m[o + 1]
         kind = m[o + 2] >> 48
-        cpu = m[o + 2] & 0xFFFFFFFFFFFF
-        token = m[o + 3]
-    job = 0
-    if kind == E_CPU_DONE:
-        cb = m[O_CPU] + cpu * NC
-        job = -1
-        if token == m[cb + C_TOKEN]:
-            job = m[m[O_JOB] + m[cb + C_RUN_JOB] * NJ + J_KIND] * 4 + m[cb + C_RUN_CLS]
+        job = 0
     m[tb + 2] = kind
     m[tb + 3] = job
     m[tb + 4] = m[HN] + busy
@@ -175,7 +166,7 @@ def earliest(m, x):
     if c >= 0:
         sb = m[O_SLOT] + c * NSL
         t = m[sb]
-        if m[HN] == 0 or t < m[o] or (t == m[o] and m[sb + 1] < m[o + 1]):
+        if m[HN] == 0 or t < m[o] or (t == m[o] and m[sb + SL_KEY] < m[o + 1]):
             m[SCRATCH] = t
             return c
     m[SCRATCH] = m[o] if m[HN] > 0 else NEVER
@@ -202,19 +193,16 @@ def run(m_, x_, until, budget):
         if c >= 0:
             sb = m[O_SLOT] + c * NSL
             m[NOW] = m[sb]
-            m[SLOT_FIRST] = m[sb + 3]
+            m[SLOT_FIRST] = m[sb + SL_NEXT]
             m[sb] = NEVER
-            m[sb + 1] = NEVER
-            cpu_complete(m, x, c, m[sb + 2])
+            cpu_complete(m, x, c)
             continue
         pop(m, x, SCRATCH)
         kind = m[SCRATCH + 1]
         a = m[SCRATCH + 2]
         b = m[SCRATCH + 3]
         m[NOW] = m[SCRATCH]
-        if kind == E_CPU_DONE:  # only a preempted job's stale completion comes from the heap (cpu_start)
-            pass
-        elif kind == E_WIRE_RX:
+        if kind == E_WIRE_RX:
             wire_rx(m, x, a)
         elif kind == E_HOP_TIMER:
             timer(m, x, a, b)

@@ -150,11 +150,16 @@ def wire_rx(m, x, p):
 # --- Bulk ----------------------------------------------------------------------------------------
 @jit(I64)
 def pump(m, x, i):
+    """Bulk: send what the window's credit allows, one packet per ``T_GAP_NS`` (pacing); the next
+    send waits for an E_PUMP_AT event, of which at most one is pending (an ACK before it finds it
+    scheduled)."""
     tb = m[O_TEN] + i * NT
     now = m[NOW]
     while m[tb + T_CREDIT] > 0 and now < m[END_NS]:
         if m[tb + T_NEXT_NS] > now:
-            at(m, x, m[tb + T_NEXT_NS], PRIO_ARRIVAL, E_PUMP_AT, i, m[tb + T_NEXT_NS])
+            if m[tb + T_PUMP_AT] != m[tb + T_NEXT_NS]:
+                m[tb + T_PUMP_AT] = m[tb + T_NEXT_NS]
+                at(m, x, m[tb + T_NEXT_NS], PRIO_ARRIVAL, E_PUMP_AT, i, m[tb + T_NEXT_NS])
             return
         m[tb + T_CREDIT] -= 1
         m[tb + T_NEXT_NS] = now + m[tb + T_GAP_NS]
@@ -340,6 +345,7 @@ def start_all(m, x):
             m[tb + T_ACKED] = 0
             m[tb + T_CREDIT] = m[tb + T_WINDOW]
             m[tb + T_NEXT_NS] = 0
+            m[tb + T_PUMP_AT] = -1
             pump(m, x, i)
 
 
@@ -355,6 +361,8 @@ def tenant_event(m, x, kind, i, b):
         if m[NOW] < m[END_NS]:
             wire_send(m, x, t_new(m, x, i, t_value(m, x, i, T_DV_REQ, T_REQ_BYTES), REQ, m[NOW]))
     elif kind == E_PUMP_AT:
+        if b == m[tb + T_PUMP_AT]:
+            m[tb + T_PUMP_AT] = -1
         if b == m[tb + T_NEXT_NS]:
             pump(m, x, i)
     elif kind == E_OPEN:
