@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,37 @@ def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx
 def _net_rx() -> int:
     line = next(x for x in Path("/proc/softirqs").read_text().splitlines() if x.strip().startswith("NET_RX:"))
     return sum(int(v) for v in line.split()[1:])
+
+
+@root
+def test_a_failure_in_the_reader_thread_fails_every_later_read(tracefs, monkeypatch):
+    """Pages the reader thread took are gone when counting them fails; the next read must say so
+    rather than return counts without them (here one batch fails, the next would count fine)."""
+    real = napitrace.parse_pages
+    failed = []
+
+    def fails_once(*args):
+        if not failed:
+            failed.append(args[3])
+            raise ValueError("a page the parser refuses")
+        return real(*args)
+
+    n = 2000  # enough records to fill pages, which the reader thread takes only when full
+    with netns() as a, netns() as b:
+        sh("ip", "-n", a, "link", "add", "vtra", "type", "veth", "peer", "name", "vtrb", "netns", b)
+        for ns, dev, ip in ((a, "vtra", "198.18.78.1"), (b, "vtrb", "198.18.78.2")):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", ECHO, "server", "198.18.78.2", str(n)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline().strip() == "ready"
+            with NapiTrace("f" + a[-6:], ["vtra", "vtrb"]) as trace:
+                monkeypatch.setattr(napitrace, "parse_pages", fails_once)
+                sh("ip", "netns", "exec", a, sys.executable, "-c", ECHO, "client", "198.18.78.2", str(n))
+                time.sleep(4 * napitrace.DRAIN_INTERVAL_S)
+                assert failed, "the reader thread never drained a page"
+                with pytest.raises(RuntimeError, match=r"reader thread failed.*a page the parser refuses"):
+                    trace.read()
+        finally:
+            server.wait(10)

@@ -130,6 +130,7 @@ class NapiTrace:
         self._pipe: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
+        self._failed: BaseException | None = None  # what ended the reader thread
         self.reader_cpu_ns = 0
         self.stopped = False
         try:
@@ -186,14 +187,19 @@ class NapiTrace:
             self.reader_cpu_ns += time.thread_time_ns() - t0
 
     def _drain_loop(self) -> None:
-        while not self._stop.wait(DRAIN_INTERVAL_S):
-            self._drain()
+        try:
+            while not self._stop.wait(DRAIN_INTERVAL_S):
+                self._drain()
+        except Exception as exc:  # the pages it held are gone: every later read must fail, not undercount
+            self._failed = exc
 
     def read(self) -> TraceCounts:
         """Drain the full pages; a snapshot of the cumulative counts (up to a page per CPU behind
         while tracing; complete after ``stop``)."""
         if not self._fds:
             raise RuntimeError("napi trace is closed")
+        if self._failed is not None:
+            raise RuntimeError(f"napi trace: the reader thread failed, counts are incomplete: {self._failed}") from self._failed
         self._drain(partial=self.stopped)
         with self._lock:
             return self.counts.snapshot()
