@@ -163,45 +163,52 @@ class NapiTrace:
             if self._pipe is None:
                 return
             t0 = time.thread_time_ns()
-            pipe_r, pipe_w = self._pipe
-            for cpu, fd in self._fds.items():
-                pages = []
-                while True:
-                    try:
-                        moved = os.splice(fd, pipe_w, self.page_bytes, flags=_SPLICE_F_NONBLOCK)
-                    except BlockingIOError:
-                        break
-                    if not moved:
-                        break
-                    pages.append(_padded(os.read(pipe_r, moved), self.page_bytes))
-                while partial:
-                    try:
-                        page = os.read(fd, self.page_bytes)
-                    except BlockingIOError:
-                        break
-                    if not page:
-                        break
-                    pages.append(_padded(page, self.page_bytes))
-                if pages:
-                    parse_pages(b"".join(pages), self.page_bytes, self.counts, cpu, self.layout)
-            self.reader_cpu_ns += time.thread_time_ns() - t0
+            try:
+                self._drain_locked(partial)
+            except Exception as exc:  # the pages it held are gone: every later read must fail, not undercount
+                self._failed = exc
+                raise
+            finally:
+                self.reader_cpu_ns += time.thread_time_ns() - t0
+
+    def _drain_locked(self, partial: bool) -> None:
+        """``_drain``'s work, under its lock."""
+        pipe_r, pipe_w = self._pipe
+        for cpu, fd in self._fds.items():
+            pages = []
+            while True:
+                try:
+                    moved = os.splice(fd, pipe_w, self.page_bytes, flags=_SPLICE_F_NONBLOCK)
+                except BlockingIOError:
+                    break
+                if not moved:
+                    break
+                pages.append(_padded(os.read(pipe_r, moved), self.page_bytes))
+            while partial:
+                try:
+                    page = os.read(fd, self.page_bytes)
+                except BlockingIOError:
+                    break
+                if not page:
+                    break
+                pages.append(_padded(page, self.page_bytes))
+            if pages:
+                parse_pages(b"".join(pages), self.page_bytes, self.counts, cpu, self.layout)
 
     def _drain_loop(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a failure is kept in _failed; read() raises it
             while not self._stop.wait(DRAIN_INTERVAL_S):
                 self._drain()
-        except Exception as exc:  # the pages it held are gone: every later read must fail, not undercount
-            self._failed = exc
 
     def read(self) -> TraceCounts:
         """Drain the full pages; a snapshot of the cumulative counts (up to a page per CPU behind
         while tracing; complete after ``stop``)."""
         if not self._fds:
             raise RuntimeError("napi trace is closed")
-        if self._failed is not None:
-            raise RuntimeError(f"napi trace: the reader thread failed, counts are incomplete: {self._failed}") from self._failed
         self._drain(partial=self.stopped)
         with self._lock:
+            if self._failed is not None:
+                raise RuntimeError(f"napi trace: a drain failed, counts are incomplete: {self._failed}") from self._failed
             return self.counts.snapshot()
 
     def stop(self) -> TraceCounts:
