@@ -15,7 +15,8 @@ Runs on one core, in one process, and prints:
   at the measured events/s (interrupts and polls free), and the second kind alone;
 - the floor under any engine of that model: bare event loops (``event_floor.py``) holding the
   reference run's mean number of pending events and running its sequence of event kinds, and the
-  packets/s the faster allows at the reference's events per packet if every handler were free;
+  packets/s the faster allows at the reference's events per packet if every handler were free, and
+  the compiled engine's events/s as a fraction of each loop's (``engine_*_loop_fraction``);
 - peak memory of the reference run (compiled) and of the one-layer fast path at two lengths each
   (streaming histograms, chunked fast path: it must not grow);
 - the simulator's size: lines of ``src/vcoal/sim`` (``sim_loc``).
@@ -271,6 +272,10 @@ def main(quick: bool = False) -> None:
         f"{floor['bare_scan_loop_events_per_s'] / 1e6:.1f} M; at {rk.meta['events'] / k_sent:.1f} events per "
         f"packet the faster allows {bound_bare_pps / 1e6:.1f} M packets/s with every handler free"
     )
+    heap_frac = ev_s / floor["bare_heap_loop_events_per_s"]
+    scan_frac = ev_s / floor["bare_scan_loop_events_per_s"]
+    print(f"  the compiled engine: {ev_s / 1e6:.1f} M events/s, {100 * heap_frac:.0f} % of the bare heap loop's "
+          f"({100 * scan_frac:.0f} % of the scan's)")
     figures = {
         "simpy_pkts_per_s": round(simpy_pps),
         "des_pkts_per_s": round(des_pps),
@@ -289,6 +294,8 @@ def main(quick: bool = False) -> None:
         "reference_mean_pending_events": round(mean_pending, 1),
         **{k: round(v) for k, v in floor.items()},
         "reference_bound_bare_loop_pkts_per_s": round(bound_bare_pps),
+        "engine_heap_loop_fraction": round(heap_frac, 3),
+        "engine_scan_loop_fraction": round(scan_frac, 3),
         "reference_des_pkts_per_s": round(ref_sent_pps),
         "reference_des_packet_hops_per_s": round(ref_pps),
         "simpy_departures_identical_frac": round(agree, 5),
