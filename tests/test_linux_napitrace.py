@@ -10,6 +10,7 @@ parser.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import subprocess
@@ -157,12 +158,10 @@ ECHO = textwrap.dedent("""\
     """)
 
 
-@root
-def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx(tracefs):
-    """N UDP round trips over a veth pair (GRO on, TSO off): each end's NAPI polls N times, one packet
-    each; the trace saw every NET_RX run /proc/softirqs counted, and nearly all of them polled the pair
-    (the rest is the host's own traffic during the run)."""
-    n = 200
+@contextlib.contextmanager
+def _echo_pair(n: int):
+    """A veth pair vtra/vtrb (GRO on, TSO off) across two new namespaces and a UDP echo server on
+    vtrb for ``n`` round trips; yields (vtra's namespace, a function that runs the round trips)."""
     with netns() as a, netns() as b:
         sh("ip", "-n", a, "link", "add", "vtra", "type", "veth", "peer", "name", "vtrb", "netns", b)
         for ns, dev, ip in ((a, "vtra", "198.18.77.1"), (b, "vtrb", "198.18.77.2")):
@@ -173,15 +172,29 @@ def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx
                                   stdout=subprocess.PIPE, text=True)
         try:
             assert server.stdout.readline().strip() == "ready"
-            with NapiTrace("t" + a[-6:], ["vtra", "vtrb"]) as trace:
-                net_rx0 = _net_rx()
-                sh("ip", "netns", "exec", a, sys.executable, "-c", ECHO, "client", "198.18.77.2", str(n))
-                net_rx1 = _net_rx()
-                d = trace.stop()  # stopped: the pages still being written are counted too
-                assert trace.overrun() == 0 and d.lost == 0
-            assert not any(Path("/sys/kernel/tracing/instances").glob(f"vcoal-t{a[-6:]}"))  # instance removed
+            yield a, lambda: sh("ip", "netns", "exec", a, sys.executable, "-c", ECHO, "client", "198.18.77.2", str(n))
         finally:
-            server.wait(10)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:  # the round trips did not all run: end the server we started
+                server.kill()
+                server.wait()
+
+
+@root("ip")
+def test_real_round_trips_are_one_poll_per_packet_on_each_end_and_explain_net_rx(tracefs):
+    """N UDP round trips over a veth pair (GRO on, TSO off): each end's NAPI polls N times, one packet
+    each; the trace saw every NET_RX run /proc/softirqs counted, and nearly all of them polled the pair
+    (the rest is the host's own traffic during the run)."""
+    n = 200
+    with _echo_pair(n) as (a, round_trips):
+        with NapiTrace("t" + a[-6:], ["vtra", "vtrb"]) as trace:
+            net_rx0 = _net_rx()
+            round_trips()
+            net_rx1 = _net_rx()
+            d = trace.stop()  # stopped: the pages still being written are counted too
+            assert trace.overrun() == 0 and d.lost == 0
+        assert not any(Path("/sys/kernel/tracing/instances").glob(f"vcoal-t{a[-6:]}"))  # instance removed
     for dev in ("vtra", "vtrb"):  # n, plus the ARP exchange and IPv6 neighbour packets of a fresh link
         assert n <= d.devices[dev].packets == d.devices[dev].polls <= n + 4, (dev, d.devices[dev])
     net_rx = net_rx1 - net_rx0
@@ -196,7 +209,7 @@ def _net_rx() -> int:
     return sum(int(v) for v in line.split()[1:])
 
 
-@root
+@root("ip")
 def test_a_failure_in_the_reader_thread_fails_every_later_read(tracefs, monkeypatch):
     """Pages the reader thread took are gone when counting them fails; the next read must say so
     rather than return counts without them (here one batch fails, the next would count fine)."""
@@ -209,23 +222,12 @@ def test_a_failure_in_the_reader_thread_fails_every_later_read(tracefs, monkeypa
             raise ValueError("a page the parser refuses")
         return real(*args)
 
-    n = 2000  # enough records to fill pages, which the reader thread takes only when full
-    with netns() as a, netns() as b:
-        sh("ip", "-n", a, "link", "add", "vtra", "type", "veth", "peer", "name", "vtrb", "netns", b)
-        for ns, dev, ip in ((a, "vtra", "198.18.78.1"), (b, "vtrb", "198.18.78.2")):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        server = subprocess.Popen(["ip", "netns", "exec", b, sys.executable, "-c", ECHO, "server", "198.18.78.2", str(n)],
-                                  stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout.readline().strip() == "ready"
-            with NapiTrace("f" + a[-6:], ["vtra", "vtrb"]) as trace:
-                monkeypatch.setattr(napitrace, "parse_pages", fails_once)
-                sh("ip", "netns", "exec", a, sys.executable, "-c", ECHO, "client", "198.18.78.2", str(n))
-                trace._reader.join(5)  # the reader thread ends when a drain fails
-                assert failed, "the reader thread never drained a page"
-                for _ in range(2):  # every later read, not just the first
-                    with pytest.raises(RuntimeError, match=r"a drain failed.*a page the parser refuses"):
-                        trace.read()
-        finally:
-            server.wait(10)
+    # 2000 round trips: enough records to fill pages (the reader thread takes only full ones)
+    with _echo_pair(2000) as (a, round_trips), NapiTrace("f" + a[-6:], ["vtra", "vtrb"]) as trace:
+        monkeypatch.setattr(napitrace, "parse_pages", fails_once)
+        round_trips()
+        trace._reader.join(5)  # the reader thread ends when a drain fails
+        assert failed, "the reader thread never drained a page"
+        for _ in range(2):  # every later read, not just the first
+            with pytest.raises(RuntimeError, match=r"a drain failed.*a page the parser refuses"):
+                trace.read()

@@ -28,7 +28,6 @@ NAME_BYTES = 16  # IFNAMSIZ: a device name and its NUL
 _COMMIT_SIZE_MASK = (1 << 30) - 1
 _MISSED_EVENTS = 1 << 31
 _MISSED_STORED = 1 << 30
-_MAX_DATA_TYPE_LEN = 28
 _PADDING = 29
 _FIELD = re.compile(r"field:.*?\b(\w+)(?:\[\])?;\s*offset:(\d+);")
 MAX_DEVICES = 256  # distinct device names in one batch of pages
