@@ -318,10 +318,9 @@ def bucket_of(v):
 
 
 @jit(I64, I64, I64, inline="always")
-def hist_add(m, x, which, tenant, v):
-    """LatencyHistogram.add on histogram ``which`` of ``tenant``."""
-    r = which * m[NTEN] + tenant
-    m[m[O_HCOUNT] + r * NBUCKETS + bucket_of(v)] += 1
+def hist_put(m, x, r, b, v):
+    """LatencyHistogram.add of ``v`` (in bucket ``b``) on histogram row ``r``."""
+    m[m[O_HCOUNT] + r * NBUCKETS + b] += 1
     sb = m[O_HSTAT] + r * 4
     if m[sb] == 0 or v < m[sb + 2]:
         m[sb + 2] = v
@@ -329,6 +328,16 @@ def hist_add(m, x, which, tenant, v):
         m[sb + 3] = v
     m[sb] += 1
     m[sb + 1] += v
+
+
+@jit(I64, I64, I64, inline="always")
+def hist_add(m, x, which, tenant, v):
+    """Latency ``v`` of ``tenant`` into the window's histogram of kind ``which`` (HI_HIST or HI_RTT)
+    and, while measuring, into the run's."""
+    b = bucket_of(v)
+    hist_put(m, x, (which + HI_WIN) * m[NTEN] + tenant, b, v)
+    if m[MEASURING]:
+        hist_put(m, x, which * m[NTEN] + tenant, b, v)
 
 
 # --- CPUs -------------------------------------------------------------------------------

@@ -94,17 +94,14 @@ def delivered(m, x, i, p, lat, payload, record):
     tb = m[O_TEN] + i * NT
     finish(m, x, i, p)
     size = m[m[O_PKT] + p * NP + P_SIZE]
-    if m[MEASURING]:
-        if record:
-            hist_add(m, x, HI_HIST, i, lat)
-        if payload:
+    if payload:
+        if m[MEASURING]:
             m[tb + T_M_DELIVERED] += 1
             m[tb + T_M_BYTES] += size
-    if payload:
         m[tb + T_W_PACKETS] += 1
         m[tb + T_W_BYTES] += size
     if record:
-        hist_add(m, x, HI_WIN, i, lat)
+        hist_add(m, x, HI_HIST, i, lat)
 
 
 @jit(I64, I64, I64, I64, I64)
@@ -237,9 +234,7 @@ def on_wire(m, x, p):
     elif kind == W_RR:
         rtt = now - m[pb + P_REF]
         delivered(m, x, i, p, lat, True, False)
-        if m[MEASURING]:
-            hist_add(m, x, HI_RTT, i, rtt)
-        hist_add(m, x, HI_WINRTT, i, rtt)
+        hist_add(m, x, HI_RTT, i, rtt)
         if m[tb + T_DV_THINK] >= 0:
             think = int(dv_draw(m, x, m[tb + T_DV_THINK]))
         elif m[tb + T_THINK]:
