@@ -20,7 +20,14 @@ from vcoal import __version__
 from vcoal.model.histogram import LatencyHistogram
 from vcoal.model.policy import Decision, Policy
 from vcoal.model.result import CpuResult, SiteResult, TrialResult
-from vcoal.model.stats import CounterSample, DirStats, SiteStats, TenantStats, WindowStats, window_series_row
+from vcoal.model.stats import (
+    TenantStats,
+    WindowStats,
+    new_counter_sample,
+    new_dir_stats,
+    sites_from_samples,
+    window_series_row,
+)
 from vcoal.sim.arena import Feeder, build, write_params
 from vcoal.sim.engine import layout as L
 from vcoal.sim.engine import load
@@ -65,6 +72,7 @@ class Simulation:
         self.samples: list | None = None  # (t_ns, {site: CounterSample}) per window, for replay
         self.trace = trace
         self.params = spec.site_params()  # the parameters in force, per site
+        self._slos = [g.slo.to_slo() for g in spec.guests]
         topo = Topology(spec)
         self.cpus = topo.cpus
         self.engine = load(compiled)
@@ -123,8 +131,8 @@ class Simulation:
         """Every site's raw counters, as a host would show them at ``t_ns``."""
         ctr = self.arena.view("ctr")[:, : L.X_DROPS + 1].tolist()
         cpu_ns = self.arena.view("sitecpu")[:, 0].tolist()
-        return {site: CounterSample(t_ns, DirStats(*ctr[2 * k]), DirStats(*ctr[2 * k + 1]), cpu_ns[k])
-                for k, site in enumerate(self.params)}
+        return {site: new_counter_sample(t_ns, new_dir_stats(*ctr[2 * k]), new_dir_stats(*ctr[2 * k + 1]),
+                                         cpu_ns[k]) for k, site in enumerate(self.params)}
 
     def _cpus(self) -> tuple[list, list]:
         """Every CPU's busy time per class (interrupt, softirq, application) and its softirq runs."""
@@ -172,7 +180,7 @@ class Simulation:
             if not self.samples:
                 self.samples.append((0, self._prev))
             self.samples.append((t_ns, cur))
-        sites = {s: SiteStats.from_samples(s, self._prev[s], c, self.params[s]) for s, c in cur.items()}
+        sites = sites_from_samples(self.params, self._prev, cur, self.params.__getitem__)
         self._prev = cur
         n = len(self.spec.guests)
         counts = self.arena.view("ten")[:, [L.T_W_PACKETS, L.T_W_BYTES]].tolist()
@@ -181,7 +189,7 @@ class Simulation:
         for i, g in enumerate(self.spec.guests):
             src = self._hist(L.HI_WINRTT if rtt_counts[i] else L.HI_WIN, i)  # round trips where there are
             q = (src.quantile_ns(0.5) / 1e3, src.quantile_ns(0.99) / 1e3) if src.count else (None, None)
-            tenants[g.name] = TenantStats(g.name, g.slo.to_slo(), *counts[i], *q)
+            tenants[g.name] = TenantStats(g.name, self._slos[i], *counts[i], *q)
         interval = t_ns - (self.windows[-1]["t_ns"] if self.windows else 0)
         stats = WindowStats(len(self.windows), t_ns, interval, sites, tenants)
         row = window_series_row(stats)
