@@ -64,6 +64,7 @@ class Arena:
     def __init__(self, shapes: dict[str, tuple[int, int]]) -> None:
         self.shapes = dict(shapes)
         self.offsets: dict[str, int] = {}
+        self._views: dict[str, np.ndarray] = {}
         self.m = self._alloc(INT_REGIONS, _I64)
         self.x = self._alloc(FLOAT_REGIONS, np.float64)
         self._header()
@@ -87,10 +88,14 @@ class Arena:
         self.m[L.DV_LEN] = self.shapes["dv"][1]
 
     def view(self, name: str) -> np.ndarray:
-        rows, cols = self.shapes[name]
-        arr = self.m if name in INT_REGIONS else self.x
-        o = self.offsets[name]
-        return arr[o : o + rows * cols].reshape(rows, cols)
+        """Region ``name`` as a (rows, columns) view of its array (made once: the arrays never change)."""
+        v = self._views.get(name)
+        if v is None:
+            rows, cols = self.shapes[name]
+            arr = self.m if name in INT_REGIONS else self.x
+            o = self.offsets[name]
+            v = self._views[name] = arr[o : o + rows * cols].reshape(rows, cols)
+        return v
 
     def grown(self, name: str) -> Arena:
         """A copy with region ``name`` holding twice as many rows."""

@@ -183,7 +183,7 @@ class Simulation:
         sites = sites_from_samples(self.params, self._prev, cur, self.params.__getitem__)
         self._prev = cur
         n = len(self.spec.guests)
-        counts = self.arena.view("ten")[:, [L.T_W_PACKETS, L.T_W_BYTES]].tolist()
+        counts = self.arena.view("ten")[:, L.T_W_PACKETS : L.T_W_BYTES + 1].tolist()  # adjacent columns
         rtt_counts = self.arena.view("hstat")[L.HI_WINRTT * n : (L.HI_WINRTT + 1) * n, 0].tolist()
         tenants = {}
         for i, g in enumerate(self.spec.guests):
