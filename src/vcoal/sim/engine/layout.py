@@ -104,7 +104,8 @@ TF_RATE, TF_THINK1000, TF_ON1000, TF_OFF1000 = range(4)
 NTF = 4
 W_POISSON, W_TRACE, W_RR, W_BULK = 0, 1, 2, 3
 
-# histograms: row (h * ntenants + tenant); hcount rows of NBUCKETS, hstat rows (count, sum, min, max)
+# histograms: row (h * ntenants + tenant); hcount rows of NBUCKETS, hstat rows (count, sum, min, max);
+# the run's latency and round-trip histograms, then their window twins at + HI_WIN (core.hist_add)
 HI_HIST, HI_RTT, HI_WIN, HI_WINRTT = 0, 1, 2, 3
 NBUCKETS = _NBUCKETS
 LIN_LIMIT = LINEAR_LIMIT
