@@ -16,7 +16,9 @@ Runs on one core, in one process, and prints:
 - the floor under any engine of that model: bare event loops (``event_floor.py``) holding the
   reference run's mean number of pending events and running its sequence of event kinds, and the
   packets/s the faster allows at the reference's events per packet if every handler were free, and
-  the compiled engine's events/s as a fraction of each loop's (``engine_*_loop_fraction``);
+  the compiled engine's events/s as a fraction of each loop's (``engine_*_loop_fraction``), and the
+  share of the reference run's CPU time spent inside the engine's ``run`` with its events/s over that
+  time alone (``reference_engine_cpu_fraction``, ``engine_own_heap_loop_fraction``);
 - peak memory of the reference run (compiled) and of the one-layer fast path at two lengths each
   (streaming histograms, chunked fast path: it must not grow);
 - the simulator's size: lines of ``src/vcoal/sim`` (``sim_loc``).
@@ -139,6 +141,30 @@ def event_breakdown(spec, duration_s: float) -> tuple[dict, int, float, np.ndarr
     return counts, sum(t.sent for t in sim.tenants), pending[0] / n_events, np.array(kinds, dtype=np.int64)
 
 
+class _TimedEngine:
+    """An engine module whose ``run`` calls add up their CPU time."""
+
+    def __init__(self, engine) -> None:
+        self.start = engine.start
+        self._run = engine.run
+        self.cpu_s = 0.0
+
+    def run(self, *args):
+        c0 = time.process_time()
+        try:
+            return self._run(*args)
+        finally:
+            self.cpu_s += time.process_time() - c0
+
+
+def timed_engine_run(spec):
+    """The compiled run of ``spec`` (as ``run_scenario`` makes it) and the CPU seconds spent inside the
+    engine's ``run`` (the rest is the Python between windows: counters, statistics, the series)."""
+    sim = Simulation(spec, None, spec.seed)
+    sim.engine = engine = _TimedEngine(sim.engine)
+    return sim.run(), engine.cpu_s
+
+
 def sim_loc() -> int:
     """Lines of the simulator package's Python sources (``src/vcoal/sim``, subpackages included)."""
     return sum(len(p.read_text().splitlines()) for p in (ROOT / "src/vcoal/sim").rglob("*.py"))
@@ -196,7 +222,7 @@ def main(quick: bool = False) -> None:
     run_scenario(ref, duration_s=0.002, engine="compiled")  # JIT compile or cache load
     t0 = time.perf_counter()
     c0 = time.process_time()
-    rk = run_scenario(ref, duration_s=1.0 if quick else 3.0, engine="compiled")
+    rk, engine_cpu = timed_engine_run(ref.with_overrides({"duration_s": 1.0 if quick else 3.0}))
     kwall = time.perf_counter() - t0
     kcpu = time.process_time() - c0
     k_sent = sum(x.sent for x in rk.tenants)
@@ -274,8 +300,13 @@ def main(quick: bool = False) -> None:
     )
     heap_frac = ev_s / floor["bare_heap_loop_events_per_s"]
     scan_frac = ev_s / floor["bare_scan_loop_events_per_s"]
+    own_ev_s = rk.meta["events"] / engine_cpu
+    own_frac = own_ev_s / floor["bare_heap_loop_events_per_s"]
     print(f"  the compiled engine: {ev_s / 1e6:.1f} M events/s, {100 * heap_frac:.0f} % of the bare heap loop's "
           f"({100 * scan_frac:.0f} % of the scan's)")
+    print(f"  of the run's CPU time, {100 * engine_cpu / kcpu:.0f} % is inside the engine's run() (over that time "
+          f"alone {own_ev_s / 1e6:.1f} M events/s, {100 * own_frac:.0f} % of the bare heap loop's); the rest is "
+          "the Python between windows")
     figures = {
         "simpy_pkts_per_s": round(simpy_pps),
         "des_pkts_per_s": round(des_pps),
@@ -296,6 +327,8 @@ def main(quick: bool = False) -> None:
         "reference_bound_bare_loop_pkts_per_s": round(bound_bare_pps),
         "engine_heap_loop_fraction": round(heap_frac, 3),
         "engine_scan_loop_fraction": round(scan_frac, 3),
+        "reference_engine_cpu_fraction": round(engine_cpu / kcpu, 3),
+        "engine_own_heap_loop_fraction": round(own_frac, 3),
         "reference_des_pkts_per_s": round(ref_sent_pps),
         "reference_des_packet_hops_per_s": round(ref_pps),
         "simpy_departures_identical_frac": round(agree, 5),
