@@ -43,6 +43,7 @@ SL_KEY, SL_NEXT = 1, 2
 NSL = 3
 NEVER = (1 << 63) - 1
 PRIO_COMPLETION, PRIO_TIMER, PRIO_ARRIVAL, PRIO_CONTROL = 0, 1, 2, 3
+# E_CPU_DONE is never on the heap: it is the trace's kind of a CPU slot's completion (loop.trace)
 E_CPU_DONE, E_HOP_TIMER, E_HOP_POLL, E_WIRE_RX, E_WIRE_OUT, E_SET_RATE = range(6)
 E_TOGGLE, E_ARRIVAL, E_ROW, E_REQUEST, E_PUMP_AT, E_OPEN = range(6, 12)
 # trace rows: time, key, event kind, job (kind * 4 + class of a CPU completion, else 0),
