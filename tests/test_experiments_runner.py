@@ -174,3 +174,40 @@ def test_workers_get_a_numba_cache_dir(tmp_path):
     doc = load_trial(next((tmp_path / "out" / TRIALS_DIR).glob("*.json")))
     expected = os.environ.get("NUMBA_CACHE_DIR") or str(cache)
     assert doc.result.meta["numba_cache_dir"] == expected
+
+
+def _numba_engine_index(cache: Path) -> Path:
+    """Where numba itself puts the index of the compiled event loop in cache ``cache``."""
+    import importlib.util
+
+    from numba.core.caching import _CacheLocator
+
+    loop_py = importlib.util.find_spec("vcoal.sim.engine.loop").origin
+    return cache / _CacheLocator.get_suitable_cache_subpath(loop_py) / "loop.run-176.py311.nbi"
+
+
+def test_a_cold_engine_cache_is_announced_once_numba_would_compile(tmp_path, monkeypatch):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from vcoal.experiments import RichProgress
+    from vcoal.experiments.runner import cold_engine_note
+    from vcoal.experiments.worker import engine_cache_cold
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    index = _numba_engine_index(warm)
+    index.parent.mkdir(parents=True)
+    index.write_bytes(b"")
+    assert engine_cache_cold(str(cold)) and not engine_cache_cold(str(warm))
+    note = cold_engine_note(None, str(cold))
+    assert note is not None and str(cold) in note and "compiles" in note
+    assert cold_engine_note(None, str(warm)) is None
+    assert cold_engine_note(synthetic_trial, str(cold)) is None  # not the simulator: nothing to compile
+    assert cold_engine_note(None, None) is None  # a Dask cluster's workers: their caches are not ours
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(warm))  # the environment's choice wins, as in the workers
+    assert not engine_cache_cold(str(cold)) and cold_engine_note(None, str(cold)) is None
+    out = StringIO()
+    RichProgress(Console(file=out, width=200)).note(note)
+    assert note in out.getvalue()

@@ -20,6 +20,8 @@ class SweepProgress(Protocol):
 
     def start(self, total: int, skipped: int, engine: str) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
     def running(self, label: str) -> None: ...
 
     def finished(self, label: str, ok: bool) -> None: ...
@@ -31,6 +33,9 @@ class NoProgress:
     """Reports nothing (library default)."""
 
     def start(self, total: int, skipped: int, engine: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
     def running(self, label: str) -> None:
@@ -68,6 +73,10 @@ class RichProgress:
             self.console.print(f"resuming: {skipped} of {total + skipped} trials already stored, skipped")
         self._progress.start()
         self._task = self._progress.add_task("sweep", total=total, engine=engine, failed=0, current="")
+
+    def note(self, text: str) -> None:
+        """One line on stderr (above the bar while it shows)."""
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def running(self, label: str) -> None:
         if self._task is not None:

@@ -7,6 +7,7 @@ across worker processes and across sweeps.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sys
@@ -30,9 +31,14 @@ def default_numba_cache_dir() -> str:
     return str(Path(base) / "vcoal" / "numba")
 
 
+def numba_cache_target(cache_dir: str | None = None) -> str:
+    """The cache a worker uses: ``$NUMBA_CACHE_DIR`` if set, else ``cache_dir``, else the default."""
+    return os.environ.get("NUMBA_CACHE_DIR") or cache_dir or default_numba_cache_dir()
+
+
 def ensure_numba_cache(cache_dir: str | None) -> None:
     """Point numba's cache at ``cache_dir`` (created) unless the environment already chose one."""
-    target = os.environ.get("NUMBA_CACHE_DIR") or cache_dir or default_numba_cache_dir()
+    target = numba_cache_target(cache_dir)
     try:
         Path(target).mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -42,6 +48,22 @@ def ensure_numba_cache(cache_dir: str | None) -> None:
         numba_config = sys.modules.get("numba.core.config")
         if numba_config is not None:  # numba imported before us: make it re-read the variable
             numba_config.reload_config()
+
+
+ENGINE_DIR = Path(os.path.abspath(__file__)).parent.parent / "sim" / "engine"
+"""The simulator engine's sources (``vcoal.sim.engine``), as numba names them in its cache."""
+COLD_ENGINE_NOTE = ("numba cache {dir} holds no compiled simulator engine yet: the first simulation "
+                    "{who} compiles it (about a minute; cached for later runs)")
+
+
+def engine_cache_cold(cache_dir: str | None = None) -> bool:
+    """True when the numba cache (``numba_cache_target(cache_dir)``) holds no compiled simulator engine
+    of this installation yet, so the first simulation compiles it. Looks for numba's index of the
+    event loop (``loop.run``) in the subdirectory numba derives from the engine's directory (a stale
+    index, after the sources changed, counts as warm). Cheap: imports nothing."""
+    target = Path(numba_cache_target(cache_dir))
+    sub = f"{ENGINE_DIR.name}_{hashlib.sha1(str(ENGINE_DIR).encode()).hexdigest()}"
+    return not any((target / sub).glob("loop.run-*.nbi"))
 
 
 DRIVER_POLL_S = 1.0
