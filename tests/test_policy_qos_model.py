@@ -101,3 +101,31 @@ def test_greedy_plan_is_feasible_and_close_to_the_brute_force_optimum(budget_a, 
     assert ev.cost <= best * 1.10 + 1e-9
     if budget_a == 0.0:
         assert ev.tenant_p99_us["a"] == 0.0
+
+
+def _plain_poisson_min_moments(mean: float, cap: int) -> tuple[float, float]:
+    """E[min(M, cap)] and E[K'(K'+1)], M ~ Poisson(mean): every term of the sum, no early stop."""
+    if cap <= 0:
+        return 0.0, 0.0
+    pmf, e1, e2, mass = math.exp(-mean), 0.0, 0.0, 0.0
+    for m in range(cap):
+        e1 += m * pmf
+        e2 += m * (m + 1) * pmf
+        mass += pmf
+        pmf *= mean / (m + 1)
+    tail = max(0.0, 1.0 - mass)
+    return e1 + cap * tail, e2 + cap * (cap + 1) * tail
+
+
+def test_poisson_min_moments_stop_early_with_the_very_floats_of_the_full_sums():
+    import random
+
+    from vcoal.model.queueing import _poisson_min_moments
+
+    rng = random.Random(14)
+    cases = [(10 ** rng.uniform(-6, 3), rng.randint(0, 1024)) for _ in range(20_000)]
+    cases += [(mean, cap) for mean in (0.0, 1e-300, 0.5, 1.0, 2.0, 700.0, 746.0) for cap in (1, 2, 31, 63, 255)]
+    for mean, cap in cases:
+        assert _poisson_min_moments(mean, cap) == _plain_poisson_min_moments(mean, cap), (mean, cap)
+    e1, _ = _poisson_min_moments(0.9, 63)  # and the sum is the mean it should be (cap far above it)
+    assert e1 == pytest.approx(0.9, rel=1e-12)

@@ -36,9 +36,13 @@ def _poisson_min_moments(mean: float, cap: int) -> tuple[float, float]:
     pmf = math.exp(-mean)
     e1 = e2 = 0.0
     mass = 0.0
+    settled = mean + 2.0  # from here on every term below is smaller than the one before
     for m in range(cap):
-        e1 += m * pmf
-        e2 += m * (m + 1) * pmf
+        t1, t2 = m * pmf, m * (m + 1) * pmf
+        if m >= settled and e1 + t1 == e1 and e2 + t2 == e2 and mass + pmf == mass:
+            break  # this term no longer changes a sum, so no later (smaller) one can: same floats
+        e1 += t1
+        e2 += t2
         mass += pmf
         pmf *= mean / (m + 1)
     tail = max(0.0, 1.0 - mass)

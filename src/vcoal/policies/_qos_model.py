@@ -30,6 +30,7 @@ Per stage (rates per µs):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from vcoal.model.units import Site
 
 Z99 = 2.3263478740408408  # standard normal 0.99 quantile
 MAX_SESSION_POLLS = 1e6
+TIMER_STAGE_MEMO = 1 << 14  # timer-stage predictions kept (each a few hundred bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +133,17 @@ def timer_stage(
     ``work_us`` (per-packet CPU work, when known) selects the exact NAPI Min(N,T) queue with setup
     cost ``event_cost_us``; otherwise the zero-cost limit.
     """
-    usecs = float(p.usecs(direction))
-    frames_pkts = p.frames(direction)
+    return _timer_stage(p.usecs(direction), p.frames(direction), p.timer, lam, pkts_per_event, work_us, event_cost_us)
+
+
+@functools.lru_cache(maxsize=TIMER_STAGE_MEMO)
+def _timer_stage(usecs_int: int, frames_pkts: int, mode: TimerMode, lam: float, pkts_per_event: float,
+                 work_us: float | None, event_cost_us: float) -> StagePred:
+    """``timer_stage`` of a gate's own fields (a pure function: the planner asks for the same
+    stages again and again, within a decision and from one decision to the next)."""
+    usecs = float(usecs_int)
     k = max(1.0, pkts_per_event)
-    if p.timer is TimerMode.ITR:
+    if mode is TimerMode.ITR:
         # minimum gap between interrupts; no closed form, the absolute timer is a close stand-in
         frames_ev: int | None = None
         bound = usecs
@@ -143,7 +152,7 @@ def timer_stage(
     else:
         frames_ev = None if frames_pkts == 0 else max(2, math.ceil(frames_pkts / k))
         more = math.inf if frames_ev is None else erlang_q99_us(frames_ev - 1, lam)
-        if p.timer is TimerMode.PACKET:
+        if mode is TimerMode.PACKET:
             grow = math.exp(min(lam * usecs, 5.0))
             bound = min(usecs * grow if usecs > 0 else math.inf, more)
             frames_ev = None
@@ -151,7 +160,7 @@ def timer_stage(
             bound = min(usecs if usecs > 0 else math.inf, more)
     if lam <= 0:
         return StagePred(0.0 if math.isinf(bound) else bound, 0.0, 0.0, 0.0)
-    timer = "packet" if p.timer is TimerMode.PACKET else "absolute"
+    timer = "packet" if mode is TimerMode.PACKET else "absolute"
     t = None if usecs == 0 else usecs
     if timer == "packet" and t is None:
         timer, t = "absolute", None

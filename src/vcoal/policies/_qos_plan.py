@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from vcoal.model.hostpath import profile_of
 from vcoal.model.params import CoalesceParams
@@ -102,6 +103,10 @@ class Planner:
         for c in self.chains:
             for t in c.tenants:
                 self._tenant_chains.setdefault(t, []).append(c.key)
+        # per chain: its gates' (key, fields getter) and their params in force (the evidence's reference)
+        self._fields = {c.key: tuple((g.key, attrgetter(*g.fields())) for g in c.gates) for c in self.chains}
+        self._ref_ps = {c.key: tuple(self.current[g.site] for g in c.gates) for c in self.chains}
+        self._ev_cost: dict[str, float] = {}
         memo = memo if memo is not None else {}
         if sum(len(v) for v in memo.values()) > 200_000:  # a bound on the persistent memo
             memo.clear()
@@ -136,11 +141,12 @@ class Planner:
             ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
         hit = self._predict_memo(c, ps, lam)
         if self.correct is not None:
-            ref_ps = tuple(self.current[g.site] for g in c.gates)
-            changed = tuple(g.key for g, p, r in zip(c.gates, ps, ref_ps, strict=True)
-                            if any(getattr(p, f) != getattr(r, f) for f in g.fields()))
+            ref_ps = self._ref_ps[c.key]
+            fields = self._fields[c.key]
+            vals = [get(p) for (_, get), p in zip(fields, ps, strict=True)]  # each gate's field values
+            changed = tuple(gk for (gk, get), v, r in zip(fields, vals, ref_ps, strict=True) if v != get(r))
             ref = hit if not changed else self._predict_memo(c, ref_ps, lam)
-            key = (c.key, *(getattr(p, name) for g, p in zip(c.gates, ps, strict=True) for name in g.fields()))
+            key = (c.key, *(v for gate_vals in vals for v in gate_vals))  # setting_key's layout
             cost = self.correct(key, hit.cost, ref.cost, changed)
             if cost != hit.cost:
                 hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, cost)
@@ -162,7 +168,9 @@ class Planner:
     def _predict(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
         """The chain at its input rate; with a burst factor b the stages see the on-rate ``b * lam``
         (delays as in a burst) and events, polls and CPU are scaled by the duty cycle ``1 / b``."""
-        ev_cost = chain_event_cost(c.kind, self.costs)
+        ev_cost = self._ev_cost.get(c.kind)
+        if ev_cost is None:
+            ev_cost = self._ev_cost[c.kind] = chain_event_cost(c.kind, self.costs)
         preds = []
         b = max(1.0, c.burst)
         pkts = c.lam_pkts * b
@@ -208,8 +216,11 @@ class Planner:
         return hit
 
     def _moves(self, key: str, idx: Mapping[str, int], params: Mapping[Site, CoalesceParams],
-               preds: Mapping[str, ChainPred], chains: list[str], min_gain: float) -> list[tuple]:
-        """Every upward move of one gate: (level, site params, new chain preds, saving, Δp99 per tenant)."""
+               preds: Mapping[str, ChainPred], chains: list[str], min_gain: float,
+               prices: Mapping[str, float]) -> list[tuple]:
+        """Every upward move of one gate worth its saving: (efficiency, level, site params, new chain
+        preds, (tenant, Δp99) of the tenants it delays). A move must save ``min_gain`` and the price of
+        the delay it adds; its efficiency is the saving per µs of the largest delay it adds."""
         g = self.gates[key]
         old_cost = sum(preds[c].cost for c in chains)
         out = []
@@ -224,7 +235,15 @@ class Planner:
                 dp = new[c].p99_us - preds[c].p99_us
                 for t in self.by_key[c].tenants:
                     grow[t] = grow.get(t, 0.0) + dp
-            out.append((lv, site_params, new, saving, grow))
+            delayed = tuple((t, dp) for t, dp in grow.items() if dp > 1e-9)
+            added = 0.0
+            price = 0.0
+            for t, dp in delayed:
+                added = max(added, dp)
+                price += prices.get(t, 0.0) * dp
+            if saving < price:
+                continue
+            out.append((saving / added if added > 1e-9 else math.inf, lv, site_params, new, delayed))
         return out
 
     def optimise(
@@ -242,28 +261,18 @@ class Planner:
         preds = dict(self.evaluate(params).chains)
         delays = self._tenant_delays(preds, self._tenant_chains)
         affected = {k: self._affected(k) for k in self.gate_order}
-        cache: dict[str, list[tuple]] = {}
+        cache: dict[str, list[tuple]] = {}  # a gate's moves, kept until a taken move touches its chains
         while True:
             best = None
             for key in self.gate_order:
                 if key not in cache:
-                    cache[key] = self._moves(key, idx, params, preds, affected[key], min_gain)
-                for lv, site_params, new, saving, grow in cache[key]:
-                    added = 0.0
-                    price = 0.0
-                    ok = True
-                    for t, dp in grow.items():
-                        if dp > 1e-9:
-                            if delays[t] + dp > budgets.get(t, math.inf) + 1e-9:
-                                ok = False
-                                break
-                            added = max(added, dp)
-                            price += prices.get(t, 0.0) * dp
-                    if not ok or saving < price:
+                    cache[key] = self._moves(key, idx, params, preds, affected[key], min_gain, prices)
+                for eff, lv, site_params, new, delayed in cache[key]:
+                    if best is not None and not eff > best[0] * (1 + 1e-12):
                         continue
-                    eff = saving / added if added > 1e-9 else math.inf
-                    if best is None or eff > best[0] * (1 + 1e-12):
-                        best = (eff, key, lv, site_params, new)
+                    if any(delays[t] + dp > budgets.get(t, math.inf) + 1e-9 for t, dp in delayed):
+                        continue
+                    best = (eff, key, lv, site_params, new)
             if best is None:
                 break
             _, key, lv, site_params, new = best
