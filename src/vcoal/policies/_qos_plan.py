@@ -106,6 +106,7 @@ class Planner:
         # per chain: its gates' (key, fields getter) and their params in force (the evidence's reference)
         self._fields = {c.key: tuple((g.key, attrgetter(*g.fields())) for g in c.gates) for c in self.chains}
         self._ref_ps = {c.key: tuple(self.current[g.site] for g in c.gates) for c in self.chains}
+        self._ref_vals = {c.key: self._values(c, self._ref_ps[c.key]) for c in self.chains}
         self._ev_cost: dict[str, float] = {}
         memo = memo if memo is not None else {}
         if sum(len(v) for v in memo.values()) > 200_000:  # a bound on the persistent memo
@@ -139,21 +140,24 @@ class Planner:
             ps = tuple(params[g.site] for g in c.gates)
         else:
             ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
-        hit = self._predict_memo(c, ps, lam)
+        vals = self._values(c, ps)
+        hit = self._predict_memo(c, ps, lam, vals)
         if self.correct is not None:
-            ref_ps = self._ref_ps[c.key]
-            fields = self._fields[c.key]
-            vals = [get(p) for (_, get), p in zip(fields, ps, strict=True)]  # each gate's field values
-            changed = tuple(gk for (gk, get), v, r in zip(fields, vals, ref_ps, strict=True) if v != get(r))
-            ref = hit if not changed else self._predict_memo(c, ref_ps, lam)
+            ref_vals = self._ref_vals[c.key]
+            changed = tuple(gk for (gk, _), v, r in zip(self._fields[c.key], vals, ref_vals, strict=True) if v != r)
+            ref = hit if not changed else self._predict_memo(c, self._ref_ps[c.key], lam, ref_vals)
             key = (c.key, *(v for gate_vals in vals for v in gate_vals))  # setting_key's layout
             cost = self.correct(key, hit.cost, ref.cost, changed)
             if cost != hit.cost:
                 hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, cost)
         return hit
 
-    def _predict_memo(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
-        memo_key = (c.key, ps, round(lam, 9), c.burst, c.work_us)
+    def _values(self, c: Chain, ps: tuple[CoalesceParams, ...]) -> tuple[tuple, ...]:
+        """The values of the fields each gate of ``c`` owns (all that its prediction reads of ``ps``)."""
+        return tuple(get(p) for (_, get), p in zip(self._fields[c.key], ps, strict=True))
+
+    def _predict_memo(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float, vals: tuple) -> ChainPred:
+        memo_key = (c.key, vals, round(lam, 9), c.burst, c.work_us)
         hit = self._memo.get(memo_key)
         if hit is None:
             hit = self._memo[memo_key] = self._predict(c, ps, lam)
@@ -163,7 +167,7 @@ class Planner:
         """Output events per µs of a chain fed by Poisson packets at ``lam`` per µs (no burst)."""
         lam = float(f"{lam:.5g}")
         flat = Chain(c.key, c.kind, c.gates, c.tenants, lam, None, c.work_us, 1.0)
-        return self._predict_memo(flat, ps, lam).out_per_us
+        return self._predict_memo(flat, ps, lam, self._values(c, ps)).out_per_us
 
     def _predict(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> ChainPred:
         """The chain at its input rate; with a burst factor b the stages see the on-rate ``b * lam``
