@@ -192,8 +192,8 @@ def test_a_cold_engine_cache_is_announced_once_numba_would_compile(tmp_path, mon
     from rich.console import Console
 
     from vcoal.experiments import RichProgress
-    from vcoal.experiments.runner import cold_engine_note
-    from vcoal.experiments.worker import engine_cache_cold
+    from vcoal.experiments.runner import pool_cold_engine_note
+    from vcoal.experiments.worker import cold_engine_note, engine_cache_cold
 
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     cold, warm = tmp_path / "cold", tmp_path / "warm"
@@ -201,13 +201,14 @@ def test_a_cold_engine_cache_is_announced_once_numba_would_compile(tmp_path, mon
     index.parent.mkdir(parents=True)
     index.write_bytes(b"")
     assert engine_cache_cold(str(cold)) and not engine_cache_cold(str(warm))
-    note = cold_engine_note(None, str(cold))
-    assert note is not None and str(cold) in note and "compiles" in note
-    assert cold_engine_note(None, str(warm)) is None
-    assert cold_engine_note(synthetic_trial, str(cold)) is None  # not the simulator: nothing to compile
-    assert cold_engine_note(None, None) is None  # a Dask cluster's workers: their caches are not ours
+    note = pool_cold_engine_note(None, str(cold))
+    assert note is not None and str(cold) in note and "of each worker compiles" in note
+    assert pool_cold_engine_note(None, str(warm)) is None
+    assert "simulation on this machine compiles" in cold_engine_note(str(cold))  # vcoal sim's line
+    assert pool_cold_engine_note(synthetic_trial, str(cold)) is None  # not the simulator: nothing to compile
+    assert pool_cold_engine_note(None, None) is None  # a Dask cluster's workers: their caches are not ours
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(warm))  # the environment's choice wins, as in the workers
-    assert not engine_cache_cold(str(cold)) and cold_engine_note(None, str(cold)) is None
+    assert not engine_cache_cold(str(cold)) and pool_cold_engine_note(None, str(cold)) is None
     out = StringIO()
     RichProgress(Console(file=out, width=200)).note(note)
     assert note in out.getvalue()

@@ -92,17 +92,12 @@ def sim(
 
     from vcoal.experiments.runner import document_for
     from vcoal.experiments.sweep import expand, single_trial
-    from vcoal.experiments.worker import (
-        COLD_ENGINE_NOTE,
-        engine_cache_cold,
-        execute_trial,
-        numba_cache_target,
-    )
+    from vcoal.experiments.worker import cold_engine_note, execute_trial
     from vcoal.model.result import TrialResult
     from vcoal.results.files import write_trial
 
-    if engine_cache_cold():  # before anything imports the engine, which compiles it
-        warn(COLD_ENGINE_NOTE.format(dir=numba_cache_target(), who="on this machine"))
+    if (note := cold_engine_note()) is not None:  # before anything imports the engine, which compiles it
+        warn(note)
 
     # a single run is a sweep of one: same expansion, run key and trial execution as `vcoal sweep`
     trial = expand(single_trial(spec, pol.name if pol else "static", params, seed, duration))[0]

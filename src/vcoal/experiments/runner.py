@@ -24,13 +24,11 @@ from vcoal.experiments.executors import ExecutorHandle, open_executor
 from vcoal.experiments.progress import NoProgress, SweepProgress
 from vcoal.experiments.sweep import SweepSpec, TrialSpec
 from vcoal.experiments.worker import (
-    COLD_ENGINE_NOTE,
     TrialFn,
+    cold_engine_note,
     default_numba_cache_dir,
-    engine_cache_cold,
     error_record,
     execute_trial,
-    numba_cache_target,
 )
 from vcoal.results import (
     SummaryWriter,
@@ -160,14 +158,12 @@ def _write_meta(out_dir: Path, trials: Sequence[TrialSpec], sweep: SweepSpec | N
     write_atomic(out_dir / "sweep.json", json.dumps(meta, indent=1))
 
 
-def cold_engine_note(trial_fn: TrialFn | None, worker_cache_dir: str | None) -> str | None:
-    """The line saying that each worker compiles the simulator engine before its first trial, or None.
-
-    Only when the workers run the simulator (``trial_fn`` None) with a numba cache that this machine
-    can see (``worker_cache_dir``; None for a Dask cluster) and that holds no compiled engine yet."""
-    if trial_fn is not None or worker_cache_dir is None or not engine_cache_cold(worker_cache_dir):
+def pool_cold_engine_note(trial_fn: TrialFn | None, worker_cache_dir: str | None) -> str | None:
+    """``cold_engine_note`` for a sweep's workers: only when they run the simulator (``trial_fn`` None)
+    with a numba cache that this machine can see (``worker_cache_dir``; None for a Dask cluster)."""
+    if trial_fn is not None or worker_cache_dir is None:
         return None
-    return COLD_ENGINE_NOTE.format(dir=numba_cache_target(worker_cache_dir), who="of each worker")
+    return cold_engine_note(worker_cache_dir, "of each worker")
 
 
 def run_sweep(
@@ -233,7 +229,7 @@ def run_sweep(
     pending = collections.deque(todo)
     in_flight: dict[cf.Future, TrialSpec] = {}
     restarts = 0
-    if (note := cold_engine_note(trial_fn, fn_cache_dir)) is not None:
+    if (note := pool_cold_engine_note(trial_fn, fn_cache_dir)) is not None:
         progress.note(note)
     progress.start(len(todo), result.skipped, handle.name)
     try:
