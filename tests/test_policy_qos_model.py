@@ -129,3 +129,39 @@ def test_poisson_min_moments_stop_early_with_the_very_floats_of_the_full_sums():
         assert _poisson_min_moments(mean, cap) == _plain_poisson_min_moments(mean, cap), (mean, cap)
     e1, _ = _poisson_min_moments(0.9, 63)  # and the sum is the mean it should be (cap far above it)
     assert e1 == pytest.approx(0.9, rel=1e-12)
+
+
+def test_a_planner_that_has_searched_predicts_every_assignment_as_a_fresh_one_does():
+    """The planner keeps whole chain predictions (corrected) for its lifetime: after a search, every
+    assignment still evaluates to the very floats of a planner that has computed nothing yet, with
+    a fed chain (its input rate follows the feeding chain's levels) and a correction that reads the
+    setting and its changed gates."""
+    be, fe = Site.parse("backend:a"), Site.parse("frontend:a")
+    chains = [
+        Chain("nic_rx:q0", "nic_rx", chain_gates("nic_rx", NIC, None), ("a", "b"), 0.2),
+        Chain("guest_rx:a", "guest_rx", chain_gates("guest_rx", NIC, "a"), ("a",), 0.05, feed="nic_rx:q0"),
+    ]
+    gates = {g.key: g for c in chains for g in c.gates}
+    grid = (4, 16, 64)
+    levels = {k: (defer_levels(grid, 2, None) if g.knob == "napi" else timer_levels(g, grid, 64, None))
+              for k, g in gates.items()}
+    current = {s: CoalesceParams() for s in (Site.parse("nic:q0"), be, fe)}  # equal sites, other objects
+
+    def correct(key, model, ref_model, changed):
+        return model * (1.0 + 0.1 * len(changed)) + 1e-3 * ref_model + 1e-6 * sum(v for v in key[1:] if isinstance(v, int))
+
+    def planner():
+        return Planner(chains, levels, gates, current, {s: None for s in current}, Costs(), correct=correct)
+
+    searched = planner()
+    searched.optimise({"a": 30.0, "b": 60.0}, 0.0)
+    keys = searched.gate_order
+    combos = list(itertools.product(*(range(len(searched.levels[k])) for k in keys)))
+    assert len(combos) > 100
+    rates = set()
+    for combo in combos:
+        params = searched.params_for(dict(zip(keys, combo, strict=True)))
+        got, want = searched.evaluate(params), planner().evaluate(params)
+        assert got == want, combo
+        rates.add(want.chains["nic_rx:q0"].out_per_us)
+    assert len(rates) > 3  # the fed chain's input rate did vary with the NIC's levels

@@ -67,6 +67,11 @@ class Evaluation:
     cost: float
 
 
+def _quantised(lam: float) -> float:
+    """An input rate to 5 significant digits: a persistent memo, and decisions blind to float noise."""
+    return float(f"{lam:.5g}")
+
+
 class Planner:
     """Chains, candidate levels and the in-force parameters of one decision."""
 
@@ -107,12 +112,22 @@ class Planner:
         self._fields = {c.key: tuple((g.key, attrgetter(*g.fields())) for g in c.gates) for c in self.chains}
         self._ref_ps = {c.key: tuple(self.current[g.site] for g in c.gates) for c in self.chains}
         self._ref_vals = {c.key: self._values(c, self._ref_ps[c.key]) for c in self.chains}
+        # per chain: its gates' (site, fields getter), and its input rate quantised when no chain feeds it;
+        # every site is the very key object of the parameter dicts (found by identity, compared with ``is``)
+        canon = {site: site for site in self.current}
+        self._site = {k: canon.setdefault(g.site, g.site) for k, g in gates.items()}
+        self._site_gets = {c.key: tuple((canon[g.site], get) for g, (_, get) in zip(c.gates, self._fields[c.key], strict=True))
+                           for c in self.chains}
+        self._lam0 = {c.key: _quantised(c.lam_pkts) for c in self.chains}
         self._ev_cost: dict[str, float] = {}
         memo = memo if memo is not None else {}
         if sum(len(v) for v in memo.values()) > 200_000:  # a bound on the persistent memo
             memo.clear()
         self._memo: dict = memo.setdefault("chains", {})
         self._lvl_memo: dict = memo.setdefault("levels", {})
+        # a chain's whole prediction (corrected) by (chain, its gates' field values, input rate): the
+        # greedy search asks for the same ones again after every move; valid while this planner lives
+        self._final: dict = {}
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -126,21 +141,23 @@ class Planner:
 
     def _chain(self, c: Chain, params: Mapping[Site, CoalesceParams], feed: ChainPred | None,
                override: tuple[Site, CoalesceParams] | None = None) -> ChainPred:
-        if c.feed is not None:
-            src = self.by_key.get(c.feed)
-            if feed is None or src is None or src.lam_pkts <= 0:
-                lam = c.lam_pkts
-            else:
-                polls = feed.out_per_us + sum(s.polls_per_us for s in feed.stages)  # wake-ups and timer polls
-                lam = share_events(min(polls, src.lam_pkts), src.lam_pkts, c.lam_pkts)
+        src = None if c.feed is None or feed is None else self.by_key.get(c.feed)
+        if src is None or src.lam_pkts <= 0:
+            lam = self._lam0[c.key]
         else:
-            lam = c.lam_pkts
-        lam = float(f"{lam:.5g}")  # quantised: a persistent memo, and decisions blind to float noise
+            polls = feed.out_per_us + sum(s.polls_per_us for s in feed.stages)  # wake-ups and timer polls
+            lam = _quantised(share_events(min(polls, src.lam_pkts), src.lam_pkts, c.lam_pkts))
+        site_gets = self._site_gets[c.key]
         if override is None:
-            ps = tuple(params[g.site] for g in c.gates)
+            ps = tuple([params[site] for site, _ in site_gets])
         else:
-            ps = tuple(override[1] if g.site == override[0] else params[g.site] for g in c.gates)
-        vals = self._values(c, ps)
+            o_site, o_params = override
+            ps = tuple([o_params if site is o_site else params[site] for site, _ in site_gets])
+        vals = tuple([get(p) for (_, get), p in zip(site_gets, ps, strict=True)])
+        final_key = (c.key, vals, lam)
+        hit = self._final.get(final_key)
+        if hit is not None:
+            return hit
         hit = self._predict_memo(c, ps, lam, vals)
         if self.correct is not None:
             ref_vals = self._ref_vals[c.key]
@@ -150,6 +167,7 @@ class Planner:
             cost = self.correct(key, hit.cost, ref.cost, changed)
             if cost != hit.cost:
                 hit = ChainPred(hit.stages, hit.p99_us, hit.mean_us, hit.out_per_us, cost)
+        self._final[final_key] = hit
         return hit
 
     def _values(self, c: Chain, ps: tuple[CoalesceParams, ...]) -> tuple[tuple, ...]:
@@ -165,7 +183,7 @@ class Planner:
 
     def chain_out(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float) -> float:
         """Output events per µs of a chain fed by Poisson packets at ``lam`` per µs (no burst)."""
-        lam = float(f"{lam:.5g}")
+        lam = _quantised(lam)
         flat = Chain(c.key, c.kind, c.gates, c.tenants, lam, None, c.work_us, 1.0)
         return self._predict_memo(flat, ps, lam, self._values(c, ps)).out_per_us
 
@@ -225,12 +243,12 @@ class Planner:
         """Every upward move of one gate worth its saving: (efficiency, level, site params, new chain
         preds, (tenant, Δp99) of the tenants it delays). A move must save ``min_gain`` and the price of
         the delay it adds; its efficiency is the saving per µs of the largest delay it adds."""
-        g = self.gates[key]
+        site = self._site[key]
         old_cost = sum(preds[c].cost for c in chains)
         out = []
         for lv in range(idx[key] + 1, len(self.levels[key])):
-            site_params = self._level(key, params[g.site], lv)
-            new = self._reeval(chains, params, preds, (g.site, site_params))
+            site_params = self._level(key, params[site], lv)
+            new = self._reeval(chains, params, preds, (site, site_params))
             saving = old_cost - sum(new[c].cost for c in chains)
             if saving < min_gain:
                 continue
@@ -282,12 +300,12 @@ class Planner:
             _, key, lv, site_params, new = best
             idx[key] = lv
             params = dict(params)
-            params[self.gates[key].site] = site_params
+            params[self._site[key]] = site_params
             preds.update(new)
             delays = self._tenant_delays(preds, self._tenant_chains)
             touched = set(new)
             for k in list(cache):
-                if k == key or touched.intersection(affected[k]) or self.gates[k].site == self.gates[key].site:
+                if k == key or touched.intersection(affected[k]) or self._site[k] is self._site[key]:
                     del cache[k]
         return idx, self.evaluate(params)
 
