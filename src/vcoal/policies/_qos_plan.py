@@ -108,16 +108,16 @@ class Planner:
         for c in self.chains:
             for t in c.tenants:
                 self._tenant_chains.setdefault(t, []).append(c.key)
-        # per chain: its gates' (key, fields getter) and their params in force (the evidence's reference)
-        self._fields = {c.key: tuple((g.key, attrgetter(*g.fields())) for g in c.gates) for c in self.chains}
-        self._ref_ps = {c.key: tuple(self.current[g.site] for g in c.gates) for c in self.chains}
-        self._ref_vals = {c.key: self._values(c, self._ref_ps[c.key]) for c in self.chains}
-        # per chain: its gates' (site, fields getter), and its input rate quantised when no chain feeds it;
-        # every site is the very key object of the parameter dicts (found by identity, compared with ``is``)
+        # per chain: its gates' (key, site, fields getter) and their params in force (the evidence's
+        # reference); every site is the very key object of the parameter dicts (found by identity,
+        # compared with ``is``)
         canon = {site: site for site in self.current}
         self._site = {k: canon.setdefault(g.site, g.site) for k, g in gates.items()}
-        self._site_gets = {c.key: tuple((canon[g.site], get) for g, (_, get) in zip(c.gates, self._fields[c.key], strict=True))
-                           for c in self.chains}
+        self._fields = {c.key: tuple((g.key, canon[g.site], attrgetter(*g.fields())) for g in c.gates)
+                        for c in self.chains}
+        self._ref_ps = {c.key: tuple(self.current[site] for _, site, _ in self._fields[c.key]) for c in self.chains}
+        self._ref_vals = {c.key: self._values(c, self._ref_ps[c.key]) for c in self.chains}
+        # a chain's input rate quantised, for a chain no other feeds
         self._lam0 = {c.key: _quantised(c.lam_pkts) for c in self.chains}
         self._ev_cost: dict[str, float] = {}
         memo = memo if memo is not None else {}
@@ -147,13 +147,13 @@ class Planner:
         else:
             polls = feed.out_per_us + sum(s.polls_per_us for s in feed.stages)  # wake-ups and timer polls
             lam = _quantised(share_events(min(polls, src.lam_pkts), src.lam_pkts, c.lam_pkts))
-        site_gets = self._site_gets[c.key]
+        fields = self._fields[c.key]
         if override is None:
-            ps = tuple([params[site] for site, _ in site_gets])
+            ps = tuple([params[site] for _, site, _ in fields])
         else:
             o_site, o_params = override
-            ps = tuple([o_params if site is o_site else params[site] for site, _ in site_gets])
-        vals = tuple([get(p) for (_, get), p in zip(site_gets, ps, strict=True)])
+            ps = tuple([o_params if site is o_site else params[site] for _, site, _ in fields])
+        vals = self._values(c, ps)
         final_key = (c.key, vals, lam)
         hit = self._final.get(final_key)
         if hit is not None:
@@ -161,7 +161,7 @@ class Planner:
         hit = self._predict_memo(c, ps, lam, vals)
         if self.correct is not None:
             ref_vals = self._ref_vals[c.key]
-            changed = tuple(gk for (gk, _), v, r in zip(self._fields[c.key], vals, ref_vals, strict=True) if v != r)
+            changed = tuple(gk for (gk, _, _), v, r in zip(self._fields[c.key], vals, ref_vals, strict=True) if v != r)
             ref = hit if not changed else self._predict_memo(c, self._ref_ps[c.key], lam, ref_vals)
             key = (c.key, *(v for gate_vals in vals for v in gate_vals))  # setting_key's layout
             cost = self.correct(key, hit.cost, ref.cost, changed)
@@ -172,7 +172,7 @@ class Planner:
 
     def _values(self, c: Chain, ps: tuple[CoalesceParams, ...]) -> tuple[tuple, ...]:
         """The values of the fields each gate of ``c`` owns (all that its prediction reads of ``ps``)."""
-        return tuple(get(p) for (_, get), p in zip(self._fields[c.key], ps, strict=True))
+        return tuple([get(p) for (_, _, get), p in zip(self._fields[c.key], ps, strict=True)])
 
     def _predict_memo(self, c: Chain, ps: tuple[CoalesceParams, ...], lam: float, vals: tuple) -> ChainPred:
         memo_key = (c.key, vals, round(lam, 9), c.burst, c.work_us)
